@@ -1,0 +1,284 @@
+"""The continual-training loop: a task stream, in order, for one method and seed.
+
+For each task the loop trains until a number of epochs or a training-loss
+target, lets the method's regularizer consolidate, and evaluates every task's
+held-out test split in eval mode (dropout off). That gives the accuracy matrix
+``R[i, j]`` (accuracy on task ``j`` after training task ``i``) and the
+metrics of `classp_jax.metrics`. The optimizer and regularizer state carry
+over between tasks; per-task hyperparameters are injected into the optimizer
+state, so nothing is rebuilt or recompiled.
+
+Runs are deterministic for a given seed and backend: the data order of
+(task, epoch) and each step's dropout key are functions of the seed alone, so a
+run resumed from a checkpoint ends exactly where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+from classp_jax.data import TaskStream
+from classp_jax.methods import ConsolidationContext, Method, per_task, set_hyperparams
+from classp_jax.metrics import continual_metrics
+from classp_jax.parallel import (DATA, TrainState, data_mesh, make_evaluate, make_train_chunk,
+                                 replicate, shard_batch, to_host)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """How each task is trained and evaluated.
+
+  Per-task fields take one value for every task or a tuple with one per task
+  (the last value repeats).
+
+  Attributes:
+    batch_size: global batch size, split over all devices.
+    epochs: epochs per task when no loss target is set.
+    loss_target: stop a task once an epoch's mean training loss is at or
+      below this; None trains for ``epochs``.
+    max_epochs: the most epochs a task trains while chasing a loss target.
+    eval_batch_size: examples per evaluation batch.
+    evals_per_task: extra evaluations of all tasks during each task, for the
+      accuracy-over-training curves (the end of each task is always evaluated).
+    log_every: keep the step metrics of every this many steps.
+    steps_per_call: steps run by one jitted call.
+    unroll: unroll the steps of a call (fast on XLA:CPU) or keep the scan
+      rolled.
+    checkpoint_every: also checkpoint every this many steps (0: only after
+      each task); needs a checkpoint directory.
+    paper_eval: also score each task's training split with dropout on, as the
+      authors' code did, so published numbers can be compared.
+  """
+
+  batch_size: int = 32
+  epochs: int | Sequence[int] = 1
+  loss_target: float | None | Sequence[float | None] = None
+  max_epochs: int = 50
+  eval_batch_size: int = 1000
+  evals_per_task: int = 4
+  log_every: int = 10
+  steps_per_call: int = 1
+  unroll: bool = True
+  checkpoint_every: int = 0
+  paper_eval: bool = False
+
+
+def tree_bytes(tree: Any) -> int:
+  """Bytes held by a pytree's array leaves."""
+  return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def _model_fns(model: nn.Module):
+  def train_apply(params, inputs, rng):
+    return model.apply({"params": params}, inputs, train=True, rngs={"dropout": rng})
+
+  def eval_apply(params, inputs, rng=None):
+    del rng
+    return model.apply({"params": params}, inputs, train=False)
+
+  return train_apply, eval_apply
+
+
+def run_continual(
+    model: nn.Module,
+    stream: TaskStream,
+    method: Method,
+    config: LoopConfig,
+    *,
+    seed: int = 0,
+    checkpoint_dir: str | None = None,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+  """Trains ``model`` on ``stream``'s tasks in order with ``method``.
+
+  Args:
+    model: a Flax Linen module called as ``model(inputs, train=...)``.
+    stream: the tasks, in order.
+    method: the optimizer and regularizer (`classp_jax.methods.build_method`).
+    config: training and evaluation settings.
+    seed: seeds the init, the data order and dropout.
+    checkpoint_dir: where to checkpoint after each task (and every
+      ``config.checkpoint_every`` steps); a run finding a checkpoint there
+      resumes from it.
+    progress: show progress bars.
+    on_step: called with the global step count after each jitted call.
+
+  Returns:
+    A JSON-ready dict: ``method``, ``seed``, ``accuracy_matrix`` (``R[i][j]``),
+    ``baseline`` (random-init accuracy per task), the metrics ``acc``,
+    ``bwt``, ``forgetting``, ``fwt``, ``param_count``, ``state_bytes``,
+    ``steps`` and ``epochs`` per task, ``wall_time_s``, ``history`` (test
+    accuracy on every task over training), ``logs`` (step metrics) and, with
+    ``config.paper_eval``, ``paper_protocol`` (the same on training splits
+    with dropout on).
+  """
+  start_time = time.perf_counter()
+  tasks = stream.tasks
+  num_tasks = len(tasks)
+  mesh = data_mesh()
+  num_devices = mesh.shape[DATA]
+  if config.batch_size <= 0 or config.batch_size % num_devices:
+    raise ValueError(
+        f"batch_size {config.batch_size} must be a positive multiple of the "
+        f"{num_devices} devices")
+  for task in tasks:
+    if len(task.train.labels) < config.batch_size:
+      raise ValueError(
+          f"task {task.name!r} has {len(task.train.labels)} training examples, "
+          f"fewer than one batch of {config.batch_size}")
+
+  train_apply, eval_apply = _model_fns(model)
+  init_key, dropout_key, consolidate_key, paper_key = jax.random.split(jax.random.key(seed), 4)
+  dummy = np.zeros((1, *stream.input_shape), tasks[0].train.inputs.dtype)
+  params = model.init({"params": init_key}, dummy, train=False)["params"]
+  state = TrainState(params, method.tx.init(params), method.regularizer.init(params))
+  state = replicate(state, mesh)
+  train_chunk = make_train_chunk(train_apply, method.tx, method.regularizer, mesh,
+                                 unroll=config.unroll)
+  evaluate = make_evaluate(eval_apply, mesh, config.eval_batch_size)
+  evaluate_train_mode = make_evaluate(train_apply, mesh, config.eval_batch_size)
+  tests = [replicate((t.test.inputs, t.test.labels), mesh) for t in tasks]
+
+  record: dict[str, Any] = {
+      "rows": [], "paper_rows": [], "steps": [], "epochs": [],
+      "history": {"step": [], "task": [], "accuracy": []},
+      "logs": {"step": [], "loss": [], "penalty": [], "update_fraction": [], "capacity_used": []},
+  }
+  position = {"task": 0, "epoch": 0, "step_in_epoch": 0, "global_step": 0,
+              "epoch_loss_sum": 0.0, "task_start_step": 0}
+
+  manager = None
+  if checkpoint_dir is not None:
+    manager = ocp.CheckpointManager(
+        checkpoint_dir, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+    latest = manager.latest_step()
+    if latest is not None:
+      restored = manager.restore(latest, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(state), meta=ocp.args.JsonRestore()))
+      state = restored.state
+      record, position = restored.meta["record"], restored.meta["position"]
+
+  def save():
+    if manager is not None:
+      manager.save(position["global_step"], args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          meta=ocp.args.JsonSave({"record": record, "position": position})))
+      manager.wait_until_finished()
+
+  def evaluate_all(params) -> list[float]:
+    return [evaluate(params, x, y) for x, y in tests]
+
+  if "baseline" not in record:
+    record["baseline"] = evaluate_all(state.params)
+
+  pending_logs: list[tuple[int, dict[str, jax.Array]]] = []
+
+  def flush_logs():
+    for first_step, metrics in pending_logs:
+      metrics = jax.tree.map(to_host, metrics)
+      for i in range(len(metrics["loss"])):
+        if (first_step + i) % config.log_every:
+          continue
+        record["logs"]["step"].append(first_step + i)
+        for name in ("loss", "penalty", "update_fraction", "capacity_used"):
+          record["logs"][name].append(float(metrics[name][i]) if name in metrics else None)
+    pending_logs.clear()
+
+  for t in range(position["task"], num_tasks):
+    task = tasks[t]
+    state = state._replace(opt_state=set_hyperparams(
+        state.opt_state, method.task_hparams[t], lambda v: replicate(v, mesh)))
+    inputs, labels = replicate((task.train.inputs, task.train.labels), mesh)
+    num_examples = len(task.train.labels)
+    steps_per_epoch = num_examples // config.batch_size
+    loss_target = per_task(config.loss_target, t)
+    max_epochs = config.max_epochs if loss_target is not None else per_task(config.epochs, t)
+    eval_steps = {steps_per_epoch * max_epochs * (k + 1) // (config.evals_per_task + 1)
+                  for k in range(config.evals_per_task)} if loss_target is None else set()
+    bar = tqdm(total=steps_per_epoch * max_epochs, initial=position["global_step"] - position["task_start_step"],
+               desc=f"{method.name} seed {seed} task {t + 1}/{num_tasks} ({task.name})",
+               disable=not progress, leave=False, unit="step")
+    while position["epoch"] < max_epochs:
+      order = np.random.default_rng([seed, t, position["epoch"]]).permutation(num_examples)
+      order = order[: steps_per_epoch * config.batch_size].reshape(steps_per_epoch, config.batch_size)
+      loss_sum = jnp.asarray(position["epoch_loss_sum"], jnp.float32)
+      while position["step_in_epoch"] < steps_per_epoch:
+        first = position["step_in_epoch"]
+        # Chunks stay aligned to multiples of steps_per_call within the epoch, so a
+        # resumed run makes exactly the same calls as an uninterrupted one.
+        last = min(first - first % config.steps_per_call + config.steps_per_call, steps_per_epoch)
+        state, metrics = train_chunk(state, inputs, labels, shard_batch(order[first:last], mesh),
+                                     dropout_key, jnp.int32(position["global_step"]))
+        loss_sum = loss_sum + metrics["loss"].sum()
+        pending_logs.append((position["global_step"], metrics))
+        position["global_step"] += last - first
+        position["step_in_epoch"] = last
+        bar.update(last - first)
+        if on_step is not None:
+          on_step(position["global_step"])
+        task_step = position["global_step"] - position["task_start_step"]
+        if any(task_step - (last - first) < s <= task_step for s in eval_steps):
+          record["history"]["step"].append(position["global_step"])
+          record["history"]["task"].append(t)
+          record["history"]["accuracy"].append(evaluate_all(state.params))
+        if config.checkpoint_every and (
+            position["global_step"] // config.checkpoint_every
+            > (position["global_step"] - (last - first)) // config.checkpoint_every):
+          flush_logs()
+          position["epoch_loss_sum"] = float(to_host(loss_sum))
+          save()
+      epoch_loss = float(to_host(loss_sum)) / steps_per_epoch
+      position.update(epoch=position["epoch"] + 1, step_in_epoch=0, epoch_loss_sum=0.0)
+      if loss_target is not None and epoch_loss <= loss_target:
+        break
+    bar.close()
+    flush_logs()
+
+    reg_state = method.regularizer.consolidate(state.reg_state, state.params, ConsolidationContext(
+        apply_fn=eval_apply, inputs=inputs, labels=labels,
+        rng=jax.random.fold_in(consolidate_key, t), task_index=t))
+    state = state._replace(reg_state=reg_state)
+    row = evaluate_all(state.params)
+    record["rows"].append(row)
+    record["history"]["step"].append(position["global_step"])
+    record["history"]["task"].append(t)
+    record["history"]["accuracy"].append(row)
+    record["steps"].append(position["global_step"] - position["task_start_step"])
+    record["epochs"].append(position["epoch"])
+    if config.paper_eval:
+      record["paper_rows"].append([
+          evaluate_train_mode(state.params, *replicate((u.train.inputs, u.train.labels), mesh),
+                              rng=jax.random.fold_in(paper_key, t))
+          for u in tasks])
+    position.update(task=t + 1, epoch=0, step_in_epoch=0, epoch_loss_sum=0.0,
+                    task_start_step=position["global_step"])
+    save()
+
+  result = {
+      "method": method.name,
+      "seed": seed,
+      "accuracy_matrix": record["rows"],
+      "baseline": record["baseline"],
+      **continual_metrics(np.array(record["rows"]), np.array(record["baseline"])),
+      "param_count": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))),
+      "state_bytes": tree_bytes((state.opt_state, state.reg_state)),
+      "steps": record["steps"],
+      "epochs": record["epochs"],
+      "wall_time_s": time.perf_counter() - start_time,
+      "history": record["history"],
+      "logs": record["logs"],
+  }
+  if config.paper_eval:
+    result["paper_protocol"] = {"accuracy_matrix": record["paper_rows"],
+                                **continual_metrics(np.array(record["paper_rows"]))}
+  return result

@@ -1,0 +1,232 @@
+"""Continual-learning methods: an optax optimizer plus an optional regularizer.
+
+A method is what `--methods` names on the command line. Its optimizer is any
+`optax.GradientTransformation` (CLASSP, SGD, Adam, ...). Its regularizer, if
+any, adds a penalty to the task loss and consolidates what it has learned after
+each task (EWC, SI, MAS, L2). Any regularizer combines with any optimizer, so
+`classp+ewc` is simply the CLASSP optimizer with the EWC regularizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Params = Any
+RegState = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsolidationContext:
+  """What a regularizer sees when a task ends.
+
+  Attributes:
+    apply_fn: ``apply_fn(params, inputs) -> logits`` in eval mode (dropout off).
+    inputs: the finished task's training inputs.
+    labels: the finished task's training labels.
+    rng: a PRNG key for this consolidation.
+    task_index: index of the finished task, from 0.
+  """
+
+  apply_fn: Callable[[Params, jax.Array], jax.Array]
+  inputs: jax.Array
+  labels: jax.Array
+  rng: jax.Array
+  task_index: int
+
+
+class Regularizer(NamedTuple):
+  """A loss penalty with state, updated during and after each task.
+
+  The state keeps one fixed pytree structure for the whole run, so a
+  checkpoint restores into ``init``'s structure and the step never recompiles.
+
+  Attributes:
+    init: ``init(params) -> state``.
+    penalty: ``penalty(state, params) -> scalar`` added to the task loss;
+      jittable.
+    accumulate: ``accumulate(state, old_params, new_params, grads) -> state``,
+      called inside the jitted step after every update with the gradients of
+      the task loss alone (no penalty); jittable.
+    consolidate: ``consolidate(state, params, ctx) -> state``, called on the
+      host after each task with a `ConsolidationContext`.
+  """
+
+  init: Callable[[Params], RegState]
+  penalty: Callable[[RegState, Params], jax.Array]
+  accumulate: Callable[[RegState, Params, Params, Any], RegState]
+  consolidate: Callable[[RegState, Params, ConsolidationContext], RegState]
+
+
+def keep_state(state: RegState, *unused_args: Any) -> RegState:
+  """An ``accumulate`` or ``consolidate`` that leaves the state as it is."""
+  return state
+
+
+def per_task(value: Any, task_index: int) -> Any:
+  """A per-task setting: a tuple or list gives one value per task, the last repeating."""
+  if isinstance(value, (tuple, list)):
+    if not value:
+      raise ValueError("a per-task setting needs at least one value")
+    return value[min(task_index, len(value) - 1)]
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+  """A named method of an experiment: an optimizer and an optional regularizer.
+
+  Attributes:
+    optimizer: a key of `optimizers()`.
+    hparams: the optimizer's keyword arguments; a tuple gives one value per
+      task (the last repeating), e.g. ``{"threshold": (0.5, 0.0)}``.
+    regularizer: a key of `regularizers()`, or None.
+    reg_hparams: the regularizer's keyword arguments.
+    loss_targets: per-task training-loss targets for this method, replacing
+      the experiment's (the paper's "controlled" sentiment protocol stops
+      each method at its own target).
+  """
+
+  optimizer: str
+  hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  regularizer: str | None = None
+  reg_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  loss_targets: tuple[float | None, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A method ready to train: built by `build_method`.
+
+  Attributes:
+    name: what results and plots call it.
+    tx: the optimizer, wrapped in ``optax.inject_hyperparams`` so that
+      per-task hyperparameters change its state, not its code.
+    task_hparams: for each task, the injected hyperparameter values.
+    regularizer: the regularizer (one that does nothing for plain optimizers).
+    loss_targets: per-task loss targets overriding the experiment's, or None.
+  """
+
+  name: str
+  tx: optax.GradientTransformation
+  task_hparams: tuple[dict[str, Any], ...]
+  regularizer: Regularizer
+  loss_targets: tuple[float | None, ...] | None = None
+
+
+NO_REGULARIZER = Regularizer(
+    init=lambda params: (),
+    penalty=lambda state, params: jnp.zeros((), jnp.float32),
+    accumulate=keep_state,
+    consolidate=keep_state,
+)
+
+
+def optimizers() -> dict[str, Callable[..., optax.GradientTransformation]]:
+  """The optimizers a method can name, with their default hyperparameters."""
+  from classp_jax.optimizer import classp, classp_as_released
+
+  return {
+      "classp": functools.partial(classp, learning_rate=0.1),
+      "classp_as_released": functools.partial(classp_as_released, learning_rate=0.1),
+      "sgd": functools.partial(optax.sgd, learning_rate=0.1),
+      "adam": functools.partial(optax.adam, learning_rate=1e-3),
+      "adagrad": functools.partial(optax.adagrad, learning_rate=0.1),
+  }
+
+
+def regularizers() -> dict[str, Callable[..., Regularizer]]:
+  """The regularizers a method can name, with their default hyperparameters."""
+  from classp_jax import regularizers as regs  # regularizers.py imports this module
+
+  return {
+      "ewc": regs.ewc,
+      "ewc_online": functools.partial(regs.ewc, mode="online"),
+      "si": regs.si,
+      "mas": regs.mas,
+      "l2": regs.l2,
+  }
+
+
+def resolve_method(name: str, specs: Mapping[str, MethodSpec]) -> MethodSpec:
+  """The `MethodSpec` a method name stands for.
+
+  ``name`` is a key of ``specs``, a bare optimizer or regularizer name (a
+  regularizer alone trains with ``specs["sgd"]``'s optimizer), or
+  ``a+b``: ``a``'s optimizer with ``b``'s regularizer, e.g. ``classp+ewc``.
+
+  Raises:
+    ValueError: for an unknown name, listing the known ones.
+  """
+  if "+" in name:
+    optimizer_name, _, regularizer_name = name.partition("+")
+    base = resolve_method(optimizer_name, specs)
+    penalty = resolve_method(regularizer_name, specs)
+    if base.regularizer is not None or penalty.regularizer is None:
+      raise ValueError(
+          f"in {name!r}, {optimizer_name!r} must be an optimizer without a regularizer "
+          f"and {regularizer_name!r} a regularizer")
+    return dataclasses.replace(base, regularizer=penalty.regularizer,
+                               reg_hparams=penalty.reg_hparams)
+  if name in specs:
+    return specs[name]
+  if name in optimizers():
+    return MethodSpec(name)
+  if name in regularizers():
+    return dataclasses.replace(specs.get("sgd", MethodSpec("sgd")), regularizer=name)
+  known = sorted(set(specs) | set(optimizers()) | set(regularizers()))
+  raise ValueError(f"unknown method {name!r}; known: {', '.join(known)}, or OPTIMIZER+REGULARIZER")
+
+
+def build_method(name: str, spec: MethodSpec, num_tasks: int) -> Method:
+  """Builds the optimizer and regularizer of ``spec`` for ``num_tasks`` tasks.
+
+  Hyperparameters that change between tasks are injected; a boolean one (e.g.
+  ``apply_scaling``) is injected as 0.0/1.0.
+  """
+  if spec.optimizer not in optimizers():
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}; known: {', '.join(optimizers())}")
+  per_task_values = [{k: per_task(v, t) for k, v in spec.hparams.items()} for t in range(num_tasks)]
+  varying = {k for k in spec.hparams if len({repr(h[k]) for h in per_task_values}) > 1}
+  for hparams in per_task_values:
+    for k in varying:
+      if isinstance(hparams[k], bool):
+        hparams[k] = float(hparams[k])
+  tx = optax.inject_hyperparams(optimizers()[spec.optimizer])(**per_task_values[0])
+  regularizer = NO_REGULARIZER
+  if spec.regularizer is not None:
+    if spec.regularizer not in regularizers():
+      raise ValueError(
+          f"unknown regularizer {spec.regularizer!r}; known: {', '.join(regularizers())}")
+    regularizer = regularizers()[spec.regularizer](**spec.reg_hparams)
+  return Method(name, tx, tuple({k: h[k] for k in varying} for h in per_task_values),
+                regularizer, spec.loss_targets)
+
+
+def set_hyperparams(opt_state: Any, values: Mapping[str, Any], put: Callable[[Any], Any]) -> Any:
+  """Sets injected hyperparameters in an ``inject_hyperparams`` state.
+
+  Args:
+    opt_state: the state of an ``optax.inject_hyperparams`` optimizer.
+    values: new values by name; each keeps its old dtype, so the step does not
+      recompile.
+    put: places a host array where the state lives (e.g. replicated).
+
+  Returns:
+    The state with the new values.
+  """
+  if not values:
+    return opt_state
+  unknown = set(values) - set(opt_state.hyperparams)
+  if unknown:
+    raise ValueError(
+        f"cannot change {sorted(unknown)} between tasks: not injectable hyperparameters "
+        f"(injectable: {sorted(opt_state.hyperparams)})")
+  new = {k: put(np.asarray(v, dtype=opt_state.hyperparams[k].dtype)) for k, v in values.items()}
+  return opt_state._replace(hyperparams={**opt_state.hyperparams, **new})

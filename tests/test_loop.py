@@ -1,0 +1,161 @@
+"""The continual loop: metrics, data parallelism, stopping, determinism, checkpoints."""
+
+import dataclasses
+
+import chex
+import jax
+import numpy as np
+import optax
+import pytest
+
+from classp_jax.data import Split, Task, TaskStream
+from classp_jax.loop import LoopConfig, run_continual, tree_bytes
+from classp_jax.methods import MethodSpec, build_method
+from classp_jax.metrics import continual_metrics
+from classp_jax.models import MLP
+from classp_jax.parallel import TrainState, data_mesh, make_train_chunk, replicate, shard_batch
+
+
+def tiny_stream(num_tasks=2, n=64, dim=6, seed=0) -> TaskStream:
+  """Linearly separable 2-class tasks whose decision directions differ, so they interfere."""
+  rng = np.random.default_rng(seed)
+  tasks = []
+  for t in range(num_tasks):
+    direction = rng.normal(size=dim)
+    def split(m):
+      x = rng.normal(size=(m, dim)).astype(np.float32)
+      return Split(x, (x @ direction > 0).astype(np.int32))
+    tasks.append(Task(f"t{t}", split(n), split(32), num_classes=2))
+  return TaskStream("tiny", tuple(tasks), num_classes=2, input_shape=(dim,))
+
+
+MODEL = MLP(num_classes=2, hidden=(8,))
+CONFIG = LoopConfig(batch_size=8, epochs=2, evals_per_task=1, log_every=1)
+
+
+def sgd(**hparams):
+  return build_method("sgd", MethodSpec("sgd", {"learning_rate": 0.1, **hparams}), 2)
+
+
+# --- metrics against hand-computed values --------------------------------------------------
+
+def test_metrics_three_tasks():
+  r = np.array([[0.9, 0.2, 0.1],
+                [0.7, 0.8, 0.3],
+                [0.5, 0.6, 0.9]])
+  m = continual_metrics(r, baseline=np.array([0.1, 0.1, 0.2]))
+  assert m["acc"] == pytest.approx((0.5 + 0.6 + 0.9) / 3)
+  assert m["bwt"] == pytest.approx(((0.5 - 0.9) + (0.6 - 0.8)) / 2)
+  assert m["forgetting"] == pytest.approx(((0.9 - 0.5) + (0.8 - 0.6)) / 2)
+  assert m["fwt"] == pytest.approx(((0.2 - 0.1) + (0.3 - 0.2)) / 2)
+
+
+def test_metrics_reject_non_square():
+  with pytest.raises(ValueError, match="square"):
+    continual_metrics(np.zeros((2, 3)))
+
+
+# --- data parallelism -------------------------------------------------------------------
+
+def _train_params(devices, steps=4, batch=8):
+  stream = tiny_stream()
+  mesh = data_mesh(devices)
+  method = sgd()
+  params = MODEL.init(jax.random.key(0), np.zeros((1, 6), np.float32), train=False)["params"]
+  state = replicate(TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh)
+  chunk = make_train_chunk(lambda p, x, r: MODEL.apply({"params": p}, x, train=True, rngs={"dropout": r}),
+                           method.tx, method.regularizer, mesh)
+  task = stream.tasks[0]
+  x, y = replicate((task.train.inputs, task.train.labels), mesh)
+  indices = np.arange(steps * batch).reshape(steps, batch) % len(y)
+  state, metrics = chunk(state, x, y, shard_batch(indices, mesh), jax.random.key(1), np.int32(0))
+  return jax.device_get(state.params), jax.device_get(metrics["loss"])
+
+
+def test_four_devices_match_one_device():
+  assert jax.device_count() >= 4, "tests/conftest.py simulates 4 CPU devices"
+  params_1, loss_1 = _train_params(jax.devices()[:1])
+  params_4, loss_4 = _train_params(jax.devices()[:4])
+  chex.assert_trees_all_close(params_1, params_4, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(loss_1, loss_4, rtol=1e-5)
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error():
+  mesh = data_mesh(jax.devices()[:4])
+  with pytest.raises(ValueError, match="not divisible by the 4 devices"):
+    shard_batch(np.zeros((1, 6), np.int32), mesh)
+  with pytest.raises(ValueError, match="multiple of the 4 devices"):
+    run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(CONFIG, batch_size=6),
+                  progress=False)
+
+
+# --- the loop ---------------------------------------------------------------------------
+
+def test_run_result_shape_and_memory_accounting():
+  result = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, progress=False)
+  r = np.array(result["accuracy_matrix"])
+  assert r.shape == (2, 2) and ((0 <= r) & (r <= 1)).all()
+  assert result["acc"] == pytest.approx(r[-1].mean())
+  assert result["steps"] == [2 * 64 // 8] * 2 and result["epochs"] == [2, 2]
+  assert result["param_count"] == 6 * 8 + 8 + 8 * 2 + 2
+  # SGD without momentum keeps no per-weight state: only the injected hyperparameters.
+  assert result["state_bytes"] < 64
+  assert result["logs"]["step"] == list(range(32))
+  # the task-1 accuracy is evaluated mid-task and at both task ends
+  assert len(result["history"]["step"]) == 4
+
+
+def test_state_bytes_counts_optimizer_and_regularizer_state():
+  adam = build_method("adam", MethodSpec("adam"), 2)
+  result = run_continual(MODEL, tiny_stream(), adam, CONFIG, progress=False)
+  params = MODEL.init(jax.random.key(0), np.zeros((1, 6), np.float32), train=False)["params"]
+  # mu and nu, one float32 each per weight, plus a few scalars
+  assert 2 * tree_bytes(params) <= result["state_bytes"] < 2 * tree_bytes(params) + 64
+
+
+def test_same_seed_same_results_different_seed_differs():
+  a = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, seed=3, progress=False)
+  b = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, seed=3, progress=False)
+  c = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, seed=4, progress=False)
+  assert a["logs"]["loss"] == b["logs"]["loss"]
+  assert a["accuracy_matrix"] == b["accuracy_matrix"]
+  assert a["logs"]["loss"] != c["logs"]["loss"]
+
+
+def test_loss_target_stops_a_task_early():
+  config = dataclasses.replace(CONFIG, loss_target=(0.45, None), max_epochs=30, epochs=1)
+  result = run_continual(MODEL, tiny_stream(), sgd(learning_rate=0.5), config, progress=False)
+  first_epochs = result["epochs"][0]
+  assert 1 <= first_epochs < 30
+  per_epoch = 64 // 8
+  losses = np.array(result["logs"]["loss"][: first_epochs * per_epoch]).reshape(first_epochs, per_epoch)
+  assert losses[-1].mean() <= 0.45 < losses[:-1].mean(axis=1).min()
+  assert result["epochs"][1] == 1
+
+
+def test_per_task_hyperparameters_change_without_rebuilding():
+  # lr 0 on task 2 must freeze the weights there: task-1 accuracy cannot change.
+  method = build_method("sgd", MethodSpec("sgd", {"learning_rate": (0.3, 0.0)}), 2)
+  result = run_continual(MODEL, tiny_stream(), method, CONFIG, progress=False)
+  r = result["accuracy_matrix"]
+  assert r[1][0] == r[0][0] and r[1][1] == r[0][1]
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+  config = dataclasses.replace(CONFIG, checkpoint_every=3, steps_per_call=2)
+  full = run_continual(MODEL, tiny_stream(), sgd(), config, progress=False)
+
+  class Killed(Exception):
+    pass
+
+  def kill_at(step):
+    if step >= 11:  # mid-task 1, after the checkpoint at step 9 (3 is not a chunk boundary)
+      raise Killed
+
+  with pytest.raises(Killed):
+    run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(tmp_path / "ckpt"),
+                  progress=False, on_step=kill_at)
+  resumed = run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(tmp_path / "ckpt"),
+                          progress=False)
+  for key in ("accuracy_matrix", "baseline", "steps", "epochs", "history", "logs"):
+    assert resumed[key] == full[key], key
