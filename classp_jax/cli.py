@@ -145,6 +145,13 @@ def _initialize_distributed(args) -> None:
                              num_processes=args.num_processes, process_id=args.process_id)
 
 
+def _loop_for(experiment, method):
+  """The experiment's loop settings, with the method's own loss targets if it has any."""
+  if method.loss_targets is None:
+    return experiment.loop
+  return dataclasses.replace(experiment.loop, loss_target=method.loss_targets)
+
+
 def run_command(args) -> int:
   if args.distributed:
     _initialize_distributed(args)
@@ -154,7 +161,7 @@ def run_command(args) -> int:
   import jax
 
   from classp_jax import experiments as registry
-  from classp_jax.loop import run_continual
+  from classp_jax.loop import check_config, run_continual
   from classp_jax.methods import build_method, resolve_method
   from classp_jax.report import print_summary, write_run_outputs
 
@@ -171,6 +178,8 @@ def run_command(args) -> int:
     specs = {name: resolve_method(name, experiment.methods) for name in method_names}
     stream = experiment.stream(registry.DataOptions(args.source, args.data_dir))
     methods = [build_method(name, spec, len(stream.tasks)) for name, spec in specs.items()]
+    for method in methods:
+      check_config(_loop_for(experiment, method), stream, jax.device_count())
   except (ValueError, TypeError, FileNotFoundError) as e:
     raise UsageError(str(e)) from None
   model = experiment.model(stream)
@@ -182,9 +191,7 @@ def run_command(args) -> int:
           f"x {jax.devices()[0].platform}; methods: {', '.join(method_names)}; seeds: {seeds}")
   runs = []
   for method in methods:
-    loop = experiment.loop
-    if method.loss_targets is not None:
-      loop = dataclasses.replace(loop, loss_target=method.loss_targets)
+    loop = _loop_for(experiment, method)
     for seed in seeds:
       checkpoint_dir = (None if args.checkpoint_dir is None else
                         str(Path(args.checkpoint_dir).absolute() / f"{method.name}-seed{seed}"))

@@ -16,8 +16,9 @@ run resumed from a checkpoint ends exactly where an uninterrupted run ends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -77,7 +78,32 @@ def tree_bytes(tree: Any) -> int:
   return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
-def _model_fns(model: nn.Module):
+def check_config(config: LoopConfig, stream: TaskStream, num_devices: int) -> None:
+  """Raises ValueError, before any training, for settings the run cannot honour."""
+  if config.batch_size <= 0 or config.batch_size % num_devices:
+    raise ValueError(
+        f"batch_size {config.batch_size} must be a positive multiple of the "
+        f"{num_devices} devices")
+  for task in stream.tasks:
+    if len(task.train.labels) < config.batch_size:
+      raise ValueError(
+          f"task {task.name!r} has {len(task.train.labels)} training examples, "
+          f"fewer than one batch of {config.batch_size}")
+  if config.steps_per_call < 1 or config.max_epochs < 1 or config.log_every < 1:
+    raise ValueError("steps_per_call, max_epochs and log_every must be at least 1")
+
+
+class _Compiled(NamedTuple):
+  train_chunk: Callable
+  evaluate: Callable
+  evaluate_train_mode: Callable
+  eval_apply: Callable
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(model: nn.Module, tx, regularizer, mesh, unroll: bool, eval_batch_size: int):
+  """The jitted functions of a run, shared by runs that differ only in seed."""
+
   def train_apply(params, inputs, rng):
     return model.apply({"params": params}, inputs, train=True, rngs={"dropout": rng})
 
@@ -85,7 +111,11 @@ def _model_fns(model: nn.Module):
     del rng
     return model.apply({"params": params}, inputs, train=False)
 
-  return train_apply, eval_apply
+  return _Compiled(
+      make_train_chunk(train_apply, tx, regularizer, mesh, unroll=unroll),
+      make_evaluate(eval_apply, mesh, eval_batch_size),
+      make_evaluate(train_apply, mesh, eval_batch_size),
+      eval_apply)
 
 
 def run_continual(
@@ -126,27 +156,14 @@ def run_continual(
   tasks = stream.tasks
   num_tasks = len(tasks)
   mesh = data_mesh()
-  num_devices = mesh.shape[DATA]
-  if config.batch_size <= 0 or config.batch_size % num_devices:
-    raise ValueError(
-        f"batch_size {config.batch_size} must be a positive multiple of the "
-        f"{num_devices} devices")
-  for task in tasks:
-    if len(task.train.labels) < config.batch_size:
-      raise ValueError(
-          f"task {task.name!r} has {len(task.train.labels)} training examples, "
-          f"fewer than one batch of {config.batch_size}")
-
-  train_apply, eval_apply = _model_fns(model)
+  check_config(config, stream, mesh.shape[DATA])
+  fns = _compiled(model, method.tx, method.regularizer, mesh, config.unroll,
+                  config.eval_batch_size)
   init_key, dropout_key, consolidate_key, paper_key = jax.random.split(jax.random.key(seed), 4)
   dummy = np.zeros((1, *stream.input_shape), tasks[0].train.inputs.dtype)
   params = model.init({"params": init_key}, dummy, train=False)["params"]
   state = TrainState(params, method.tx.init(params), method.regularizer.init(params))
   state = replicate(state, mesh)
-  train_chunk = make_train_chunk(train_apply, method.tx, method.regularizer, mesh,
-                                 unroll=config.unroll)
-  evaluate = make_evaluate(eval_apply, mesh, config.eval_batch_size)
-  evaluate_train_mode = make_evaluate(train_apply, mesh, config.eval_batch_size)
   tests = [replicate((t.test.inputs, t.test.labels), mesh) for t in tasks]
 
   record: dict[str, Any] = {
@@ -176,7 +193,7 @@ def run_continual(
       manager.wait_until_finished()
 
   def evaluate_all(params) -> list[float]:
-    return [evaluate(params, x, y) for x, y in tests]
+    return [fns.evaluate(params, x, y) for x, y in tests]
 
   if "baseline" not in record:
     record["baseline"] = evaluate_all(state.params)
@@ -217,7 +234,7 @@ def run_continual(
         # Chunks stay aligned to multiples of steps_per_call within the epoch, so a
         # resumed run makes exactly the same calls as an uninterrupted one.
         last = min(first - first % config.steps_per_call + config.steps_per_call, steps_per_epoch)
-        state, metrics = train_chunk(state, inputs, labels, shard_batch(order[first:last], mesh),
+        state, metrics = fns.train_chunk(state, inputs, labels, shard_batch(order[first:last], mesh),
                                      dropout_key, jnp.int32(position["global_step"]))
         loss_sum = loss_sum + metrics["loss"].sum()
         pending_logs.append((position["global_step"], metrics))
@@ -245,7 +262,7 @@ def run_continual(
     flush_logs()
 
     reg_state = method.regularizer.consolidate(state.reg_state, state.params, ConsolidationContext(
-        apply_fn=eval_apply, inputs=inputs, labels=labels,
+        apply_fn=fns.eval_apply, inputs=inputs, labels=labels,
         rng=jax.random.fold_in(consolidate_key, t), task_index=t))
     state = state._replace(reg_state=reg_state)
     row = evaluate_all(state.params)
@@ -257,7 +274,7 @@ def run_continual(
     record["epochs"].append(position["epoch"])
     if config.paper_eval:
       record["paper_rows"].append([
-          evaluate_train_mode(state.params, *replicate((u.train.inputs, u.train.labels), mesh),
+          fns.evaluate_train_mode(state.params, *replicate((u.train.inputs, u.train.labels), mesh),
                               rng=jax.random.fold_in(paper_key, t))
           for u in tasks])
     position.update(task=t + 1, epoch=0, step_in_epoch=0, epoch_loss_sum=0.0,

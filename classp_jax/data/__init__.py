@@ -1,0 +1,51 @@
+"""Continual-learning data: datasets, task streams and the text pipeline.
+
+- `load_dataset` (load.py): TFDS, local standard files, or the embedded `digits`.
+- `Split`, `Dataset`, `Task`, `TaskStream` (containers.py): the contracts the loop relies on.
+- `sequential_stream`, `split_stream`, `permuted_stream`, `digits_stream` (streams.py).
+- `tokenize`, `Vocabulary`, `build_vocabulary`, `text_stream` (text.py).
+- The cache of decoded arrays (cache.py), TFDS reading (tfds_source.py), and one reader per
+  local file format (idx.py, aclimdb.py, phrasebank.py, digits.py).
+"""
+
+from classp_jax.data.cache import CACHE_DIR_ENV, default_cache_dir
+from classp_jax.data.containers import Dataset, Split, Task, TaskStream
+from classp_jax.data.load import KNOWN_DATASETS, load_dataset
+from classp_jax.data.stratified import stratified_split
+from classp_jax.data.streams import digits_stream, permuted_stream, sequential_stream, split_stream
+from classp_jax.data.text import (
+    PAD_ID,
+    SENTIMENT_CLASSES,
+    UNK_ID,
+    Vocabulary,
+    build_vocabulary,
+    sentiment_labels,
+    text_stream,
+    tokenize,
+)
+from classp_jax.data.tfds_source import TfdsUnavailableError
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "KNOWN_DATASETS",
+    "PAD_ID",
+    "SENTIMENT_CLASSES",
+    "UNK_ID",
+    "Dataset",
+    "Split",
+    "Task",
+    "TaskStream",
+    "TfdsUnavailableError",
+    "Vocabulary",
+    "build_vocabulary",
+    "default_cache_dir",
+    "digits_stream",
+    "load_dataset",
+    "permuted_stream",
+    "sentiment_labels",
+    "sequential_stream",
+    "split_stream",
+    "stratified_split",
+    "text_stream",
+    "tokenize",
+]

@@ -1,0 +1,246 @@
+"""`load_dataset`: one entry point for TFDS, local standard files and the embedded `digits`.
+
+| name | local files (in `data_dir`) | TFDS | classes |
+| --- | --- | --- | --- |
+| `mnist` | the four IDX files, plain or .gz | `mnist` | '0'..'9' |
+| `fashion_mnist` | the four IDX files, plain or .gz | `fashion_mnist` | the 10 standard names |
+| `imdb_reviews` | the `aclImdb` tree or `aclImdb*.tar.gz` | `imdb_reviews` | ('neg', 'pos') |
+| `financial_phrasebank` | `Sentences_<agreement>.txt` | not in the catalog | negative, neutral, positive |
+| `digits` | none: bundled with scikit-learn | no | '0'..'9' |
+
+Local files are looked for in `data_dir`, then in `data_dir/<name>` and `data_dir/<name with
+'-' for '_'>`. Financial PhraseBank and digits have no official split: a seeded stratified
+split holds out `test_fraction` of each class (see `stratified_split`).
+
+Decoded datasets from files are cached (see `classp_jax.data.cache`); digits is not, as it
+loads in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from classp_jax.data.aclimdb import (
+    IMDB_CLASS_NAMES,
+    aclimdb_source_files,
+    find_aclimdb,
+    read_aclimdb,
+)
+from classp_jax.data.cache import cached_dataset, fingerprint_files
+from classp_jax.data.containers import Dataset, Split
+from classp_jax.data.digits import DIGITS_CLASS_NAMES, read_digits
+from classp_jax.data.idx import find_idx_files, read_idx_splits
+from classp_jax.data.phrasebank import PHRASEBANK_CLASS_NAMES, find_phrasebank, read_phrasebank
+from classp_jax.data.stratified import stratified_split
+from classp_jax.data.tfds_source import TfdsUnavailableError, prepare_tfds, read_tfds
+
+SOURCES = ("auto", "tfds", "local")
+FASHION_MNIST_CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _LocalFiles:
+    """How one dataset is found and read from its standard files."""
+
+    expected: str  # what the files are and where to get them, for error messages
+    find: Callable[[Path, _Options], list[Path] | None]  # the source files, or None
+    read: Callable[[list[Path], _Options], dict[str, Split]]
+
+
+@dataclass(frozen=True)
+class _Options:
+    phrasebank_agreement: str | None
+    test_fraction: float
+    split_seed: int
+
+
+@dataclass(frozen=True)
+class _Spec:
+    class_names: tuple[str, ...]
+    tfds_name: str | None
+    input_key: str  # the TFDS feature of the inputs
+    local: _LocalFiles | None
+    options_in_key: tuple[str, ...] = ()  # the `_Options` fields that change the data
+
+
+def _idx_local(site: str) -> _LocalFiles:
+    def find(folder: Path, options: _Options) -> list[Path] | None:
+        files = find_idx_files(folder)
+        return sorted(files.values()) if files else None
+
+    def read(files: list[Path], options: _Options) -> dict[str, Split]:
+        return read_idx_splits(find_idx_files(files[0].parent))
+
+    return _LocalFiles(
+        expected=(
+            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+            f"t10k-labels-idx1-ubyte (each plain or .gz), from {site}"
+        ),
+        find=find,
+        read=read,
+    )
+
+
+def _find_imdb(folder: Path, options: _Options) -> list[Path] | None:
+    location = find_aclimdb(folder)
+    return aclimdb_source_files(location) if location else None
+
+
+def _read_imdb(files: list[Path], options: _Options) -> dict[str, Split]:
+    if len(files) == 1:  # the archive
+        return read_aclimdb(files[0])
+    # Review files sit at <tree>/<split>/<label>/<id>.txt.
+    return read_aclimdb(files[0].parents[2])
+
+
+def _find_phrasebank(folder: Path, options: _Options) -> list[Path] | None:
+    path = find_phrasebank(folder, options.phrasebank_agreement)
+    return [path] if path else None
+
+
+def _read_phrasebank(files: list[Path], options: _Options) -> dict[str, Split]:
+    sentences, labels = read_phrasebank(files[0])
+    train, test = stratified_split(
+        sentences, labels, test_fraction=options.test_fraction, seed=options.split_seed
+    )
+    return {"train": train, "test": test}
+
+
+_SPECS: dict[str, _Spec] = {
+    "mnist": _Spec(
+        tuple(str(d) for d in range(10)), "mnist", "image",
+        _idx_local("http://yann.lecun.com/exdb/mnist/ (or a mirror)"),
+    ),
+    "fashion_mnist": _Spec(
+        FASHION_MNIST_CLASS_NAMES, "fashion_mnist", "image",
+        _idx_local("https://github.com/zalandoresearch/fashion-mnist"),
+    ),
+    "imdb_reviews": _Spec(
+        IMDB_CLASS_NAMES, "imdb_reviews", "text",
+        _LocalFiles(
+            "the aclImdb folder (train/ and test/ with neg/ and pos/) or aclImdb_v1.tar.gz, "
+            "from https://ai.stanford.edu/~amaas/data/sentiment/",
+            _find_imdb, _read_imdb,
+        ),
+    ),
+    "financial_phrasebank": _Spec(
+        PHRASEBANK_CLASS_NAMES, None, "text",
+        _LocalFiles(
+            "Sentences_50Agree.txt (or 66Agree, 75Agree, AllAgree), from FinancialPhraseBank-"
+            "v1.0.zip at https://www.researchgate.net/publication/251231364 "
+            "(or https://huggingface.co/datasets/takala/financial_phrasebank)",
+            _find_phrasebank, _read_phrasebank,
+        ),
+        options_in_key=("phrasebank_agreement", "test_fraction", "split_seed"),
+    ),
+    "digits": _Spec(DIGITS_CLASS_NAMES, None, "image", None),
+}  # fmt: skip
+KNOWN_DATASETS = tuple(_SPECS)
+
+
+def load_dataset(
+    name: str,
+    *,
+    source: str = "auto",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    phrasebank_agreement: str | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> Dataset:
+    """Loads a dataset's train and test splits, undecoded: uint8 images or raw strings.
+
+    Args:
+        name: one of `KNOWN_DATASETS`.
+        source: "local" reads the standard files in `data_dir`; "tfds" reads TFDS through
+            `tfds.data_source` (see `classp_jax.data.tfds_source` for what that needs);
+            "auto" reads local files if `data_dir` holds them, else TFDS. `digits` is
+            always read from scikit-learn.
+        data_dir: the folder of the local files, or the TFDS data folder (None: TFDS's
+            default).
+        download: for TFDS, whether to download and prepare a dataset that is not prepared
+            (needs internet and TensorFlow).
+        cache: whether to use the on-disk cache of decoded arrays.
+        cache_dir: the cache folder; None for `default_cache_dir()`.
+        phrasebank_agreement: which `Sentences_<agreement>.txt` to read, e.g. "AllAgree";
+            None for "50Agree" if present, else the next one present.
+        test_fraction: the held-out fraction per class, for datasets without an official
+            split (financial_phrasebank, digits).
+        split_seed: the seed of that split.
+
+    Returns:
+        The dataset.
+
+    Raises:
+        ValueError: an unknown name or source, or corrupt files.
+        FileNotFoundError: the files are not there; the message names the files expected and
+            where to get them (`TfdsUnavailableError` for TFDS).
+
+    >>> digits = load_dataset("digits")
+    >>> digits.train.inputs.shape, digits.train.inputs.dtype, len(digits.test), digits.num_classes
+    ((1438, 8, 8, 1), dtype('uint8'), 359, 10)
+    """
+    if name not in _SPECS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(KNOWN_DATASETS)}")
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
+    spec = _SPECS[name]
+    options = _Options(phrasebank_agreement, test_fraction, split_seed)
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else None
+    cache_folder = Path(cache_dir).expanduser() if cache_dir is not None else None
+
+    if name == "digits":
+        if source == "tfds":
+            raise ValueError("'digits' ships with scikit-learn, not TFDS: use source='auto'")
+        splits = read_digits(test_fraction=test_fraction, seed=split_seed)
+        return Dataset(name, splits["train"], splits["test"], spec.class_names, "embedded")
+
+    def load(files: list[Path], origin: str, read: Callable[[], dict[str, Split]]) -> Dataset:
+        def build() -> Dataset:
+            splits = read()
+            return Dataset(name, splits["train"], splits["test"], spec.class_names, origin)
+
+        if not cache:
+            return build()
+        options_key = ",".join(f"{o}={getattr(options, o)}" for o in spec.options_in_key)
+        key = f"{name}:{origin}:{options_key}:{fingerprint_files(files)}"
+        return cached_dataset(build, key=key, name=name, cache_dir=cache_folder)
+
+    local_problem = None
+    if source in ("local", "auto") and spec.local is not None and data_dir is not None:
+        for folder in (data_dir, data_dir / name, data_dir / name.replace("_", "-")):
+            files = spec.local.find(folder, options)
+            if files:
+                return load(files, "local", lambda: spec.local.read(files, options))
+        local_problem = f"no {name} files in {data_dir}: expected {spec.local.expected}"
+    if source == "local":
+        if data_dir is None:
+            raise FileNotFoundError(
+                f"source='local' needs data_dir, the folder holding {spec.local.expected}"
+            )
+        raise FileNotFoundError(local_problem)
+    if spec.tfds_name is None:
+        raise FileNotFoundError(
+            (local_problem or f"{name} needs data_dir with {spec.local.expected}")
+            + f". {name} is not in the TFDS catalog: download the files and use source='local'."
+        )
+
+    try:
+        files = prepare_tfds(spec.tfds_name, data_dir=data_dir, download=download)
+        return load(
+            files,
+            "tfds",
+            lambda: read_tfds(spec.tfds_name, data_dir=data_dir, input_key=spec.input_key),
+        )
+    except TfdsUnavailableError as error:
+        if local_problem is None:
+            raise
+        raise TfdsUnavailableError(f"{local_problem}; and from TFDS: {error}") from error
