@@ -1,0 +1,15 @@
+"""The README's Python examples run as pasted."""
+
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_blocks_run(capsys):
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+  assert blocks, "README.md has no python example"
+  for block in blocks:
+    exec(compile(block, str(README), "exec"), {})
+  lines = capsys.readouterr().out.split()
+  assert float(lines[0]) == 0.5  # the example's comment says 2 of 4 weights moved
