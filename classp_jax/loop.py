@@ -44,7 +44,8 @@ class LoopConfig:
   Attributes:
     batch_size: global batch size, split over all devices.
     epochs: epochs per task when no loss target is set.
-    loss_target: stop a task once an epoch's mean training loss is at or
+    loss_target: stop a task once an epoch's mean training loss (the mean of
+      its mini-batch losses, dropout on, as the authors measured it) is at or
       below this; None trains for ``epochs``.
     max_epochs: the most epochs a task trains while chasing a loss target.
     eval_batch_size: examples per evaluation batch.
@@ -197,6 +198,9 @@ def run_continual(
 
   if "baseline" not in record:
     record["baseline"] = evaluate_all(state.params)
+    record["history"]["step"].append(0)
+    record["history"]["task"].append(0)
+    record["history"]["accuracy"].append(record["baseline"])
 
   pending_logs: list[tuple[int, dict[str, jax.Array]]] = []
 

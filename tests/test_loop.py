@@ -101,8 +101,9 @@ def test_run_result_shape_and_memory_accounting():
   # SGD without momentum keeps no per-weight state: only the injected hyperparameters.
   assert result["state_bytes"] < 64
   assert result["logs"]["step"] == list(range(32))
-  # the task-1 accuracy is evaluated mid-task and at both task ends
-  assert len(result["history"]["step"]) == 4
+  # evaluated at init, mid-task and at the end of each task
+  assert result["history"]["step"] == [0, 8, 16, 24, 32]
+  assert result["history"]["accuracy"][0] == result["baseline"]
 
 
 def test_state_bytes_counts_optimizer_and_regularizer_state():
