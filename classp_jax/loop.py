@@ -94,16 +94,16 @@ def check_config(config: LoopConfig, stream: TaskStream, num_devices: int) -> No
     raise ValueError("steps_per_call, max_epochs and log_every must be at least 1")
 
 
-class _Compiled(NamedTuple):
-  train_chunk: Callable
+class _ModelFns(NamedTuple):
+  train_apply: Callable
+  eval_apply: Callable
   evaluate: Callable
   evaluate_train_mode: Callable
-  eval_apply: Callable
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(model: nn.Module, tx, regularizer, mesh, unroll: bool, eval_batch_size: int):
-  """The jitted functions of a run, shared by runs that differ only in seed."""
+@functools.lru_cache(maxsize=16)
+def _model_fns(model: nn.Module, mesh, eval_batch_size: int) -> _ModelFns:
+  """A model's apply and evaluation functions, shared by all methods and seeds."""
 
   def train_apply(params, inputs, rng):
     return model.apply({"params": params}, inputs, train=True, rngs={"dropout": rng})
@@ -112,11 +112,14 @@ def _compiled(model: nn.Module, tx, regularizer, mesh, unroll: bool, eval_batch_
     del rng
     return model.apply({"params": params}, inputs, train=False)
 
-  return _Compiled(
-      make_train_chunk(train_apply, tx, regularizer, mesh, unroll=unroll),
-      make_evaluate(eval_apply, mesh, eval_batch_size),
-      make_evaluate(train_apply, mesh, eval_batch_size),
-      eval_apply)
+  return _ModelFns(train_apply, eval_apply, make_evaluate(eval_apply, mesh, eval_batch_size),
+                   make_evaluate(train_apply, mesh, eval_batch_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _train_chunk(model_fns: _ModelFns, tx, regularizer, mesh, unroll: bool):
+  """The jitted training chunk of a method, shared by runs that differ only in seed."""
+  return make_train_chunk(model_fns.train_apply, tx, regularizer, mesh, unroll=unroll)
 
 
 def run_continual(
@@ -158,8 +161,8 @@ def run_continual(
   num_tasks = len(tasks)
   mesh = data_mesh()
   check_config(config, stream, mesh.shape[DATA])
-  fns = _compiled(model, method.tx, method.regularizer, mesh, config.unroll,
-                  config.eval_batch_size)
+  fns = _model_fns(model, mesh, config.eval_batch_size)
+  train_chunk = _train_chunk(fns, method.tx, method.regularizer, mesh, config.unroll)
   init_key, dropout_key, consolidate_key, paper_key = jax.random.split(jax.random.key(seed), 4)
   dummy = np.zeros((1, *stream.input_shape), tasks[0].train.inputs.dtype)
   params = model.init({"params": init_key}, dummy, train=False)["params"]
@@ -238,7 +241,7 @@ def run_continual(
         # Chunks stay aligned to multiples of steps_per_call within the epoch, so a
         # resumed run makes exactly the same calls as an uninterrupted one.
         last = min(first - first % config.steps_per_call + config.steps_per_call, steps_per_epoch)
-        state, metrics = fns.train_chunk(state, inputs, labels, shard_batch(order[first:last], mesh),
+        state, metrics = train_chunk(state, inputs, labels, shard_batch(order[first:last], mesh),
                                      dropout_key, jnp.int32(position["global_step"]))
         loss_sum = loss_sum + metrics["loss"].sum()
         pending_logs.append((position["global_step"], metrics))
@@ -268,7 +271,9 @@ def run_continual(
     reg_state = method.regularizer.consolidate(state.reg_state, state.params, ConsolidationContext(
         apply_fn=fns.eval_apply, inputs=inputs, labels=labels,
         rng=jax.random.fold_in(consolidate_key, t), task_index=t))
-    state = state._replace(reg_state=reg_state)
+    # A copy: consolidation may keep the params themselves (an anchor), and the step
+    # donates params and regularizer state, which must not share a buffer.
+    state = state._replace(reg_state=jax.tree.map(jnp.copy, reg_state))
     row = evaluate_all(state.params)
     record["rows"].append(row)
     record["history"]["step"].append(position["global_step"])

@@ -88,3 +88,19 @@ def test_two_processes_match_one_process(tmp_path):
   np.testing.assert_allclose(two["logs"]["loss"], one["logs"]["loss"], rtol=1e-5)
   # equal up to an argmax flipped by float rounding of the gradient all-reduce
   np.testing.assert_allclose(two["accuracy_matrix"], one["accuracy_matrix"], atol=0.02)
+
+
+def test_every_method_runs_on_the_default_stream(tmp_path):
+  methods = ["ewc", "ewc_online", "si", "mas", "l2", "classp+ewc", "adam+si"]
+  assert main([*QUICK, "--methods", ",".join(methods), "--out", str(tmp_path)]) == 0
+  runs = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
+  assert list(runs) == methods
+  fp32_params = 4 * runs["l2"]["param_count"]
+  ratio = {m: runs[m]["state_bytes"] / fp32_params for m in methods}
+  # measured from the pytrees: accumulators, Fisher + anchor, SI's three trees, ...
+  expected = {"ewc": 2, "ewc_online": 2, "si": 3, "mas": 2, "l2": 1, "classp+ewc": 3,
+              "adam+si": 5}
+  for m in methods:
+    assert expected[m] <= ratio[m] < expected[m] + 0.01, (m, ratio[m])
+  for m in ("ewc", "si", "mas", "l2"):
+    assert any(p > 0 for p in runs[m]["logs"]["penalty"]), m  # the penalty is active after task 1
