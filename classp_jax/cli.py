@@ -2,7 +2,8 @@
 
 ``classp-jax run`` with no arguments is the project's main job: the embedded
 ``digits`` stream, offline, comparing CLASSP with SGD and Adam. ``classp-jax
-run NAME`` runs a named experiment; ``classp-jax list`` shows them.
+run NAME`` runs a named experiment; ``classp-jax list`` shows them;
+``classp-jax report RUN_DIR...`` writes the markdown report of finished runs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import inspect
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,10 +24,28 @@ overrides (--set, repeatable):
                       classp.threshold=0.5,0.0 (one value per task), ewc.strength=100
   Values are Python literals; a comma-separated list gives one value per task.
 
+data (--data-dir ROOT):
+  Each dataset is read from ROOT itself or from a subfolder of ROOT named after
+  it, with '_' or '-', or that name followed by '-' or '_' and anything:
+  ROOT/mnist or ROOT/mnist-10k, ROOT/fashion_mnist or ROOT/fashion-mnist,
+  ROOT/imdb or ROOT/imdb_reviews, ROOT/financial_phrasebank or
+  ROOT/financial-phrasebank. ('fashion-mnist' never counts as 'mnist'.) An
+  experiment with two datasets needs them in separate subfolders. Without local
+  files, datasets come from TFDS (Financial PhraseBank is not in TFDS).
+
+frontier (--frontier):
+  Each method with a frontier in the experiment is run at every value of its
+  knobs instead of its own point, as METHOD[KNOB=VALUE] (e.g.
+  classp[threshold=1e-06]); without --methods, all of them. `classp-jax report`
+  plots final old-task against last-task accuracy, one curve per method.
+
 examples:
   classp-jax run                                   # the offline default (digits)
   classp-jax run digits --methods classp,sgd+ewc --seeds 0,1,2 --out runs/digits
   classp-jax run digits --set classp.threshold=0.1 --set epochs=3
+  classp-jax run mnist_fashion --quick --data-dir ~/data  # a smoke run
+  classp-jax run split_mnist --frontier --methods classp,ewc --seeds 0,1,2
+  classp-jax report runs/mnist_fashion runs/split_mnist --out report
 """
 
 
@@ -63,7 +82,8 @@ def _parse_list(text: str, convert, what: str) -> list:
 
 def apply_overrides(experiment, overrides: Sequence[str]):
   """Applies ``--set`` overrides to an experiment (see the epilog)."""
-  from classp_jax.methods import optimizers, regularizers, resolve_method
+  from classp_jax.experiments.frontier import with_hyperparameter
+  from classp_jax.methods import resolve_method
 
   loop_fields = {f.name for f in dataclasses.fields(experiment.loop)}
   loop_changes, methods = {}, dict(experiment.methods)
@@ -79,21 +99,10 @@ def apply_overrides(experiment, overrides: Sequence[str]):
       continue
     method_name, _, name = key.partition(".")
     try:
-      spec = resolve_method(method_name, methods)
+      methods[method_name] = with_hyperparameter(
+          method_name, resolve_method(method_name, methods), name, value)
     except ValueError as e:
       raise UsageError(str(e)) from None
-    reg_params = (inspect.signature(regularizers()[spec.regularizer]).parameters
-                  if spec.regularizer else {})
-    opt_params = inspect.signature(optimizers()[spec.optimizer]).parameters
-    if name in reg_params:
-      spec = dataclasses.replace(spec, reg_hparams={**spec.reg_hparams, name: value})
-    elif name in opt_params:
-      spec = dataclasses.replace(spec, hparams={**spec.hparams, name: value})
-    else:
-      raise UsageError(
-          f"{method_name} has no hyperparameter {name!r}; known: "
-          f"{', '.join(sorted(set(opt_params) | set(reg_params)))}")
-    methods[method_name] = spec
   return dataclasses.replace(
       experiment, loop=dataclasses.replace(experiment.loop, **loop_changes), methods=methods)
 
@@ -118,10 +127,18 @@ def _build_parser() -> argparse.ArgumentParser:
   run.add_argument("--source", choices=("auto", "tfds", "local"), default="auto",
                    help="where datasets come from (default: auto: local files in --data-dir "
                    "if present, else TFDS)")
-  run.add_argument("--data-dir", help="folder with the datasets' standard files, or TFDS data_dir")
+  run.add_argument("--data-dir", metavar="ROOT",
+                   help="folder with the datasets' standard files, each in ROOT or a subfolder "
+                   "named after it (see below), or the TFDS data_dir")
   run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting or hyperparameter (see below)")
-  run.add_argument("--quick", action="store_true", help="a scaled-down smoke run")
+  run.add_argument("--quick", action="store_true",
+                   help="a smoke run: a few hundred examples per task, one epoch")
+  run.add_argument("--subsample", metavar="TRAIN[,TEST]",
+                   help="keep a seeded random TRAIN training (and TEST test) examples per task, "
+                   "to fit a budget")
+  run.add_argument("--frontier", action="store_true",
+                   help="run each method along its frontier knobs (see below)")
   run.add_argument("--checkpoint-dir", help="checkpoint here and resume from it")
   run.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() to run across hosts")
@@ -132,6 +149,18 @@ def _build_parser() -> argparse.ArgumentParser:
   run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
   commands.add_parser("list", help="list the named experiments")
+
+  report = commands.add_parser(
+      "report", help="write the markdown report and plots of finished runs",
+      description="Merge the results.json of run folders (folders of the same experiment, e.g. "
+      "its methods and its frontier, are merged) into one markdown report: per experiment, "
+      "tables of ACC/BWT/forgetting/FWT over seeds, memory and time, the paper-protocol "
+      "numbers apart, and PNG plots (accuracy matrices, accuracy over training, the "
+      "stability-plasticity frontier, CLASSP's update fraction and capacity used).")
+  report.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                      help="a run folder (holding results.json) or a results.json")
+  report.add_argument("--out", default="report", help="report folder (default: report)")
+  report.add_argument("--notes", help="a markdown file to put after the title, e.g. conclusions")
   return parser
 
 
@@ -161,8 +190,10 @@ def run_command(args) -> int:
   import jax
 
   from classp_jax import experiments as registry
+  from classp_jax.experiments.frontier import plan_methods
+  from classp_jax.experiments.sizing import subsampled
   from classp_jax.loop import check_config, run_continual
-  from classp_jax.methods import build_method, resolve_method
+  from classp_jax.methods import build_method
   from classp_jax.report import print_summary, write_run_outputs
 
   # Set-up errors are the user's (a name, a value, a missing file): one line each.
@@ -171,13 +202,21 @@ def run_command(args) -> int:
     experiment = registry.get_experiment(args.experiment)
     if args.quick:
       experiment = experiment.quick(experiment)
+    if args.subsample:
+      sizes = _parse_list(args.subsample, int, "--subsample")
+      if len(sizes) > 2:
+        raise UsageError(f"--subsample takes TRAIN or TRAIN,TEST, got {args.subsample!r}")
+      experiment = subsampled(experiment, *sizes)
     experiment = apply_overrides(experiment, args.overrides)
     seeds = _parse_list(args.seeds, int, "--seeds")
+    if args.frontier and not experiment.frontier:
+      raise UsageError(f"{experiment.name} has no frontier")
     method_names = (_parse_list(args.methods, str, "--methods") if args.methods
-                    else list(experiment.default_methods))
-    specs = {name: resolve_method(name, experiment.methods) for name in method_names}
+                    else list(experiment.frontier if args.frontier else experiment.default_methods))
+    planned = plan_methods(method_names, experiment.methods,
+                           experiment.frontier if args.frontier else None)
     stream = experiment.stream(registry.DataOptions(args.source, args.data_dir))
-    methods = [build_method(name, spec, len(stream.tasks)) for name, spec in specs.items()]
+    methods = [build_method(p.name, p.spec, len(stream.tasks)) for p in planned]
     for method in methods:
       check_config(_loop_for(experiment, method), stream, jax.device_count())
   except (ValueError, TypeError, FileNotFoundError) as e:
@@ -188,16 +227,19 @@ def run_command(args) -> int:
   if lead:
     print(f"{experiment.name}: {experiment.description}")
     print(f"tasks: {', '.join(t.name for t in stream.tasks)}; devices: {jax.device_count()} "
-          f"x {jax.devices()[0].platform}; methods: {', '.join(method_names)}; seeds: {seeds}")
+          f"x {jax.devices()[0].platform}; methods: {', '.join(p.name for p in planned)}; "
+          f"seeds: {seeds}")
   runs = []
-  for method in methods:
+  for method, plan in zip(methods, planned):
+    variant = ({} if plan.knob is None else
+               {"base_method": plan.base_method, "knob": plan.knob, "value": plan.value})
     loop = _loop_for(experiment, method)
     for seed in seeds:
       checkpoint_dir = (None if args.checkpoint_dir is None else
                         str(Path(args.checkpoint_dir).absolute() / f"{method.name}-seed{seed}"))
-      runs.append(run_continual(model, stream, method, loop, seed=seed,
-                                checkpoint_dir=checkpoint_dir,
-                                progress=lead and not args.no_progress))
+      runs.append({**run_continual(model, stream, method, loop, seed=seed,
+                                   checkpoint_dir=checkpoint_dir,
+                                   progress=lead and not args.no_progress), **variant})
   if lead:
     results = {
         "experiment": experiment.name,
@@ -206,6 +248,10 @@ def run_command(args) -> int:
         "devices": jax.device_count(),
         "platform": jax.devices()[0].platform,
         "loop": dataclasses.asdict(experiment.loop),
+        "options": {"command": shlex.join(["classp-jax", *args.argv]), "quick": args.quick,
+                    "subsample": args.subsample, "frontier": args.frontier,
+                    "overrides": args.overrides, "source": args.source,
+                    "data_dir": args.data_dir},
         "runs": runs,
     }
     print_summary(results)
@@ -214,10 +260,23 @@ def run_command(args) -> int:
   return 0
 
 
+def report_command(args) -> int:
+  from classp_jax.report import write_report
+
+  try:
+    written = write_report(args.runs, args.out, notes=args.notes)
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    raise UsageError(f"cannot read the runs: {e}") from None
+  for path in written:
+    print(f"wrote {path}")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``classp-jax`` command."""
-  parser = _build_parser()
-  args = parser.parse_args(argv)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  args = _build_parser().parse_args(argv)
+  args.argv = argv  # recorded in results.json, so a report can show how each run was made
   try:
     if args.command == "list":
       from classp_jax.experiments import experiments
@@ -225,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       for name, experiment in sorted(experiments().items()):
         print(f"{name:16s} {experiment.description}")
       return 0
+    if args.command == "report":
+      return report_command(args)
     return run_command(args)
   except UsageError as e:
     print(f"classp-jax: error: {e}", file=sys.stderr)

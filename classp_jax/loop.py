@@ -55,6 +55,9 @@ class LoopConfig:
     steps_per_call: steps run by one jitted call.
     unroll: unroll the steps of a call (fast on XLA:CPU) or keep the scan
       rolled.
+    microbatch_size: average the gradients of micro-batches of this size
+      within each device's batch (the same gradient; on XLA:CPU much faster
+      for large conv-net batches, see `make_train_chunk`); None: one pass.
     checkpoint_every: also checkpoint every this many steps (0: only after
       each task); needs a checkpoint directory.
     paper_eval: also score each task's training split with dropout on, as the
@@ -70,6 +73,7 @@ class LoopConfig:
   log_every: int = 10
   steps_per_call: int = 1
   unroll: bool = True
+  microbatch_size: int | None = None
   checkpoint_every: int = 0
   paper_eval: bool = False
 
@@ -90,6 +94,12 @@ def check_config(config: LoopConfig, stream: TaskStream, num_devices: int) -> No
       raise ValueError(
           f"task {task.name!r} has {len(task.train.labels)} training examples, "
           f"fewer than one batch of {config.batch_size}")
+  per_device = config.batch_size // num_devices
+  if config.microbatch_size is not None and (
+      config.microbatch_size < 1 or per_device % config.microbatch_size):
+    raise ValueError(
+        f"microbatch_size {config.microbatch_size} must divide the per-device batch "
+        f"of {per_device} examples")
   if config.steps_per_call < 1 or config.max_epochs < 1 or config.log_every < 1:
     raise ValueError("steps_per_call, max_epochs and log_every must be at least 1")
 
@@ -117,9 +127,11 @@ def _model_fns(model: nn.Module, mesh, eval_batch_size: int) -> _ModelFns:
 
 
 @functools.lru_cache(maxsize=32)
-def _train_chunk(model_fns: _ModelFns, tx, regularizer, mesh, unroll: bool):
+def _train_chunk(model_fns: _ModelFns, tx, regularizer, mesh, unroll: bool,
+                 microbatch_size: int | None):
   """The jitted training chunk of a method, shared by runs that differ only in seed."""
-  return make_train_chunk(model_fns.train_apply, tx, regularizer, mesh, unroll=unroll)
+  return make_train_chunk(model_fns.train_apply, tx, regularizer, mesh, unroll=unroll,
+                          microbatch_size=microbatch_size)
 
 
 def run_continual(
@@ -162,7 +174,8 @@ def run_continual(
   mesh = data_mesh()
   check_config(config, stream, mesh.shape[DATA])
   fns = _model_fns(model, mesh, config.eval_batch_size)
-  train_chunk = _train_chunk(fns, method.tx, method.regularizer, mesh, config.unroll)
+  train_chunk = _train_chunk(fns, method.tx, method.regularizer, mesh, config.unroll,
+                             config.microbatch_size)
   init_key, dropout_key, consolidate_key, paper_key = jax.random.split(jax.random.key(seed), 4)
   dummy = np.zeros((1, *stream.input_shape), tasks[0].train.inputs.dtype)
   params = model.init({"params": init_key}, dummy, train=False)["params"]

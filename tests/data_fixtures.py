@@ -18,14 +18,20 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def write_idx_folder(
-    folder: Path, *, n_train: int = 12, n_test: int = 6, gz: bool = True, seed: int = 0
+    folder: Path,
+    *,
+    n_train: int = 12,
+    n_test: int = 6,
+    gz: bool = True,
+    seed: int = 0,
+    size: int = 4,
 ) -> dict[str, np.ndarray]:
-    """Writes the four MNIST-family files (4x4 images, labels 0..9); returns what they hold."""
+    """Writes the four MNIST-family files (size x size images, labels 0..9); returns them."""
     rng = np.random.default_rng(seed)
     arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 4, 4), dtype=np.uint8),
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, size, size), dtype=np.uint8),
         "train-labels-idx1-ubyte": (np.arange(n_train) % 10).astype(np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 4, 4), dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, size, size), dtype=np.uint8),
         "t10k-labels-idx1-ubyte": (np.arange(n_test) % 10).astype(np.uint8),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,10 +57,10 @@ IMDB_REVIEWS = [
 ]
 
 
-def write_aclimdb_tree(root: Path) -> Path:
+def write_aclimdb_tree(root: Path, reviews=IMDB_REVIEWS) -> Path:
     """Writes `root/aclImdb/{train,test}/{neg,pos}` and an unlabelled `train/unsup`."""
     tree = root / "aclImdb"
-    for split, label, file_name, text in IMDB_REVIEWS:
+    for split, label, file_name, text in reviews:
         (tree / split / label).mkdir(parents=True, exist_ok=True)
         (tree / split / label / file_name).write_text(text, encoding="utf-8")
     (tree / "train" / "unsup").mkdir()

@@ -160,3 +160,17 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
                           progress=False)
   for key in ("accuracy_matrix", "baseline", "steps", "epochs", "history", "logs"):
     assert resumed[key] == full[key], key
+
+
+def test_microbatches_give_the_full_batch_gradient():
+  # 16 examples over 4 devices = 4 per device, split into 2 micro-batches of 2
+  # (the MLP has no dropout, so the split changes nothing but the arithmetic).
+  config = dataclasses.replace(CONFIG, batch_size=16)
+  whole = run_continual(MODEL, tiny_stream(), sgd(), config, progress=False)
+  split = run_continual(MODEL, tiny_stream(), sgd(),
+                        dataclasses.replace(config, microbatch_size=2), progress=False)
+  np.testing.assert_allclose(split["logs"]["loss"], whole["logs"]["loss"], rtol=1e-5)
+  assert split["accuracy_matrix"] == whole["accuracy_matrix"]
+  with pytest.raises(ValueError, match="must divide the per-device batch of 4"):
+    run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(config, microbatch_size=3),
+                  progress=False)

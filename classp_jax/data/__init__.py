@@ -2,7 +2,8 @@
 
 - `load_dataset` (load.py): TFDS, local standard files, or the embedded `digits`.
 - `Split`, `Dataset`, `Task`, `TaskStream` (containers.py): the contracts the loop relies on.
-- `sequential_stream`, `split_stream`, `permuted_stream`, `digits_stream` (streams.py).
+- `sequential_stream`, `split_stream`, `permuted_stream`, `digits_stream`, `subsample_stream`
+  (streams.py).
 - `tokenize`, `Vocabulary`, `build_vocabulary`, `text_stream` (text.py).
 - The cache of decoded arrays (cache.py), TFDS reading (tfds_source.py), and one reader per
   local file format (idx.py, aclimdb.py, phrasebank.py, digits.py).
@@ -10,9 +11,15 @@
 
 from classp_jax.data.cache import CACHE_DIR_ENV, default_cache_dir
 from classp_jax.data.containers import Dataset, Split, Task, TaskStream
-from classp_jax.data.load import KNOWN_DATASETS, load_dataset
+from classp_jax.data.load import KNOWN_DATASETS, dataset_folders, find_local_files, load_dataset
 from classp_jax.data.stratified import stratified_split
-from classp_jax.data.streams import digits_stream, permuted_stream, sequential_stream, split_stream
+from classp_jax.data.streams import (
+    digits_stream,
+    permuted_stream,
+    sequential_stream,
+    split_stream,
+    subsample_stream,
+)
 from classp_jax.data.text import (
     PAD_ID,
     SENTIMENT_CLASSES,
@@ -38,14 +45,17 @@ __all__ = [
     "TfdsUnavailableError",
     "Vocabulary",
     "build_vocabulary",
+    "dataset_folders",
     "default_cache_dir",
     "digits_stream",
+    "find_local_files",
     "load_dataset",
     "permuted_stream",
     "sentiment_labels",
     "sequential_stream",
     "split_stream",
     "stratified_split",
+    "subsample_stream",
     "text_stream",
     "tokenize",
 ]

@@ -8,9 +8,11 @@
 | `financial_phrasebank` | `Sentences_<agreement>.txt` | not in the catalog | negative, neutral, positive |
 | `digits` | none: bundled with scikit-learn | no | '0'..'9' |
 
-Local files are looked for in `data_dir`, then in `data_dir/<name>` and `data_dir/<name with
-'-' for '_'>`. Financial PhraseBank and digits have no official split: a seeded stratified
-split holds out `test_fraction` of each class (see `stratified_split`).
+Local files are looked for in `data_dir`, then in its subfolders named after the dataset
+(see `dataset_folders`), so one root can hold them all: `ROOT/mnist-10k`, `ROOT/fashion-mnist`,
+`ROOT/imdb`, `ROOT/financial-phrasebank`. Financial PhraseBank and digits have no official
+split: a seeded stratified split holds out `test_fraction` of each class (see
+`stratified_split`).
 
 Decoded datasets from files are cached (see `classp_jax.data.cache`); digits is not, as it
 loads in milliseconds.
@@ -144,6 +146,73 @@ _SPECS: dict[str, _Spec] = {
 KNOWN_DATASETS = tuple(_SPECS)
 
 
+# Other names a dataset's folder goes by under a data root, besides its own.
+_FOLDER_ALIASES = {"imdb_reviews": ("imdb",)}
+
+
+def _folder_names(name: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((name, name.replace("_", "-"), *_FOLDER_ALIASES.get(name, ()))))
+
+
+def _folder_patterns(name: str) -> list[str]:
+    return [f"{n}/" for n in _folder_names(name)] + [f"{n}-*/" for n in _folder_names(name)]
+
+
+def dataset_folders(name: str, data_dir: str | os.PathLike) -> list[Path]:
+    """Where a dataset's local files are looked for under `data_dir`, in order.
+
+    `data_dir` itself; its subfolders named after the dataset, with '_' or '-'
+    (`fashion_mnist/`, `fashion-mnist/`; also `imdb/` for `imdb_reviews`); then, sorted, its
+    subfolders whose names extend one of those after a '-' or '_' (`mnist-10k/`). Names must
+    start with the dataset's, so `fashion-mnist/` is never taken for `mnist`.
+
+    Args:
+        name: a dataset name.
+        data_dir: the folder, or a root holding one subfolder per dataset.
+
+    Returns:
+        The existing folders, in the order they are looked in.
+    """
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        return []
+    names = _folder_names(name)
+    named = [root / n for n in names if (root / n).is_dir()]
+    extended = sorted(
+        path
+        for path in root.iterdir()
+        if path.is_dir() and any(path.name.startswith((f"{n}-", f"{n}_")) for n in names)
+    )
+    return [root, *named, *extended]
+
+
+def _find_local_files(spec: _Spec, options: _Options, data_dir: Path, name: str):
+    for folder in dataset_folders(name, data_dir):
+        files = spec.local.find(folder, options)
+        if files:
+            return files
+    return None
+
+
+def find_local_files(
+    name: str, data_dir: str | os.PathLike, *, phrasebank_agreement: str | None = None
+) -> list[Path] | None:
+    """The standard files `load_dataset(name, source="local", data_dir=...)` would read.
+
+    Args:
+        name: one of `KNOWN_DATASETS` with local files (not `digits`).
+        data_dir: where to look (see `dataset_folders`).
+        phrasebank_agreement: see `load_dataset`.
+
+    Returns:
+        The files, or None if they are not there.
+    """
+    if name not in _SPECS or _SPECS[name].local is None:
+        raise ValueError(f"{name!r} has no local files; known: {', '.join(KNOWN_DATASETS)}")
+    options = _Options(phrasebank_agreement, 0.2, 0)
+    return _find_local_files(_SPECS[name], options, Path(data_dir).expanduser(), name)
+
+
 def load_dataset(
     name: str,
     *,
@@ -216,11 +285,13 @@ def load_dataset(
 
     local_problem = None
     if source in ("local", "auto") and spec.local is not None and data_dir is not None:
-        for folder in (data_dir, data_dir / name, data_dir / name.replace("_", "-")):
-            files = spec.local.find(folder, options)
-            if files:
-                return load(files, "local", lambda: spec.local.read(files, options))
-        local_problem = f"no {name} files in {data_dir}: expected {spec.local.expected}"
+        files = _find_local_files(spec, options, data_dir, name)
+        if files:
+            return load(files, "local", lambda: spec.local.read(files, options))
+        local_problem = (
+            f"no {name} files in {data_dir} or its subfolders "
+            f"{', '.join(_folder_patterns(name))}: expected {spec.local.expected}"
+        )
     if source == "local":
         if data_dir is None:
             raise FileNotFoundError(

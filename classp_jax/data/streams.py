@@ -1,11 +1,13 @@
 """Image task streams: sequential datasets, split classes, permuted pixels, and `digits_stream`.
 
 Every stream scales images to float32 in [0, 1]; labels index the stream's shared head.
-Text streams live in `classp_jax.data.text` (`text_stream`).
+Text streams live in `classp_jax.data.text` (`text_stream`). `subsample_stream` cuts any
+stream's tasks down to size.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -205,3 +207,41 @@ def digits_stream(label_mode: str = "task") -> TaskStream:
     (5, 2, (8, 8, 1), 'digits:2-3')
     """
     return split_stream(load_dataset("digits"), 5, label_mode=label_mode, name="split_digits")
+
+
+def subsample_stream(
+    stream: TaskStream,
+    train_examples: int | None,
+    test_examples: int | None = None,
+    *,
+    seed: int = 0,
+) -> TaskStream:
+    """Keeps a seeded random subset of each task's examples (for smoke runs and CPU budgets).
+
+    Args:
+        stream: any stream, image or text.
+        train_examples: training examples kept per task; None keeps them all.
+        test_examples: test examples kept per task; None keeps them all.
+        seed: the subsets' seed (each task draws its own from it).
+
+    Returns:
+        The stream with smaller splits; everything else (head, vocabulary) unchanged.
+
+    >>> small = subsample_stream(digits_stream(), 50, 20)
+    >>> [(len(t.train), len(t.test)) for t in small.tasks][:2]
+    [(50, 20), (50, 20)]
+    """
+
+    def cut(split: Split, size: int | None, rng: np.random.Generator) -> Split:
+        if size is None or size >= len(split):
+            return split
+        keep = np.sort(rng.permutation(len(split))[:size])
+        return Split(split.inputs[keep], split.labels[keep])
+
+    tasks = []
+    for t, task in enumerate(stream.tasks):
+        rng = np.random.default_rng([seed, t])
+        train = cut(task.train, train_examples, rng)
+        test = cut(task.test, test_examples, rng)
+        tasks.append(dataclasses.replace(task, train=train, test=test))
+    return dataclasses.replace(stream, tasks=tuple(tasks))

@@ -1,14 +1,15 @@
 """Named experiments: small configs that `classp-jax run NAME` runs.
 
 An experiment names a task stream, a model, how each task is trained
-(`classp_jax.loop.LoopConfig`) and the methods it compares. Each lives in its
-own module here and registers itself in `EXPERIMENTS`.
+(`classp_jax.loop.LoopConfig`), the methods it compares and the knob of each
+method that its stability-plasticity frontier sweeps. Each lives in its own
+module here and is listed in `experiments()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 
@@ -38,6 +39,9 @@ class Experiment:
     methods: the named methods it knows (also usable in ``a+b`` combinations).
     default_methods: what runs when ``--methods`` is not given.
     quick: turns the experiment into a smoke-sized one (``--quick``).
+    frontier: for ``--frontier``, the values each method's knobs sweep, e.g.
+      ``{"classp": {"threshold": (0.0, 1e-6)}, "ewc": {"strength": (10, 100)}}``
+      (see `classp_jax.experiments.frontier`).
   """
 
   name: str
@@ -48,13 +52,16 @@ class Experiment:
   methods: Mapping[str, MethodSpec]
   default_methods: tuple[str, ...]
   quick: Callable[["Experiment"], "Experiment"] = lambda experiment: experiment
+  frontier: Mapping[str, Mapping[str, Sequence[Any]]] = dataclasses.field(default_factory=dict)
 
 
 def experiments() -> dict[str, Experiment]:
   """All named experiments, by name."""
-  from classp_jax.experiments import digits
+  from classp_jax.experiments import digits, fpb_imdb, mnist_fashion, permuted_mnist, split_mnist
 
-  return {e.name: e for e in (digits.EXPERIMENT,)}
+  return {e.name: e for e in (digits.EXPERIMENT, mnist_fashion.EXPERIMENT, fpb_imdb.EXPERIMENT,
+                              fpb_imdb.CPU_EXPERIMENT, split_mnist.EXPERIMENT,
+                              permuted_mnist.EXPERIMENT)}
 
 
 def get_experiment(name: str) -> Experiment:

@@ -1,0 +1,86 @@
+"""The methods the paper compares, and their frontiers, for any experiment.
+
+CLASSP at the experiment's point, its ablations, and the baselines:
+
+* ``classp``: the paper's method at the given point;
+* ``classp_no_threshold``: threshold 0, adjustment suppression alone;
+* ``classp_p2``: p = 2 and threshold 0, the AdaGrad instance of CLASSP;
+* ``classp_as_released``: the authors' released code
+  (`classp_jax.classp_as_released`) with their per-task schedule;
+* ``sgd`` at CLASSP's learning rate, ``adam`` and ``adagrad`` (PyTorch's
+  default learning rates, as the paper gives none);
+* ``ewc`` at the paper's lambda, ``si`` and ``mas``, all on SGD at CLASSP's
+  learning rate. EWC at a tuned lambda is the best point of its frontier
+  (``--frontier``), which sweeps lambda over decades.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from classp_jax.methods import MethodSpec
+
+METHODS = ("classp", "classp_no_threshold", "classp_p2", "classp_as_released", "sgd", "adam",
+           "adagrad", "ewc", "si", "mas")
+
+
+def comparison_methods(*, learning_rate: float, threshold: float, eps: float,
+                       released: Mapping[str, Any], ewc_strength: float,
+                       si_strength: float = 1.0,
+                       mas_strength: float = 1.0,
+                       importance_examples: int | None = None) -> dict[str, MethodSpec]:
+  """The methods of `METHODS`.
+
+  Args:
+    learning_rate: CLASSP's, also SGD's and the regularizers' optimizer's.
+    threshold: CLASSP's.
+    eps: CLASSP's.
+    released: ``classp_as_released``'s hyperparameters besides the learning
+      rate; tuples give one value per task.
+    ewc_strength: EWC's lambda as published.
+    si_strength: SI's c.
+    mas_strength: MAS's lambda.
+    importance_examples: EWC's Fisher and MAS's importance on this many
+      training examples of each task (None: all).
+  """
+  classp = {"learning_rate": learning_rate, "eps": eps, "power": 1.0}
+  sgd = MethodSpec("sgd", {"learning_rate": learning_rate})
+  ewc = {"num_examples": importance_examples}
+  return {
+      "classp": MethodSpec("classp", {**classp, "threshold": threshold}),
+      "classp_no_threshold": MethodSpec("classp", {**classp, "threshold": 0.0}),
+      "classp_p2": MethodSpec("classp", {**classp, "threshold": 0.0, "power": 2.0}),
+      "classp_as_released": MethodSpec("classp_as_released",
+                                       {"learning_rate": learning_rate, "eps": eps, **released}),
+      "sgd": sgd,
+      "adam": MethodSpec("adam", {"learning_rate": 1e-3}),
+      "adagrad": MethodSpec("adagrad", {"learning_rate": 1e-2, "initial_accumulator_value": 0.0}),
+      "ewc": MethodSpec("sgd", sgd.hparams, "ewc", {"strength": ewc_strength, **ewc}),
+      "si": MethodSpec("sgd", sgd.hparams, "si", {"strength": si_strength}),
+      "mas": MethodSpec("sgd", sgd.hparams, "mas",
+                        {"strength": mas_strength, "num_examples": importance_examples}),
+  }
+
+
+def comparison_frontier(*, learning_rate: float, thresholds: tuple[float, ...]
+                        ) -> dict[str, dict[str, tuple[float, ...]]]:
+  """Each method's main knob over a log grid around its point (`Experiment.frontier`).
+
+  CLASSP's threshold is swept at its learning rate, and its learning rate at
+  threshold 0 (``classp_no_threshold``): at the paper's thresholds, which may
+  freeze every weight, a learning-rate sweep would show nothing.
+  """
+  def around(value: float, factors=(0.1, 0.3, 1.0, 3.0)) -> tuple[float, ...]:
+    return tuple(value * f for f in factors)
+
+  decades = tuple(10.0 ** k for k in range(-2, 5))
+  return {
+      "classp": {"threshold": thresholds},
+      "classp_no_threshold": {"learning_rate": around(learning_rate, (0.01, 0.03, 0.1, 0.3, 1.0))},
+      "sgd": {"learning_rate": around(learning_rate)},
+      "adam": {"learning_rate": around(1e-3)},
+      "adagrad": {"learning_rate": around(1e-2)},
+      "ewc": {"strength": decades},
+      "si": {"strength": decades[:5]},
+      "mas": {"strength": decades[:5]},
+  }
