@@ -7,6 +7,9 @@ whole dataset sits on the device; each call receives only its batches'
 indices, and nothing blocks on the host until the end of a timed round. The
 training state is donated.
 
+For batches above 32 it also runs the loop with ``microbatch_size=32``: the
+same gradient, averaged over micro-batches whose activations stay in cache.
+
 JAX step-loop strategies (``--strategies``), all through the project's own
 training step (`classp_jax.parallel.make_train_chunk`, as ``classp-jax run``
 uses it, with ``LoopConfig.steps_per_call`` and ``unroll``):
@@ -94,7 +97,7 @@ class NoDropoutPaperCNN(PaperCNN):
 
 def jax_round(strategy: str, model: nn.Module, optimizer: optax.GradientTransformation,
               data: tuple[np.ndarray, np.ndarray], batch_size: int, steps: int,
-              prng_impl: str | None = None) -> Round:
+              prng_impl: str | None = None, microbatch_size: int | None = None) -> Round:
   """Compiles and warms up one JAX contender: the project's own training step.
 
   It runs `classp_jax.parallel.make_train_chunk`, exactly as ``classp-jax run``
@@ -110,6 +113,7 @@ def jax_round(strategy: str, model: nn.Module, optimizer: optax.GradientTransfor
     batch_size: examples per step.
     steps: steps per round.
     prng_impl: PRNG implementation of the dropout keys (None: JAX's default).
+    microbatch_size: ``LoopConfig.microbatch_size``.
 
   Returns:
     A function running one round of ``steps`` steps, blocking once at its end.
@@ -121,7 +125,7 @@ def jax_round(strategy: str, model: nn.Module, optimizer: optax.GradientTransfor
                               mesh), "step": 0}
   chunk = make_train_chunk(
       lambda p, x, rng: model.apply({"params": p}, x, train=True, rngs={"dropout": rng}),
-      optimizer, NO_REGULARIZER, mesh, unroll=strategy != "scan")
+      optimizer, NO_REGULARIZER, mesh, unroll=strategy != "scan", microbatch_size=microbatch_size)
   steps_per_call = 1 if strategy == "loop" else steps
   num_batches = len(data[1]) // batch_size
   order = np.arange(num_batches * batch_size).reshape(num_batches, batch_size)
@@ -212,6 +216,9 @@ def contenders(args, batch_size: int, steps: int) -> dict[str, Round]:
     rounds["torch eager, 1 thread"] = torch_round(batch_size, steps, num_examples, 1)
   for strategy in args.strategies:
     rounds[f"jax {strategy}"] = jax_round(strategy, cnn, sgd, data, batch_size, steps)
+  if batch_size > 32:
+    rounds["jax loop, micro-batches of 32"] = jax_round(
+        "loop", cnn, sgd, data, batch_size, steps, microbatch_size=32)
   if args.ablations:
     rounds["jax loop, nn.max_pool"] = jax_round(
         "loop", ReduceWindowPaperCNN(), sgd, data, batch_size, steps)

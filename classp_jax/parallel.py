@@ -114,24 +114,25 @@ def make_train_chunk(
     ``update_fraction`` and, for CLASSP-style optimizers, ``capacity_used``.
   """
 
+  num_devices = mesh.shape[DATA]
+
   def train_step(state: TrainState, batch: tuple[jax.Array, jax.Array], rng: jax.Array):
     """One step on this device's slice of the batch: pure in (state, batch, rng)."""
     x, y = batch
     rng = jax.random.fold_in(rng, lax.axis_index(DATA))  # own dropout per device
-    # Differentiate a device-varying view of the replicated params: each device gets
-    # the gradient of its own slice, which we average explicitly, pmap-style. (Taken
-    # w.r.t. the replicated params, shard_map's transpose would already psum them.)
-    local_params = lax.pcast(state.params, DATA, to="varying")
+    # pmap semantics (check_vma=False below): each device differentiates its own
+    # slice, and the gradients are averaged explicitly.
     loss_and_grads = jax.value_and_grad(
         lambda p, x, y, rng: cross_entropy(apply_fn(p, x, rng), y))
     if microbatch_size is None or microbatch_size >= y.shape[0]:
-      task_loss, task_grads = loss_and_grads(local_params, x, y, rng)
+      task_loss, task_grads = loss_and_grads(state.params, x, y, rng)
     else:
       m = microbatch_size
-      parts = [loss_and_grads(local_params, x[k:k + m], y[k:k + m], jax.random.fold_in(rng, k))
+      parts = [loss_and_grads(state.params, x[k:k + m], y[k:k + m], jax.random.fold_in(rng, k))
                for k in range(0, y.shape[0], m)]
       task_loss, task_grads = jax.tree.map(lambda *v: sum(v) / len(parts), *parts)
-    task_loss, task_grads = lax.pmean((task_loss, task_grads), DATA)
+    if num_devices > 1:  # over one device the all-reduce is an identity XLA:CPU still pays for
+      task_loss, task_grads = lax.pmean((task_loss, task_grads), DATA)
     penalty, penalty_grads = jax.value_and_grad(regularizer.penalty, argnums=1)(
         state.reg_state, state.params)
     grads = jax.tree.map(jnp.add, task_grads, penalty_grads)
@@ -162,10 +163,13 @@ def make_train_chunk(
       metrics.append(step_metrics)
     return state, jax.tree.map(lambda *m: jnp.stack(m), *metrics)
 
+  # check_vma=False: gradients w.r.t. the replicated params stay per-device (as in
+  # pmap) instead of being summed by the transpose; measured on XLA:CPU, the pmean
+  # or psum over one device cost 14% of a batch-32 CNN step.
   chunk = jax.shard_map(
       per_device_chunk, mesh=mesh,
       in_specs=(P(), P(), P(), P(None, DATA), P(), P()),
-      out_specs=(P(), P()))
+      out_specs=(P(), P()), check_vma=False)
   return jax.jit(chunk, donate_argnums=0)
 
 
