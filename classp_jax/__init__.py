@@ -26,3 +26,24 @@ from classp_jax.regularizers import mas
 from classp_jax.regularizers import si
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ClasspAsReleasedState",
+    "ScaleByGeneralizedAdagradState",
+    "classp",
+    "classp_as_released",
+    "scale_by_classp_as_released",
+    "scale_by_generalized_adagrad",
+    "threshold_mask",
+    "Sparsity",
+    "capacity_used",
+    "update_fraction",
+    "fisher_diagonal",
+    "AnchoredState",
+    "EwcState",
+    "SiState",
+    "ewc",
+    "l2",
+    "mas",
+    "si",
+]

@@ -82,8 +82,7 @@ def _parse_list(text: str, convert, what: str) -> list:
 
 def apply_overrides(experiment, overrides: Sequence[str]):
   """Applies ``--set`` overrides to an experiment (see the epilog)."""
-  from classp_jax.experiments.frontier import with_hyperparameter
-  from classp_jax.methods import resolve_method
+  from classp_jax.methods import resolve_method, with_hyperparameter
 
   loop_fields = {f.name for f in dataclasses.fields(experiment.loop)}
   loop_changes, methods = {}, dict(experiment.methods)

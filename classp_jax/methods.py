@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -182,6 +183,23 @@ def resolve_method(name: str, specs: Mapping[str, MethodSpec]) -> MethodSpec:
     return dataclasses.replace(specs.get("sgd", MethodSpec("sgd")), regularizer=name)
   known = sorted(set(specs) | set(optimizers()) | set(regularizers()))
   raise ValueError(f"unknown method {name!r}; known: {', '.join(known)}, or OPTIMIZER+REGULARIZER")
+
+
+def with_hyperparameter(method_name: str, spec: MethodSpec, name: str, value: Any) -> MethodSpec:
+  """``spec`` with its regularizer's or else its optimizer's hyperparameter ``name`` set.
+
+  Raises:
+    ValueError: neither takes ``name``; the message lists what they take.
+  """
+  reg_params = (inspect.signature(regularizers()[spec.regularizer]).parameters
+                if spec.regularizer else {})
+  opt_params = inspect.signature(optimizers()[spec.optimizer]).parameters
+  if name in reg_params:
+    return dataclasses.replace(spec, reg_hparams={**spec.reg_hparams, name: value})
+  if name in opt_params:
+    return dataclasses.replace(spec, hparams={**spec.hparams, name: value})
+  raise ValueError(f"{method_name} has no hyperparameter {name!r}; known: "
+                   f"{', '.join(sorted(set(opt_params) | set(reg_params)))}")
 
 
 def build_method(name: str, spec: MethodSpec, num_tasks: int) -> Method:

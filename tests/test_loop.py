@@ -5,7 +5,6 @@ import dataclasses
 import chex
 import jax
 import numpy as np
-import optax
 import pytest
 
 from classp_jax.data import Split, Task, TaskStream

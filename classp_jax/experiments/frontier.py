@@ -12,11 +12,9 @@ and ``value``; the report draws one curve per method and knob.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from typing import Any, NamedTuple, Sequence
 
-from classp_jax.methods import MethodSpec, optimizers, regularizers, resolve_method
+from classp_jax.methods import MethodSpec, resolve_method, with_hyperparameter
 
 
 class MethodVariant(NamedTuple):
@@ -35,23 +33,6 @@ class MethodVariant(NamedTuple):
   base_method: str
   knob: str | None = None
   value: Any = None
-
-
-def with_hyperparameter(method_name: str, spec: MethodSpec, name: str, value: Any) -> MethodSpec:
-  """``spec`` with its regularizer's or else its optimizer's hyperparameter ``name`` set.
-
-  Raises:
-    ValueError: neither takes ``name``; the message lists what they take.
-  """
-  reg_params = (inspect.signature(regularizers()[spec.regularizer]).parameters
-                if spec.regularizer else {})
-  opt_params = inspect.signature(optimizers()[spec.optimizer]).parameters
-  if name in reg_params:
-    return dataclasses.replace(spec, reg_hparams={**spec.reg_hparams, name: value})
-  if name in opt_params:
-    return dataclasses.replace(spec, hparams={**spec.hparams, name: value})
-  raise ValueError(f"{method_name} has no hyperparameter {name!r}; known: "
-                   f"{', '.join(sorted(set(opt_params) | set(reg_params)))}")
 
 
 def variant_name(method_name: str, knob: str, value: Any) -> str:
