@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from data_fixtures import (
-    IMDB_REVIEWS,
-    PHRASEBANK_LINES,
-    idx_bytes,
-    phrasebank_bytes,
-    write_aclimdb_archive,
-    write_aclimdb_tree,
-    write_idx_folder,
+  IMDB_REVIEWS,
+  PHRASEBANK_LINES,
+  idx_bytes,
+  phrasebank_bytes,
+  write_aclimdb_archive,
+  write_aclimdb_tree,
+  write_idx_folder,
 )
 
 from classp_jax.data import KNOWN_DATASETS, load_dataset
@@ -24,11 +24,11 @@ from classp_jax.data.load import FASHION_MNIST_CLASS_NAMES
 
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
+  return tmp_path / "cache"
 
 
 def load_local(name: str, data_dir: Path, cache_dir: Path, **kwargs):
-    return load_dataset(name, source="local", data_dir=data_dir, cache_dir=cache_dir, **kwargs)
+  return load_dataset(name, source="local", data_dir=data_dir, cache_dir=cache_dir, **kwargs)
 
 
 # --- MNIST-family IDX files ---
@@ -36,239 +36,237 @@ def load_local(name: str, data_dir: Path, cache_dir: Path, **kwargs):
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_files_load_as_uint8_images(tmp_path, cache_dir, gz):
-    arrays = write_idx_folder(tmp_path / "fmnist", gz=gz)
-    dataset = load_local("fashion_mnist", tmp_path / "fmnist", cache_dir)
-    assert dataset.train.inputs.shape == (12, 4, 4, 1)
-    assert dataset.train.inputs.dtype == np.uint8 and dataset.train.labels.dtype == np.int32
-    np.testing.assert_array_equal(dataset.test.inputs[..., 0], arrays["t10k-images-idx3-ubyte"])
-    np.testing.assert_array_equal(dataset.train.labels, arrays["train-labels-idx1-ubyte"])
-    assert dataset.class_names == FASHION_MNIST_CLASS_NAMES and dataset.num_classes == 10
-    assert dataset.source == "local"
+  arrays = write_idx_folder(tmp_path / "fmnist", gz=gz)
+  dataset = load_local("fashion_mnist", tmp_path / "fmnist", cache_dir)
+  assert dataset.train.inputs.shape == (12, 4, 4, 1)
+  assert dataset.train.inputs.dtype == np.uint8 and dataset.train.labels.dtype == np.int32
+  np.testing.assert_array_equal(dataset.test.inputs[..., 0], arrays["t10k-images-idx3-ubyte"])
+  np.testing.assert_array_equal(dataset.train.labels, arrays["train-labels-idx1-ubyte"])
+  assert dataset.class_names == FASHION_MNIST_CLASS_NAMES and dataset.num_classes == 10
+  assert dataset.source == "local"
 
 
 def test_local_files_are_found_in_a_subfolder_named_after_the_dataset(tmp_path, cache_dir):
-    write_idx_folder(tmp_path / "fashion-mnist")
-    assert len(load_local("fashion_mnist", tmp_path, cache_dir).train) == 12
+  write_idx_folder(tmp_path / "fashion-mnist")
+  assert len(load_local("fashion_mnist", tmp_path, cache_dir).train) == 12
 
 
 @pytest.mark.parametrize(
-    "file_name, content, problem",
-    [
-        ("train-images-idx3-ubyte", b"\x00\x00\x08\x01" + bytes(20), "wrong magic number"),
-        ("train-images-idx3-ubyte", idx_bytes(np.zeros((12, 4, 4)))[:-5], "truncated data"),
-        ("train-images-idx3-ubyte", b"\x00\x00", "truncated header"),
-        ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(5)), "6 images but"),
-    ],
+  "file_name, content, problem",
+  [
+    ("train-images-idx3-ubyte", b"\x00\x00\x08\x01" + bytes(20), "wrong magic number"),
+    ("train-images-idx3-ubyte", idx_bytes(np.zeros((12, 4, 4)))[:-5], "truncated data"),
+    ("train-images-idx3-ubyte", b"\x00\x00", "truncated header"),
+    ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(5)), "6 images but"),
+  ],
 )
 def test_corrupt_idx_files_raise_value_errors_naming_the_file(
-    tmp_path, cache_dir, file_name, content, problem
+  tmp_path, cache_dir, file_name, content, problem
 ):
-    write_idx_folder(tmp_path, gz=False)
-    (tmp_path / file_name).write_bytes(content)
-    with pytest.raises(ValueError, match=problem) as error:
-        load_local("mnist", tmp_path, cache_dir)
-    assert file_name in str(error.value)
+  write_idx_folder(tmp_path, gz=False)
+  (tmp_path / file_name).write_bytes(content)
+  with pytest.raises(ValueError, match=problem) as error:
+    load_local("mnist", tmp_path, cache_dir)
+  assert file_name in str(error.value)
 
 
 def test_a_damaged_gzip_file_is_a_value_error(tmp_path, cache_dir):
-    write_idx_folder(tmp_path)
-    path = tmp_path / "train-labels-idx1-ubyte.gz"
-    path.write_bytes(path.read_bytes()[:-8])
-    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz"):
-        load_local("mnist", tmp_path, cache_dir)
+  write_idx_folder(tmp_path)
+  path = tmp_path / "train-labels-idx1-ubyte.gz"
+  path.write_bytes(path.read_bytes()[:-8])
+  with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz"):
+    load_local("mnist", tmp_path, cache_dir)
 
 
 def test_an_empty_split_is_an_error(tmp_path, cache_dir):
-    write_idx_folder(tmp_path, n_test=0)
-    with pytest.raises(ValueError, match="test split is empty"):
-        load_local("mnist", tmp_path, cache_dir)
+  write_idx_folder(tmp_path, n_test=0)
+  with pytest.raises(ValueError, match="test split is empty"):
+    load_local("mnist", tmp_path, cache_dir)
 
 
 def test_missing_files_name_what_is_expected_and_where_to_get_it(tmp_path, cache_dir):
-    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.*yann.lecun"):
-        load_local("mnist", tmp_path / "nowhere", cache_dir)
-    with pytest.raises(FileNotFoundError, match="needs data_dir"):
-        load_dataset("mnist", source="local")
+  with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.*yann.lecun"):
+    load_local("mnist", tmp_path / "nowhere", cache_dir)
+  with pytest.raises(FileNotFoundError, match="needs data_dir"):
+    load_dataset("mnist", source="local")
 
 
 def test_unknown_names_and_sources_are_clear_errors():
-    with pytest.raises(ValueError, match="known datasets: mnist, fashion_mnist") as error:
-        load_dataset("cifar10")
-    assert all(name in str(error.value) for name in KNOWN_DATASETS)
-    with pytest.raises(ValueError, match="unknown source"):
-        load_dataset("mnist", source="web")
+  with pytest.raises(ValueError, match="known datasets: mnist, fashion_mnist") as error:
+    load_dataset("cifar10")
+  assert all(name in str(error.value) for name in KNOWN_DATASETS)
+  with pytest.raises(ValueError, match="unknown source"):
+    load_dataset("mnist", source="web")
 
 
 # --- aclImdb ---
 
 
 def test_aclimdb_folder_and_archive_give_the_same_raw_reviews(tmp_path, cache_dir):
-    tree = write_aclimdb_tree(tmp_path / "folder")
-    archive_dir = tmp_path / "archive"
-    archive_dir.mkdir()
-    write_aclimdb_archive(tree, archive_dir / "aclImdb_v1.tar.gz")
-    from_folder = load_local("imdb_reviews", tmp_path / "folder", cache_dir)
-    from_archive = load_local("imdb_reviews", archive_dir, cache_dir)
-    from_tree_itself = load_local("imdb_reviews", tree, cache_dir, cache=False)
-    for dataset in (from_archive, from_tree_itself):
-        for split in ("train", "test"):
-            ours, theirs = getattr(from_folder, split), getattr(dataset, split)
-            assert list(ours.inputs) == list(theirs.inputs)
-            np.testing.assert_array_equal(ours.labels, theirs.labels)
-    assert from_folder.class_names == ("neg", "pos")
-    expected = sorted((f"{l}/{f}", t, l) for s, l, f, t in IMDB_REVIEWS if s == "train")
-    assert list(from_folder.train.inputs) == [text for _, text, _ in expected]  # raw: <br />
-    assert from_folder.train.labels.tolist() == [0, 0, 1, 1]  # neg = 0, pos = 1; no unsup
-    assert from_folder.train.inputs.dtype == object
+  tree = write_aclimdb_tree(tmp_path / "folder")
+  archive_dir = tmp_path / "archive"
+  archive_dir.mkdir()
+  write_aclimdb_archive(tree, archive_dir / "aclImdb_v1.tar.gz")
+  from_folder = load_local("imdb_reviews", tmp_path / "folder", cache_dir)
+  from_archive = load_local("imdb_reviews", archive_dir, cache_dir)
+  from_tree_itself = load_local("imdb_reviews", tree, cache_dir, cache=False)
+  for dataset in (from_archive, from_tree_itself):
+    for split in ("train", "test"):
+      ours, theirs = getattr(from_folder, split), getattr(dataset, split)
+      assert list(ours.inputs) == list(theirs.inputs)
+      np.testing.assert_array_equal(ours.labels, theirs.labels)
+  assert from_folder.class_names == ("neg", "pos")
+  expected = sorted((f"{l}/{f}", t, l) for s, l, f, t in IMDB_REVIEWS if s == "train")
+  assert list(from_folder.train.inputs) == [text for _, text, _ in expected]  # raw: <br />
+  assert from_folder.train.labels.tolist() == [0, 0, 1, 1]  # neg = 0, pos = 1; no unsup
+  assert from_folder.train.inputs.dtype == object
 
 
 def test_a_damaged_archive_is_a_value_error(tmp_path, cache_dir):
-    (tmp_path / "aclImdb_v1.tar.gz").write_bytes(gzip.compress(b"not a tar")[:-3])
-    with pytest.raises(ValueError, match="aclImdb_v1.tar.gz"):
-        load_local("imdb_reviews", tmp_path, cache_dir)
+  (tmp_path / "aclImdb_v1.tar.gz").write_bytes(gzip.compress(b"not a tar")[:-3])
+  with pytest.raises(ValueError, match="aclImdb_v1.tar.gz"):
+    load_local("imdb_reviews", tmp_path, cache_dir)
 
 
 # --- Financial PhraseBank ---
 
 
 @pytest.mark.parametrize(
-    "encoding, newline",
-    [("utf-8-sig", "\r\n"), ("iso-8859-1", "\r\n"), ("utf-8", "\n"), ("iso-8859-1", "\n")],
+  "encoding, newline",
+  [("utf-8-sig", "\r\n"), ("iso-8859-1", "\r\n"), ("utf-8", "\n"), ("iso-8859-1", "\n")],
 )
 def test_phrasebank_reads_every_encoding_and_line_end(tmp_path, cache_dir, encoding, newline):
-    (tmp_path / "Sentences_50Agree.txt").write_bytes(phrasebank_bytes(encoding, newline))
-    dataset = load_local("financial_phrasebank", tmp_path, cache_dir)
-    assert dataset.class_names == ("negative", "neutral", "positive")
-    assert len(dataset.train) == 24 and len(dataset.test) == 6  # 20% of each class
-    assert np.bincount(dataset.test.labels).tolist() == [2, 2, 2]
-    sentences = set(dataset.train.inputs) | set(dataset.test.inputs)
-    assert sentences == {s for s, _ in PHRASEBANK_LINES}  # "Lähde", inner "@" intact
-    by_sentence = dict(PHRASEBANK_LINES)
-    for sentence, label in zip(dataset.train.inputs, dataset.train.labels):
-        assert dataset.class_names[label] == by_sentence[sentence]
+  (tmp_path / "Sentences_50Agree.txt").write_bytes(phrasebank_bytes(encoding, newline))
+  dataset = load_local("financial_phrasebank", tmp_path, cache_dir)
+  assert dataset.class_names == ("negative", "neutral", "positive")
+  assert len(dataset.train) == 24 and len(dataset.test) == 6  # 20% of each class
+  assert np.bincount(dataset.test.labels).tolist() == [2, 2, 2]
+  sentences = set(dataset.train.inputs) | set(dataset.test.inputs)
+  assert sentences == {s for s, _ in PHRASEBANK_LINES}  # "Lähde", inner "@" intact
+  by_sentence = dict(PHRASEBANK_LINES)
+  for sentence, label in zip(dataset.train.inputs, dataset.train.labels):
+    assert dataset.class_names[label] == by_sentence[sentence]
 
 
 def test_phrasebank_split_is_seeded(tmp_path, cache_dir):
-    (tmp_path / "Sentences_50Agree.txt").write_bytes(phrasebank_bytes())
-    first = load_local("financial_phrasebank", tmp_path, cache_dir, cache=False)
-    again = load_local("financial_phrasebank", tmp_path, cache_dir)
-    other = load_local("financial_phrasebank", tmp_path, cache_dir, split_seed=1)
-    assert list(first.test.inputs) == list(again.test.inputs)
-    assert list(first.test.inputs) != list(other.test.inputs)
+  (tmp_path / "Sentences_50Agree.txt").write_bytes(phrasebank_bytes())
+  first = load_local("financial_phrasebank", tmp_path, cache_dir, cache=False)
+  again = load_local("financial_phrasebank", tmp_path, cache_dir)
+  other = load_local("financial_phrasebank", tmp_path, cache_dir, split_seed=1)
+  assert list(first.test.inputs) == list(again.test.inputs)
+  assert list(first.test.inputs) != list(other.test.inputs)
 
 
 def test_phrasebank_agreement_file_choice(tmp_path, cache_dir):
-    folder = tmp_path / "FinancialPhraseBank-v1.0"
-    folder.mkdir()
-    (folder / "Sentences_AllAgree.txt").write_bytes(phrasebank_bytes(lines=PHRASEBANK_LINES[:12]))
-    (folder / "Sentences_66Agree.txt").write_bytes(phrasebank_bytes())
-    assert len(load_local("financial_phrasebank", tmp_path, cache_dir).train) == 24  # 66Agree
-    all_agree = load_local(
-        "financial_phrasebank", tmp_path, cache_dir, phrasebank_agreement="AllAgree"
-    )
-    assert len(all_agree.train) + len(all_agree.test) == 12
-    with pytest.raises(FileNotFoundError, match="Sentences_50Agree.txt"):
-        load_local("financial_phrasebank", tmp_path, cache_dir, phrasebank_agreement="50Agree")
-    with pytest.raises(ValueError, match="AllAgree"):
-        load_local("financial_phrasebank", tmp_path, cache_dir, phrasebank_agreement="90Agree")
+  folder = tmp_path / "FinancialPhraseBank-v1.0"
+  folder.mkdir()
+  (folder / "Sentences_AllAgree.txt").write_bytes(phrasebank_bytes(lines=PHRASEBANK_LINES[:12]))
+  (folder / "Sentences_66Agree.txt").write_bytes(phrasebank_bytes())
+  assert len(load_local("financial_phrasebank", tmp_path, cache_dir).train) == 24  # 66Agree
+  all_agree = load_local(
+    "financial_phrasebank", tmp_path, cache_dir, phrasebank_agreement="AllAgree"
+  )
+  assert len(all_agree.train) + len(all_agree.test) == 12
+  with pytest.raises(FileNotFoundError, match="Sentences_50Agree.txt"):
+    load_local("financial_phrasebank", tmp_path, cache_dir, phrasebank_agreement="50Agree")
+  with pytest.raises(ValueError, match="AllAgree"):
+    load_local("financial_phrasebank", tmp_path, cache_dir, phrasebank_agreement="90Agree")
 
 
 def test_a_malformed_phrasebank_line_gives_its_number(tmp_path, cache_dir):
-    lines = phrasebank_bytes("iso-8859-1").split(b"\r\n")
-    lines[3] = b"no label on this line"
-    (tmp_path / "Sentences_50Agree.txt").write_bytes(b"\r\n".join(lines))
-    with pytest.raises(ValueError, match="line 4"):
-        load_local("financial_phrasebank", tmp_path, cache_dir)
-    lines[3] = b"an unknown label@great"
-    (tmp_path / "Sentences_50Agree.txt").write_bytes(b"\r\n".join(lines))
-    with pytest.raises(ValueError, match="line 4.*great"):
-        load_local("financial_phrasebank", tmp_path, cache_dir)
+  lines = phrasebank_bytes("iso-8859-1").split(b"\r\n")
+  lines[3] = b"no label on this line"
+  (tmp_path / "Sentences_50Agree.txt").write_bytes(b"\r\n".join(lines))
+  with pytest.raises(ValueError, match="line 4"):
+    load_local("financial_phrasebank", tmp_path, cache_dir)
+  lines[3] = b"an unknown label@great"
+  (tmp_path / "Sentences_50Agree.txt").write_bytes(b"\r\n".join(lines))
+  with pytest.raises(ValueError, match="line 4.*great"):
+    load_local("financial_phrasebank", tmp_path, cache_dir)
 
 
 def test_phrasebank_is_not_in_tfds(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not in the TFDS catalog.*source='local'"):
-        load_dataset("financial_phrasebank", source="tfds")
-    with pytest.raises(FileNotFoundError, match="Sentences_50Agree.txt"):
-        load_dataset("financial_phrasebank", data_dir=tmp_path)  # auto, nothing there
+  with pytest.raises(FileNotFoundError, match="not in the TFDS catalog.*source='local'"):
+    load_dataset("financial_phrasebank", source="tfds")
+  with pytest.raises(FileNotFoundError, match="Sentences_50Agree.txt"):
+    load_dataset("financial_phrasebank", data_dir=tmp_path)  # auto, nothing there
 
 
 # --- digits ---
 
 
 def test_digits_are_real_scaled_and_split_by_class():
-    digits = load_dataset("digits")
-    assert digits.source == "embedded" and digits.class_names == tuple("0123456789")
-    assert digits.train.inputs.shape[1:] == (8, 8, 1) and digits.train.inputs.dtype == np.uint8
-    assert digits.train.inputs.max() == 255 and len(digits.train) + len(digits.test) == 1797
-    test_share = np.bincount(digits.test.labels) / np.bincount(
-        np.concatenate([digits.train.labels, digits.test.labels])
-    )
-    np.testing.assert_allclose(test_share, 0.2, atol=0.01)
-    np.testing.assert_array_equal(digits.test.inputs, load_dataset("digits").test.inputs)
-    with pytest.raises(ValueError, match="scikit-learn"):
-        load_dataset("digits", source="tfds")
+  digits = load_dataset("digits")
+  assert digits.source == "embedded" and digits.class_names == tuple("0123456789")
+  assert digits.train.inputs.shape[1:] == (8, 8, 1) and digits.train.inputs.dtype == np.uint8
+  assert digits.train.inputs.max() == 255 and len(digits.train) + len(digits.test) == 1797
+  test_share = np.bincount(digits.test.labels) / np.bincount(
+    np.concatenate([digits.train.labels, digits.test.labels])
+  )
+  np.testing.assert_allclose(test_share, 0.2, atol=0.01)
+  np.testing.assert_array_equal(digits.test.inputs, load_dataset("digits").test.inputs)
+  with pytest.raises(ValueError, match="scikit-learn"):
+    load_dataset("digits", source="tfds")
 
 
 # --- the cache ---
 
 
 def cache_files(cache_dir: Path) -> list[Path]:
-    return sorted(cache_dir.iterdir()) if cache_dir.exists() else []
+  return sorted(cache_dir.iterdir()) if cache_dir.exists() else []
 
 
 def test_cache_hit_returns_the_same_data_and_a_changed_source_misses(tmp_path, cache_dir):
-    write_idx_folder(tmp_path / "data")
-    first = load_local("mnist", tmp_path / "data", cache_dir)
-    assert len(cache_files(cache_dir)) == 1
-    again = load_local("mnist", tmp_path / "data", cache_dir)
-    np.testing.assert_array_equal(first.train.inputs, again.train.inputs)
-    assert again.class_names == first.class_names and again.source == "local"
-    write_idx_folder(tmp_path / "data", n_train=20, seed=1)  # new files: new sizes and mtimes
-    assert len(load_local("mnist", tmp_path / "data", cache_dir).train) == 20
-    assert len(cache_files(cache_dir)) == 2
+  write_idx_folder(tmp_path / "data")
+  first = load_local("mnist", tmp_path / "data", cache_dir)
+  assert len(cache_files(cache_dir)) == 1
+  again = load_local("mnist", tmp_path / "data", cache_dir)
+  np.testing.assert_array_equal(first.train.inputs, again.train.inputs)
+  assert again.class_names == first.class_names and again.source == "local"
+  write_idx_folder(tmp_path / "data", n_train=20, seed=1)  # new files: new sizes and mtimes
+  assert len(load_local("mnist", tmp_path / "data", cache_dir).train) == 20
+  assert len(cache_files(cache_dir)) == 2
 
 
 def test_text_survives_the_cache(tmp_path, cache_dir):
-    write_aclimdb_tree(tmp_path)
-    first = load_local("imdb_reviews", tmp_path, cache_dir)
-    again = load_local("imdb_reviews", tmp_path, cache_dir)
-    assert list(again.train.inputs) == list(first.train.inputs)
-    assert again.train.inputs.dtype == object and again.class_names == ("neg", "pos")
+  write_aclimdb_tree(tmp_path)
+  first = load_local("imdb_reviews", tmp_path, cache_dir)
+  again = load_local("imdb_reviews", tmp_path, cache_dir)
+  assert list(again.train.inputs) == list(first.train.inputs)
+  assert again.train.inputs.dtype == object and again.class_names == ("neg", "pos")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_a_damaged_cache_file_is_ignored_and_rebuilt(tmp_path, cache_dir, damage):
-    write_idx_folder(tmp_path / "data")
-    expected = load_local("mnist", tmp_path / "data", cache_dir)
-    (entry,) = cache_files(cache_dir)
-    content = entry.read_bytes()
-    entry.write_bytes(
-        {"truncate": content[: len(content) // 2], "garbage": os.urandom(500), "empty": b""}[
-            damage
-        ]
-    )
-    with pytest.warns(UserWarning, match="unreadable cache file"):
-        rebuilt = load_local("mnist", tmp_path / "data", cache_dir)
-    np.testing.assert_array_equal(rebuilt.train.inputs, expected.train.inputs)
-    assert entry.read_bytes() == content  # rewritten whole
+  write_idx_folder(tmp_path / "data")
+  expected = load_local("mnist", tmp_path / "data", cache_dir)
+  (entry,) = cache_files(cache_dir)
+  content = entry.read_bytes()
+  entry.write_bytes(
+    {"truncate": content[: len(content) // 2], "garbage": os.urandom(500), "empty": b""}[damage]
+  )
+  with pytest.warns(UserWarning, match="unreadable cache file"):
+    rebuilt = load_local("mnist", tmp_path / "data", cache_dir)
+  np.testing.assert_array_equal(rebuilt.train.inputs, expected.train.inputs)
+  assert entry.read_bytes() == content  # rewritten whole
 
 
 def test_an_interrupted_cache_write_leaves_nothing(tmp_path, cache_dir, monkeypatch):
-    write_idx_folder(tmp_path / "data")
+  write_idx_folder(tmp_path / "data")
 
-    def crash(*args, **kwargs):
-        raise KeyboardInterrupt
+  def crash(*args, **kwargs):
+    raise KeyboardInterrupt
 
-    monkeypatch.setattr(np, "savez", crash)
-    with pytest.raises(KeyboardInterrupt):
-        load_local("mnist", tmp_path / "data", cache_dir)
-    assert cache_files(cache_dir) == []
+  monkeypatch.setattr(np, "savez", crash)
+  with pytest.raises(KeyboardInterrupt):
+    load_local("mnist", tmp_path / "data", cache_dir)
+  assert cache_files(cache_dir) == []
 
 
 def test_cache_dir_comes_from_the_environment(tmp_path, monkeypatch):
-    write_idx_folder(tmp_path / "data")
-    monkeypatch.setenv("CLASSP_JAX_CACHE_DIR", str(tmp_path / "env-cache"))
-    load_dataset("mnist", data_dir=tmp_path / "data")  # auto finds the local files
-    assert len(cache_files(tmp_path / "env-cache")) == 1
-    load_dataset("mnist", data_dir=tmp_path / "data", cache=False)
-    assert len(cache_files(tmp_path / "env-cache")) == 1
+  write_idx_folder(tmp_path / "data")
+  monkeypatch.setenv("CLASSP_JAX_CACHE_DIR", str(tmp_path / "env-cache"))
+  load_dataset("mnist", data_dir=tmp_path / "data")  # auto finds the local files
+  assert len(cache_files(tmp_path / "env-cache")) == 1
+  load_dataset("mnist", data_dir=tmp_path / "data", cache=False)
+  assert len(cache_files(tmp_path / "env-cache")) == 1

@@ -12,60 +12,58 @@ from classp_jax.data import TfdsUnavailableError, load_dataset
 
 
 def mocked_tfds(num_examples: int = 6):
-    # USE_CODE generates random examples from the builders' feature specs; it patches
-    # DatasetBuilder.as_data_source, so tfds.data_source works without TensorFlow.
-    return tfds.testing.mock_data(
-        num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE
-    )
+  # USE_CODE generates random examples from the builders' feature specs; it patches
+  # DatasetBuilder.as_data_source, so tfds.data_source works without TensorFlow.
+  return tfds.testing.mock_data(num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_tfds_images(tmp_path, name):
-    with mocked_tfds():
-        dataset = load_dataset(name, source="tfds", cache_dir=tmp_path)
-    assert dataset.train.inputs.shape == (6, 28, 28, 1) and dataset.train.inputs.dtype == np.uint8
-    assert dataset.train.labels.dtype == np.int32 and len(dataset.test) == 6
-    assert dataset.source == "tfds" and dataset.num_classes == 10
+  with mocked_tfds():
+    dataset = load_dataset(name, source="tfds", cache_dir=tmp_path)
+  assert dataset.train.inputs.shape == (6, 28, 28, 1) and dataset.train.inputs.dtype == np.uint8
+  assert dataset.train.labels.dtype == np.int32 and len(dataset.test) == 6
+  assert dataset.source == "tfds" and dataset.num_classes == 10
 
 
 def test_tfds_text_is_raw_strings_with_neg_pos_labels(tmp_path):
-    with mocked_tfds(num_examples=4):
-        dataset = load_dataset("imdb_reviews", source="tfds", cache_dir=tmp_path, download=False)
-    assert dataset.class_names == ("neg", "pos")
-    assert dataset.train.inputs.dtype == object
-    assert all(isinstance(text, str) for text in dataset.train.inputs)
-    assert set(dataset.train.labels.tolist()) <= {0, 1}
+  with mocked_tfds(num_examples=4):
+    dataset = load_dataset("imdb_reviews", source="tfds", cache_dir=tmp_path, download=False)
+  assert dataset.class_names == ("neg", "pos")
+  assert dataset.train.inputs.dtype == object
+  assert all(isinstance(text, str) for text in dataset.train.inputs)
+  assert set(dataset.train.labels.tolist()) <= {0, 1}
 
 
 def test_tfds_results_are_cached(tmp_path):
-    empty_data_dir = tmp_path / "tfds"  # unmocked, it fingerprints like the mocked one
-    with mocked_tfds():
-        first = load_dataset("mnist", source="tfds", data_dir=empty_data_dir, cache_dir=tmp_path)
-    with mock.patch("classp_jax.data.load.read_tfds", side_effect=AssertionError("not cached")):
-        again = load_dataset(
-            "mnist", source="tfds", data_dir=empty_data_dir, cache_dir=tmp_path, download=False
-        )
-    np.testing.assert_array_equal(first.train.inputs, again.train.inputs)
+  empty_data_dir = tmp_path / "tfds"  # unmocked, it fingerprints like the mocked one
+  with mocked_tfds():
+    first = load_dataset("mnist", source="tfds", data_dir=empty_data_dir, cache_dir=tmp_path)
+  with mock.patch("classp_jax.data.load.read_tfds", side_effect=AssertionError("not cached")):
+    again = load_dataset(
+      "mnist", source="tfds", data_dir=empty_data_dir, cache_dir=tmp_path, download=False
+    )
+  np.testing.assert_array_equal(first.train.inputs, again.train.inputs)
 
 
 def test_auto_without_local_files_uses_tfds(tmp_path):
-    with mocked_tfds():
-        dataset = load_dataset("mnist", data_dir=tmp_path, cache_dir=tmp_path / "cache")
-    assert dataset.source == "tfds"
+  with mocked_tfds():
+    dataset = load_dataset("mnist", data_dir=tmp_path, cache_dir=tmp_path / "cache")
+  assert dataset.source == "tfds"
 
 
 def test_an_unprepared_dataset_is_a_clear_error_not_a_stack_trace(tmp_path):
-    with pytest.raises(TfdsUnavailableError, match="not prepared in the array_record format"):
-        load_dataset("mnist", source="tfds", data_dir=tmp_path, download=False, cache=False)
+  with pytest.raises(TfdsUnavailableError, match="not prepared in the array_record format"):
+    load_dataset("mnist", source="tfds", data_dir=tmp_path, download=False, cache=False)
 
 
 def test_failing_to_download_says_what_preparing_needs(tmp_path):
-    offline = mock.patch(
-        "tensorflow_datasets.core.dataset_builder.DatasetBuilder.download_and_prepare",
-        side_effect=ConnectionError("no route to host"),
-    )
-    with offline, pytest.raises(TfdsUnavailableError, match="internet access and TensorFlow"):
-        load_dataset("mnist", source="tfds", data_dir=tmp_path, cache=False)
-    # With data_dir and source="auto", the message also names the local files looked for.
-    with offline, pytest.raises(FileNotFoundError, match="no mnist files.*t10k-images"):
-        load_dataset("mnist", data_dir=tmp_path, cache=False)
+  offline = mock.patch(
+    "tensorflow_datasets.core.dataset_builder.DatasetBuilder.download_and_prepare",
+    side_effect=ConnectionError("no route to host"),
+  )
+  with offline, pytest.raises(TfdsUnavailableError, match="internet access and TensorFlow"):
+    load_dataset("mnist", source="tfds", data_dir=tmp_path, cache=False)
+  # With data_dir and source="auto", the message also names the local files looked for.
+  with offline, pytest.raises(FileNotFoundError, match="no mnist files.*t10k-images"):
+    load_dataset("mnist", data_dir=tmp_path, cache=False)

@@ -36,126 +36,122 @@ _FORMAT_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """The cache folder used when none is given (see the module docstring).
+  """The cache folder used when none is given (see the module docstring).
 
-    Returns:
-        The folder; it may not exist yet.
-    """
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "classp_jax"
+  Returns:
+      The folder; it may not exist yet.
+  """
+  if os.environ.get(CACHE_DIR_ENV):
+    return Path(os.environ[CACHE_DIR_ENV])
+  xdg = os.environ.get("XDG_CACHE_HOME")
+  return (Path(xdg) if xdg else Path.home() / ".cache") / "classp_jax"
 
 
 def fingerprint_files(paths: Iterable[Path]) -> str:
-    """A cheap fingerprint of files: their resolved paths, sizes and mtimes.
+  """A cheap fingerprint of files: their resolved paths, sizes and mtimes.
 
-    Args:
-        paths: the files, in any order.
+  Args:
+      paths: the files, in any order.
 
-    Returns:
-        A hex digest that changes when any file is replaced, resized or touched.
-    """
-    digest = hashlib.sha256()
-    for path in sorted(Path(p).resolve() for p in paths):
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+  Returns:
+      A hex digest that changes when any file is replaced, resized or touched.
+  """
+  digest = hashlib.sha256()
+  for path in sorted(Path(p).resolve() for p in paths):
+    stat = path.stat()
+    digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+  return digest.hexdigest()
 
 
 def cached_dataset(
-    build: Callable[[], Dataset], *, key: str, name: str, cache_dir: Path | None
+  build: Callable[[], Dataset], *, key: str, name: str, cache_dir: Path | None
 ) -> Dataset:
-    """Returns the cached dataset for `key`, building and storing it on a miss.
+  """Returns the cached dataset for `key`, building and storing it on a miss.
 
-    Args:
-        build: makes the dataset from its source.
-        key: identifies the dataset, its load options and its source files' fingerprint.
-        name: the dataset's name, used in the file name.
-        cache_dir: the cache folder, or None for `default_cache_dir()`.
+  Args:
+      build: makes the dataset from its source.
+      key: identifies the dataset, its load options and its source files' fingerprint.
+      name: the dataset's name, used in the file name.
+      cache_dir: the cache folder, or None for `default_cache_dir()`.
 
-    Returns:
-        The dataset, from the cache or from `build`.
-    """
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    full_key = f"v{_FORMAT_VERSION}:{key}"
-    path = folder / f"{name}-{hashlib.sha256(full_key.encode()).hexdigest()[:24]}.npz"
-    if path.exists():
-        try:
-            return _read(path, full_key, name)
-        except Exception as error:  # any unreadable entry is rebuilt, whatever broke it
-            warnings.warn(f"ignoring unreadable cache file {path} ({error!r}); rebuilding")
-    dataset = build()
+  Returns:
+      The dataset, from the cache or from `build`.
+  """
+  folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+  full_key = f"v{_FORMAT_VERSION}:{key}"
+  path = folder / f"{name}-{hashlib.sha256(full_key.encode()).hexdigest()[:24]}.npz"
+  if path.exists():
     try:
-        _write_atomically(path, full_key, dataset)
-    except OSError as error:  # a read-only or full disk must not stop training
-        warnings.warn(f"could not write cache file {path}: {error}")
-    return dataset
+      return _read(path, full_key, name)
+    except Exception as error:  # any unreadable entry is rebuilt, whatever broke it
+      warnings.warn(f"ignoring unreadable cache file {path} ({error!r}); rebuilding")
+  dataset = build()
+  try:
+    _write_atomically(path, full_key, dataset)
+  except OSError as error:  # a read-only or full disk must not stop training
+    warnings.warn(f"could not write cache file {path}: {error}")
+  return dataset
 
 
 def _pack_strings(strings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    encoded = [s.encode("utf-8") for s in strings]
-    offsets = np.zeros(len(encoded) + 1, np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    return np.frombuffer(b"".join(encoded), np.uint8), offsets
+  encoded = [s.encode("utf-8") for s in strings]
+  offsets = np.zeros(len(encoded) + 1, np.int64)
+  np.cumsum([len(e) for e in encoded], out=offsets[1:])
+  return np.frombuffer(b"".join(encoded), np.uint8), offsets
 
 
 def _unpack_strings(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    blob = data.tobytes()
-    out = np.empty(len(offsets) - 1, object)
-    out[:] = [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
-    return out
+  blob = data.tobytes()
+  out = np.empty(len(offsets) - 1, object)
+  out[:] = [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
+  return out
 
 
 def _write_atomically(path: Path, key: str, dataset: Dataset) -> None:
-    arrays: dict[str, np.ndarray] = {
-        "key": np.frombuffer(key.encode(), np.uint8),
-        "source": np.frombuffer(dataset.source.encode(), np.uint8),
-    }
-    arrays["class_names"], arrays["class_names_offsets"] = _pack_strings(
-        np.array(dataset.class_names, object)
-    )
-    for split_name, split in (("train", dataset.train), ("test", dataset.test)):
-        if dataset.is_text:
-            arrays[f"{split_name}_text"], arrays[f"{split_name}_text_offsets"] = _pack_strings(
-                split.inputs
-            )
-        else:
-            arrays[f"{split_name}_images"] = split.inputs
-        arrays[f"{split_name}_labels"] = split.labels
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            np.savez(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
+  arrays: dict[str, np.ndarray] = {
+    "key": np.frombuffer(key.encode(), np.uint8),
+    "source": np.frombuffer(dataset.source.encode(), np.uint8),
+  }
+  arrays["class_names"], arrays["class_names_offsets"] = _pack_strings(
+    np.array(dataset.class_names, object)
+  )
+  for split_name, split in (("train", dataset.train), ("test", dataset.test)):
+    if dataset.is_text:
+      arrays[f"{split_name}_text"], arrays[f"{split_name}_text_offsets"] = _pack_strings(
+        split.inputs
+      )
+    else:
+      arrays[f"{split_name}_images"] = split.inputs
+    arrays[f"{split_name}_labels"] = split.labels
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as tmp:
+      np.savez(tmp, **arrays)
+      tmp.flush()
+      os.fsync(tmp.fileno())
+    os.replace(tmp_name, path)
+  except BaseException:
+    os.unlink(tmp_name)
+    raise
 
 
 def _read(path: Path, key: str, name: str) -> Dataset:
-    with np.load(path, allow_pickle=False) as stored:
-        arrays = {name: stored[name] for name in stored.files}  # read all now: fail here
-    if arrays["key"].tobytes().decode() != key:
-        raise ValueError("the stored key does not match")
-    splits = []
-    for split_name in ("train", "test"):
-        if f"{split_name}_text" in arrays:
-            inputs = _unpack_strings(
-                arrays[f"{split_name}_text"], arrays[f"{split_name}_text_offsets"]
-            )
-        else:
-            inputs = arrays[f"{split_name}_images"]
-        splits.append(Split(inputs, arrays[f"{split_name}_labels"]))
-    return Dataset(
-        name=name,
-        train=splits[0],
-        test=splits[1],
-        class_names=tuple(
-            _unpack_strings(arrays["class_names"], arrays["class_names_offsets"])
-        ),
-        source=arrays["source"].tobytes().decode(),
-    )
+  with np.load(path, allow_pickle=False) as stored:
+    arrays = {name: stored[name] for name in stored.files}  # read all now: fail here
+  if arrays["key"].tobytes().decode() != key:
+    raise ValueError("the stored key does not match")
+  splits = []
+  for split_name in ("train", "test"):
+    if f"{split_name}_text" in arrays:
+      inputs = _unpack_strings(arrays[f"{split_name}_text"], arrays[f"{split_name}_text_offsets"])
+    else:
+      inputs = arrays[f"{split_name}_images"]
+    splits.append(Split(inputs, arrays[f"{split_name}_labels"]))
+  return Dataset(
+    name=name,
+    train=splits[0],
+    test=splits[1],
+    class_names=tuple(_unpack_strings(arrays["class_names"], arrays["class_names_offsets"])),
+    source=arrays["source"].tobytes().decode(),
+  )

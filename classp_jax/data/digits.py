@@ -16,20 +16,20 @@ DIGITS_CLASS_NAMES = tuple(str(d) for d in range(10))
 
 
 def read_digits(*, test_fraction: float, seed: int) -> dict[str, Split]:
-    """Loads the digits and splits them.
+  """Loads the digits and splits them.
 
-    Args:
-        test_fraction: the fraction of each class held out for test.
-        seed: the split's seed.
+  Args:
+      test_fraction: the fraction of each class held out for test.
+      seed: the split's seed.
 
-    Returns:
-        {"train": Split, "test": Split}: uint8 images (N, 8, 8, 1) and int32 labels.
-    """
-    from sklearn.datasets import load_digits  # imported here: sklearn takes a second to load
+  Returns:
+      {"train": Split, "test": Split}: uint8 images (N, 8, 8, 1) and int32 labels.
+  """
+  from sklearn.datasets import load_digits  # imported here: sklearn takes a second to load
 
-    bunch = load_digits()
-    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    train, test = stratified_split(
-        images, bunch.target.astype(np.int32), test_fraction=test_fraction, seed=seed
-    )
-    return {"train": train, "test": test}
+  bunch = load_digits()
+  images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  train, test = stratified_split(
+    images, bunch.target.astype(np.int32), test_fraction=test_fraction, seed=seed
+  )
+  return {"train": train, "test": test}

@@ -17,89 +17,89 @@ from classp_jax.data.containers import Split
 
 # (images, labels) of each split, without the optional ".gz".
 IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _UBYTE = 0x08
 
 
 def find_idx_files(folder: Path) -> dict[str, Path] | None:
-    """Finds the four IDX files in `folder`, each plain or gzipped.
+  """Finds the four IDX files in `folder`, each plain or gzipped.
 
-    Args:
-        folder: where to look.
+  Args:
+      folder: where to look.
 
-    Returns:
-        The path of each standard file name, or None if any is missing.
-    """
-    found = {}
-    for base in (name for pair in IDX_FILES.values() for name in pair):
-        candidates = [folder / base, folder / f"{base}.gz"]
-        existing = [path for path in candidates if path.is_file()]
-        if not existing:
-            return None
-        found[base] = existing[0]
-    return found
+  Returns:
+      The path of each standard file name, or None if any is missing.
+  """
+  found = {}
+  for base in (name for pair in IDX_FILES.values() for name in pair):
+    candidates = [folder / base, folder / f"{base}.gz"]
+    existing = [path for path in candidates if path.is_file()]
+    if not existing:
+      return None
+    found[base] = existing[0]
+  return found
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Reads one IDX file of unsigned bytes.
+  """Reads one IDX file of unsigned bytes.
 
-    Args:
-        path: the file, gzipped if its name ends in ".gz".
-        ndim: the number of dimensions expected: 3 for images, 1 for labels.
+  Args:
+      path: the file, gzipped if its name ends in ".gz".
+      ndim: the number of dimensions expected: 3 for images, 1 for labels.
 
-    Returns:
-        A uint8 array of the stored shape.
+  Returns:
+      A uint8 array of the stored shape.
 
-    Raises:
-        ValueError: naming the file, when it is not a valid IDX file of `ndim` dimensions.
-    """
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as error:  # gzip raises these for damaged streams
-        raise ValueError(f"{path}: not a readable gzip file ({error})") from error
-    header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
-        raise ValueError(f"{path}: truncated header ({len(raw)} bytes)")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic != (_UBYTE << 8) | ndim:
-        raise ValueError(
-            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{(_UBYTE << 8) | ndim:08x} "
-            f"(unsigned bytes, {ndim} dimensions)"
-        )
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape))
-    actual = len(raw) - header_size
-    if actual != expected:
-        problem = "truncated data" if actual < expected else "trailing bytes"
-        raise ValueError(
-            f"{path}: {problem}: the header gives shape {shape} ({expected} bytes) "
-            f"but {actual} bytes follow"
-        )
-    return np.frombuffer(raw, np.uint8, offset=header_size).reshape(shape)
+  Raises:
+      ValueError: naming the file, when it is not a valid IDX file of `ndim` dimensions.
+  """
+  try:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+  except (OSError, EOFError, zlib.error) as error:  # gzip raises these for damaged streams
+    raise ValueError(f"{path}: not a readable gzip file ({error})") from error
+  header_size = 4 + 4 * ndim
+  if len(raw) < header_size:
+    raise ValueError(f"{path}: truncated header ({len(raw)} bytes)")
+  magic = int.from_bytes(raw[:4], "big")
+  if magic != (_UBYTE << 8) | ndim:
+    raise ValueError(
+      f"{path}: wrong magic number 0x{magic:08x}, expected 0x{(_UBYTE << 8) | ndim:08x} "
+      f"(unsigned bytes, {ndim} dimensions)"
+    )
+  shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+  expected = int(np.prod(shape))
+  actual = len(raw) - header_size
+  if actual != expected:
+    problem = "truncated data" if actual < expected else "trailing bytes"
+    raise ValueError(
+      f"{path}: {problem}: the header gives shape {shape} ({expected} bytes) "
+      f"but {actual} bytes follow"
+    )
+  return np.frombuffer(raw, np.uint8, offset=header_size).reshape(shape)
 
 
 def read_idx_splits(files: dict[str, Path]) -> dict[str, Split]:
-    """Reads the train and test splits from the files `find_idx_files` found.
+  """Reads the train and test splits from the files `find_idx_files` found.
 
-    Args:
-        files: from `find_idx_files`.
+  Args:
+      files: from `find_idx_files`.
 
-    Returns:
-        {"train": Split, "test": Split}, images uint8 (N, H, W, 1), labels int32.
+  Returns:
+      {"train": Split, "test": Split}, images uint8 (N, H, W, 1), labels int32.
 
-    Raises:
-        ValueError: a corrupt file, or image and label counts that differ.
-    """
-    splits = {}
-    for split_name, (images_name, labels_name) in IDX_FILES.items():
-        images = read_idx(files[images_name], ndim=3)
-        labels = read_idx(files[labels_name], ndim=1)
-        if len(images) != len(labels):
-            raise ValueError(
-                f"{files[images_name]} holds {len(images)} images but "
-                f"{files[labels_name]} holds {len(labels)} labels"
-            )
-        splits[split_name] = Split(images[..., None], labels.astype(np.int32))
-    return splits
+  Raises:
+      ValueError: a corrupt file, or image and label counts that differ.
+  """
+  splits = {}
+  for split_name, (images_name, labels_name) in IDX_FILES.items():
+    images = read_idx(files[images_name], ndim=3)
+    labels = read_idx(files[labels_name], ndim=1)
+    if len(images) != len(labels):
+      raise ValueError(
+        f"{files[images_name]} holds {len(images)} images but "
+        f"{files[labels_name]} holds {len(labels)} labels"
+      )
+    splits[split_name] = Split(images[..., None], labels.astype(np.int32))
+  return splits

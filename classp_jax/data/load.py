@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from classp_jax.data.aclimdb import (
-    IMDB_CLASS_NAMES,
-    aclimdb_source_files,
-    find_aclimdb,
-    read_aclimdb,
+  IMDB_CLASS_NAMES,
+  aclimdb_source_files,
+  find_aclimdb,
+  read_aclimdb,
 )
 from classp_jax.data.cache import cached_dataset, fingerprint_files
 from classp_jax.data.containers import Dataset, Split
@@ -48,70 +48,70 @@ FASHION_MNIST_CLASS_NAMES = (
 
 @dataclass(frozen=True)
 class _LocalFiles:
-    """How one dataset is found and read from its standard files."""
+  """How one dataset is found and read from its standard files."""
 
-    expected: str  # what the files are and where to get them, for error messages
-    find: Callable[[Path, _Options], list[Path] | None]  # the source files, or None
-    read: Callable[[list[Path], _Options], dict[str, Split]]
+  expected: str  # what the files are and where to get them, for error messages
+  find: Callable[[Path, _Options], list[Path] | None]  # the source files, or None
+  read: Callable[[list[Path], _Options], dict[str, Split]]
 
 
 @dataclass(frozen=True)
 class _Options:
-    phrasebank_agreement: str | None
-    test_fraction: float
-    split_seed: int
+  phrasebank_agreement: str | None
+  test_fraction: float
+  split_seed: int
 
 
 @dataclass(frozen=True)
 class _Spec:
-    class_names: tuple[str, ...]
-    tfds_name: str | None
-    input_key: str  # the TFDS feature of the inputs
-    local: _LocalFiles | None
-    options_in_key: tuple[str, ...] = ()  # the `_Options` fields that change the data
+  class_names: tuple[str, ...]
+  tfds_name: str | None
+  input_key: str  # the TFDS feature of the inputs
+  local: _LocalFiles | None
+  options_in_key: tuple[str, ...] = ()  # the `_Options` fields that change the data
 
 
 def _idx_local(site: str) -> _LocalFiles:
-    def find(folder: Path, options: _Options) -> list[Path] | None:
-        files = find_idx_files(folder)
-        return sorted(files.values()) if files else None
+  def find(folder: Path, options: _Options) -> list[Path] | None:
+    files = find_idx_files(folder)
+    return sorted(files.values()) if files else None
 
-    def read(files: list[Path], options: _Options) -> dict[str, Split]:
-        return read_idx_splits(find_idx_files(files[0].parent))
+  def read(files: list[Path], options: _Options) -> dict[str, Split]:
+    return read_idx_splits(find_idx_files(files[0].parent))
 
-    return _LocalFiles(
-        expected=(
-            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-            f"t10k-labels-idx1-ubyte (each plain or .gz), from {site}"
-        ),
-        find=find,
-        read=read,
-    )
+  return _LocalFiles(
+    expected=(
+      "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+      f"t10k-labels-idx1-ubyte (each plain or .gz), from {site}"
+    ),
+    find=find,
+    read=read,
+  )
 
 
 def _find_imdb(folder: Path, options: _Options) -> list[Path] | None:
-    location = find_aclimdb(folder)
-    return aclimdb_source_files(location) if location else None
+  location = find_aclimdb(folder)
+  return aclimdb_source_files(location) if location else None
 
 
 def _read_imdb(files: list[Path], options: _Options) -> dict[str, Split]:
-    if len(files) == 1:  # the archive
-        return read_aclimdb(files[0])
-    # Review files sit at <tree>/<split>/<label>/<id>.txt.
-    return read_aclimdb(files[0].parents[2])
+  if len(files) == 1:  # the archive
+    return read_aclimdb(files[0])
+  # Review files sit at <tree>/<split>/<label>/<id>.txt.
+  return read_aclimdb(files[0].parents[2])
 
 
 def _find_phrasebank(folder: Path, options: _Options) -> list[Path] | None:
-    path = find_phrasebank(folder, options.phrasebank_agreement)
-    return [path] if path else None
+  path = find_phrasebank(folder, options.phrasebank_agreement)
+  return [path] if path else None
 
 
 def _read_phrasebank(files: list[Path], options: _Options) -> dict[str, Split]:
-    sentences, labels = read_phrasebank(files[0])
-    train, test = stratified_split(
-        sentences, labels, test_fraction=options.test_fraction, seed=options.split_seed
-    )
-    return {"train": train, "test": test}
+  sentences, labels = read_phrasebank(files[0])
+  train, test = stratified_split(
+    sentences, labels, test_fraction=options.test_fraction, seed=options.split_seed
+  )
+  return {"train": train, "test": test}
 
 
 _SPECS: dict[str, _Spec] = {
@@ -151,167 +151,167 @@ _FOLDER_ALIASES = {"imdb_reviews": ("imdb",)}
 
 
 def _folder_names(name: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys((name, name.replace("_", "-"), *_FOLDER_ALIASES.get(name, ()))))
+  return tuple(dict.fromkeys((name, name.replace("_", "-"), *_FOLDER_ALIASES.get(name, ()))))
 
 
 def _folder_patterns(name: str) -> list[str]:
-    return [f"{n}/" for n in _folder_names(name)] + [f"{n}-*/" for n in _folder_names(name)]
+  return [f"{n}/" for n in _folder_names(name)] + [f"{n}-*/" for n in _folder_names(name)]
 
 
 def dataset_folders(name: str, data_dir: str | os.PathLike) -> list[Path]:
-    """Where a dataset's local files are looked for under `data_dir`, in order.
+  """Where a dataset's local files are looked for under `data_dir`, in order.
 
-    `data_dir` itself; its subfolders named after the dataset, with '_' or '-'
-    (`fashion_mnist/`, `fashion-mnist/`; also `imdb/` for `imdb_reviews`); then, sorted, its
-    subfolders whose names extend one of those after a '-' or '_' (`mnist-10k/`). Names must
-    start with the dataset's, so `fashion-mnist/` is never taken for `mnist`.
+  `data_dir` itself; its subfolders named after the dataset, with '_' or '-'
+  (`fashion_mnist/`, `fashion-mnist/`; also `imdb/` for `imdb_reviews`); then, sorted, its
+  subfolders whose names extend one of those after a '-' or '_' (`mnist-10k/`). Names must
+  start with the dataset's, so `fashion-mnist/` is never taken for `mnist`.
 
-    Args:
-        name: a dataset name.
-        data_dir: the folder, or a root holding one subfolder per dataset.
+  Args:
+      name: a dataset name.
+      data_dir: the folder, or a root holding one subfolder per dataset.
 
-    Returns:
-        The existing folders, in the order they are looked in.
-    """
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        return []
-    names = _folder_names(name)
-    named = [root / n for n in names if (root / n).is_dir()]
-    extended = sorted(
-        path
-        for path in root.iterdir()
-        if path.is_dir() and any(path.name.startswith((f"{n}-", f"{n}_")) for n in names)
-    )
-    return [root, *named, *extended]
+  Returns:
+      The existing folders, in the order they are looked in.
+  """
+  root = Path(data_dir).expanduser()
+  if not root.is_dir():
+    return []
+  names = _folder_names(name)
+  named = [root / n for n in names if (root / n).is_dir()]
+  extended = sorted(
+    path
+    for path in root.iterdir()
+    if path.is_dir() and any(path.name.startswith((f"{n}-", f"{n}_")) for n in names)
+  )
+  return [root, *named, *extended]
 
 
 def _find_local_files(spec: _Spec, options: _Options, data_dir: Path, name: str):
-    for folder in dataset_folders(name, data_dir):
-        files = spec.local.find(folder, options)
-        if files:
-            return files
-    return None
+  for folder in dataset_folders(name, data_dir):
+    files = spec.local.find(folder, options)
+    if files:
+      return files
+  return None
 
 
 def find_local_files(
-    name: str, data_dir: str | os.PathLike, *, phrasebank_agreement: str | None = None
+  name: str, data_dir: str | os.PathLike, *, phrasebank_agreement: str | None = None
 ) -> list[Path] | None:
-    """The standard files `load_dataset(name, source="local", data_dir=...)` would read.
+  """The standard files `load_dataset(name, source="local", data_dir=...)` would read.
 
-    Args:
-        name: one of `KNOWN_DATASETS` with local files (not `digits`).
-        data_dir: where to look (see `dataset_folders`).
-        phrasebank_agreement: see `load_dataset`.
+  Args:
+      name: one of `KNOWN_DATASETS` with local files (not `digits`).
+      data_dir: where to look (see `dataset_folders`).
+      phrasebank_agreement: see `load_dataset`.
 
-    Returns:
-        The files, or None if they are not there.
-    """
-    if name not in _SPECS or _SPECS[name].local is None:
-        raise ValueError(f"{name!r} has no local files; known: {', '.join(KNOWN_DATASETS)}")
-    options = _Options(phrasebank_agreement, 0.2, 0)
-    return _find_local_files(_SPECS[name], options, Path(data_dir).expanduser(), name)
+  Returns:
+      The files, or None if they are not there.
+  """
+  if name not in _SPECS or _SPECS[name].local is None:
+    raise ValueError(f"{name!r} has no local files; known: {', '.join(KNOWN_DATASETS)}")
+  options = _Options(phrasebank_agreement, 0.2, 0)
+  return _find_local_files(_SPECS[name], options, Path(data_dir).expanduser(), name)
 
 
 def load_dataset(
-    name: str,
-    *,
-    source: str = "auto",
-    data_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    cache: bool = True,
-    cache_dir: str | os.PathLike | None = None,
-    phrasebank_agreement: str | None = None,
-    test_fraction: float = 0.2,
-    split_seed: int = 0,
+  name: str,
+  *,
+  source: str = "auto",
+  data_dir: str | os.PathLike | None = None,
+  download: bool = True,
+  cache: bool = True,
+  cache_dir: str | os.PathLike | None = None,
+  phrasebank_agreement: str | None = None,
+  test_fraction: float = 0.2,
+  split_seed: int = 0,
 ) -> Dataset:
-    """Loads a dataset's train and test splits, undecoded: uint8 images or raw strings.
+  """Loads a dataset's train and test splits, undecoded: uint8 images or raw strings.
 
-    Args:
-        name: one of `KNOWN_DATASETS`.
-        source: "local" reads the standard files in `data_dir`; "tfds" reads TFDS through
-            `tfds.data_source` (see `classp_jax.data.tfds_source` for what that needs);
-            "auto" reads local files if `data_dir` holds them, else TFDS. `digits` is
-            always read from scikit-learn.
-        data_dir: the folder of the local files, or the TFDS data folder (None: TFDS's
-            default).
-        download: for TFDS, whether to download and prepare a dataset that is not prepared
-            (needs internet and TensorFlow).
-        cache: whether to use the on-disk cache of decoded arrays.
-        cache_dir: the cache folder; None for `default_cache_dir()`.
-        phrasebank_agreement: which `Sentences_<agreement>.txt` to read, e.g. "AllAgree";
-            None for "50Agree" if present, else the next one present.
-        test_fraction: the held-out fraction per class, for datasets without an official
-            split (financial_phrasebank, digits).
-        split_seed: the seed of that split.
+  Args:
+      name: one of `KNOWN_DATASETS`.
+      source: "local" reads the standard files in `data_dir`; "tfds" reads TFDS through
+          `tfds.data_source` (see `classp_jax.data.tfds_source` for what that needs);
+          "auto" reads local files if `data_dir` holds them, else TFDS. `digits` is
+          always read from scikit-learn.
+      data_dir: the folder of the local files, or the TFDS data folder (None: TFDS's
+          default).
+      download: for TFDS, whether to download and prepare a dataset that is not prepared
+          (needs internet and TensorFlow).
+      cache: whether to use the on-disk cache of decoded arrays.
+      cache_dir: the cache folder; None for `default_cache_dir()`.
+      phrasebank_agreement: which `Sentences_<agreement>.txt` to read, e.g. "AllAgree";
+          None for "50Agree" if present, else the next one present.
+      test_fraction: the held-out fraction per class, for datasets without an official
+          split (financial_phrasebank, digits).
+      split_seed: the seed of that split.
 
-    Returns:
-        The dataset.
+  Returns:
+      The dataset.
 
-    Raises:
-        ValueError: an unknown name or source, or corrupt files.
-        FileNotFoundError: the files are not there; the message names the files expected and
-            where to get them (`TfdsUnavailableError` for TFDS).
+  Raises:
+      ValueError: an unknown name or source, or corrupt files.
+      FileNotFoundError: the files are not there; the message names the files expected and
+          where to get them (`TfdsUnavailableError` for TFDS).
 
-    >>> digits = load_dataset("digits")
-    >>> digits.train.inputs.shape, digits.train.inputs.dtype, len(digits.test), digits.num_classes
-    ((1438, 8, 8, 1), dtype('uint8'), 359, 10)
-    """
-    if name not in _SPECS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(KNOWN_DATASETS)}")
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
-    spec = _SPECS[name]
-    options = _Options(phrasebank_agreement, test_fraction, split_seed)
-    data_dir = Path(data_dir).expanduser() if data_dir is not None else None
-    cache_folder = Path(cache_dir).expanduser() if cache_dir is not None else None
+  >>> digits = load_dataset("digits")
+  >>> digits.train.inputs.shape, digits.train.inputs.dtype, len(digits.test), digits.num_classes
+  ((1438, 8, 8, 1), dtype('uint8'), 359, 10)
+  """
+  if name not in _SPECS:
+    raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(KNOWN_DATASETS)}")
+  if source not in SOURCES:
+    raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
+  spec = _SPECS[name]
+  options = _Options(phrasebank_agreement, test_fraction, split_seed)
+  data_dir = Path(data_dir).expanduser() if data_dir is not None else None
+  cache_folder = Path(cache_dir).expanduser() if cache_dir is not None else None
 
-    if name == "digits":
-        if source == "tfds":
-            raise ValueError("'digits' ships with scikit-learn, not TFDS: use source='auto'")
-        splits = read_digits(test_fraction=test_fraction, seed=split_seed)
-        return Dataset(name, splits["train"], splits["test"], spec.class_names, "embedded")
+  if name == "digits":
+    if source == "tfds":
+      raise ValueError("'digits' ships with scikit-learn, not TFDS: use source='auto'")
+    splits = read_digits(test_fraction=test_fraction, seed=split_seed)
+    return Dataset(name, splits["train"], splits["test"], spec.class_names, "embedded")
 
-    def load(files: list[Path], origin: str, read: Callable[[], dict[str, Split]]) -> Dataset:
-        def build() -> Dataset:
-            splits = read()
-            return Dataset(name, splits["train"], splits["test"], spec.class_names, origin)
+  def load(files: list[Path], origin: str, read: Callable[[], dict[str, Split]]) -> Dataset:
+    def build() -> Dataset:
+      splits = read()
+      return Dataset(name, splits["train"], splits["test"], spec.class_names, origin)
 
-        if not cache:
-            return build()
-        options_key = ",".join(f"{o}={getattr(options, o)}" for o in spec.options_in_key)
-        key = f"{name}:{origin}:{options_key}:{fingerprint_files(files)}"
-        return cached_dataset(build, key=key, name=name, cache_dir=cache_folder)
+    if not cache:
+      return build()
+    options_key = ",".join(f"{o}={getattr(options, o)}" for o in spec.options_in_key)
+    key = f"{name}:{origin}:{options_key}:{fingerprint_files(files)}"
+    return cached_dataset(build, key=key, name=name, cache_dir=cache_folder)
 
-    local_problem = None
-    if source in ("local", "auto") and spec.local is not None and data_dir is not None:
-        files = _find_local_files(spec, options, data_dir, name)
-        if files:
-            return load(files, "local", lambda: spec.local.read(files, options))
-        local_problem = (
-            f"no {name} files in {data_dir} or its subfolders "
-            f"{', '.join(_folder_patterns(name))}: expected {spec.local.expected}"
-        )
-    if source == "local":
-        if data_dir is None:
-            raise FileNotFoundError(
-                f"source='local' needs data_dir, the folder holding {spec.local.expected}"
-            )
-        raise FileNotFoundError(local_problem)
-    if spec.tfds_name is None:
-        raise FileNotFoundError(
-            (local_problem or f"{name} needs data_dir with {spec.local.expected}")
-            + f". {name} is not in the TFDS catalog: download the files and use source='local'."
-        )
+  local_problem = None
+  if source in ("local", "auto") and spec.local is not None and data_dir is not None:
+    files = _find_local_files(spec, options, data_dir, name)
+    if files:
+      return load(files, "local", lambda: spec.local.read(files, options))
+    local_problem = (
+      f"no {name} files in {data_dir} or its subfolders "
+      f"{', '.join(_folder_patterns(name))}: expected {spec.local.expected}"
+    )
+  if source == "local":
+    if data_dir is None:
+      raise FileNotFoundError(
+        f"source='local' needs data_dir, the folder holding {spec.local.expected}"
+      )
+    raise FileNotFoundError(local_problem)
+  if spec.tfds_name is None:
+    raise FileNotFoundError(
+      (local_problem or f"{name} needs data_dir with {spec.local.expected}")
+      + f". {name} is not in the TFDS catalog: download the files and use source='local'."
+    )
 
-    try:
-        files = prepare_tfds(spec.tfds_name, data_dir=data_dir, download=download)
-        return load(
-            files,
-            "tfds",
-            lambda: read_tfds(spec.tfds_name, data_dir=data_dir, input_key=spec.input_key),
-        )
-    except TfdsUnavailableError as error:
-        if local_problem is None:
-            raise
-        raise TfdsUnavailableError(f"{local_problem}; and from TFDS: {error}") from error
+  try:
+    files = prepare_tfds(spec.tfds_name, data_dir=data_dir, download=download)
+    return load(
+      files,
+      "tfds",
+      lambda: read_tfds(spec.tfds_name, data_dir=data_dir, input_key=spec.input_key),
+    )
+  except TfdsUnavailableError as error:
+    if local_problem is None:
+      raise
+    raise TfdsUnavailableError(f"{local_problem}; and from TFDS: {error}") from error

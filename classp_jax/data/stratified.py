@@ -8,37 +8,37 @@ from classp_jax.data.containers import Split
 
 
 def stratified_split(
-    inputs: np.ndarray, labels: np.ndarray, *, test_fraction: float, seed: int
+  inputs: np.ndarray, labels: np.ndarray, *, test_fraction: float, seed: int
 ) -> tuple[Split, Split]:
-    """Splits examples into train and test so that each class keeps its proportion.
+  """Splits examples into train and test so that each class keeps its proportion.
 
-    Within each class the examples are shuffled with `numpy.random.default_rng(seed)` and
-    `round(n_class * test_fraction)` of them go to test. Both splits keep the original order
-    of the examples, so the result depends only on the data, `test_fraction` and `seed`.
+  Within each class the examples are shuffled with `numpy.random.default_rng(seed)` and
+  `round(n_class * test_fraction)` of them go to test. Both splits keep the original order
+  of the examples, so the result depends only on the data, `test_fraction` and `seed`.
 
-    Args:
-        inputs: the examples, (N, ...).
-        labels: int32 (N,).
-        test_fraction: the fraction of each class put in the test split, in (0, 1).
-        seed: the shuffling seed.
+  Args:
+      inputs: the examples, (N, ...).
+      labels: int32 (N,).
+      test_fraction: the fraction of each class put in the test split, in (0, 1).
+      seed: the shuffling seed.
 
-    Returns:
-        (train, test).
+  Returns:
+      (train, test).
 
-    >>> train, test = stratified_split(np.arange(10), np.array([0] * 5 + [1] * 5, np.int32),
-    ...                                test_fraction=0.4, seed=0)
-    >>> len(train), len(test), np.bincount(test.labels).tolist()
-    (6, 4, [2, 2])
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    rng = np.random.default_rng(seed)
-    is_test = np.zeros(len(labels), bool)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        n_test = int(round(len(members) * test_fraction))
-        is_test[rng.permutation(members)[:n_test]] = True
-    return (
-        Split(inputs[~is_test], labels[~is_test]),
-        Split(inputs[is_test], labels[is_test]),
-    )
+  >>> train, test = stratified_split(np.arange(10), np.array([0] * 5 + [1] * 5, np.int32),
+  ...                                test_fraction=0.4, seed=0)
+  >>> len(train), len(test), np.bincount(test.labels).tolist()
+  (6, 4, [2, 2])
+  """
+  if not 0.0 < test_fraction < 1.0:
+    raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+  rng = np.random.default_rng(seed)
+  is_test = np.zeros(len(labels), bool)
+  for label in np.unique(labels):
+    members = np.flatnonzero(labels == label)
+    n_test = int(round(len(members) * test_fraction))
+    is_test[rng.permutation(members)[:n_test]] = True
+  return (
+    Split(inputs[~is_test], labels[~is_test]),
+    Split(inputs[is_test], labels[is_test]),
+  )

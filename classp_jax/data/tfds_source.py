@@ -19,92 +19,92 @@ from classp_jax.data.containers import Split
 
 
 class TfdsUnavailableError(FileNotFoundError):
-    """The dataset is not prepared in `data_dir` and could not be prepared here."""
+  """The dataset is not prepared in `data_dir` and could not be prepared here."""
 
 
 def _where(data_dir: Path | None) -> str:
-    return f"TFDS data_dir {data_dir}" if data_dir else "the default TFDS data_dir"
+  return f"TFDS data_dir {data_dir}" if data_dir else "the default TFDS data_dir"
 
 
 def prepare_tfds(tfds_name: str, *, data_dir: Path | None, download: bool) -> list[Path]:
-    """Makes sure the dataset is prepared (if `download`) and lists its prepared files.
+  """Makes sure the dataset is prepared (if `download`) and lists its prepared files.
 
-    Args:
-        tfds_name: the TFDS name, e.g. "mnist".
-        data_dir: the TFDS data folder, or None for TFDS's default.
-        download: whether to download and prepare the dataset if it is not prepared.
+  Args:
+      tfds_name: the TFDS name, e.g. "mnist".
+      data_dir: the TFDS data folder, or None for TFDS's default.
+      download: whether to download and prepare the dataset if it is not prepared.
 
-    Returns:
-        The files of the prepared dataset (empty if it is not prepared), to fingerprint.
+  Returns:
+      The files of the prepared dataset (empty if it is not prepared), to fingerprint.
 
-    Raises:
-        TfdsUnavailableError: `download` is set and preparing failed (offline, no TensorFlow).
-    """
-    import tensorflow_datasets as tfds
+  Raises:
+      TfdsUnavailableError: `download` is set and preparing failed (offline, no TensorFlow).
+  """
+  import tensorflow_datasets as tfds
 
-    builder = tfds.builder(tfds_name, data_dir=data_dir, try_gcs=False)
-    if download:
-        try:
-            builder.download_and_prepare(file_format="array_record")  # no-op once prepared
-        except Exception as error:  # network, missing TensorFlow, ...: one clear message
-            raise TfdsUnavailableError(
-                f"could not download and prepare TFDS dataset {tfds_name!r} into "
-                f"{_where(data_dir)}: {type(error).__name__}: {error}. Preparing needs "
-                "internet access and TensorFlow (pip install tensorflow); or pass data_dir "
-                "holding the dataset already prepared in the array_record format, or the "
-                "standard files with source='local'."
-            ) from error
-    folder = Path(builder.data_dir)
-    return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+  builder = tfds.builder(tfds_name, data_dir=data_dir, try_gcs=False)
+  if download:
+    try:
+      builder.download_and_prepare(file_format="array_record")  # no-op once prepared
+    except Exception as error:  # network, missing TensorFlow, ...: one clear message
+      raise TfdsUnavailableError(
+        f"could not download and prepare TFDS dataset {tfds_name!r} into "
+        f"{_where(data_dir)}: {type(error).__name__}: {error}. Preparing needs "
+        "internet access and TensorFlow (pip install tensorflow); or pass data_dir "
+        "holding the dataset already prepared in the array_record format, or the "
+        "standard files with source='local'."
+      ) from error
+  folder = Path(builder.data_dir)
+  return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
 
 
 def read_tfds(tfds_name: str, *, data_dir: Path | None, input_key: str) -> dict[str, Split]:
-    """Reads the train and test splits of a prepared dataset with `tfds.data_source`.
+  """Reads the train and test splits of a prepared dataset with `tfds.data_source`.
 
-    Args:
-        tfds_name: the TFDS name, e.g. "mnist".
-        data_dir: the TFDS data folder, or None for TFDS's default.
-        input_key: the feature holding the inputs, "image" or "text".
+  Args:
+      tfds_name: the TFDS name, e.g. "mnist".
+      data_dir: the TFDS data folder, or None for TFDS's default.
+      input_key: the feature holding the inputs, "image" or "text".
 
-    Returns:
-        {"train": Split, "test": Split}: uint8 images (N, H, W, C) or raw strings; int32 labels.
+  Returns:
+      {"train": Split, "test": Split}: uint8 images (N, H, W, C) or raw strings; int32 labels.
 
-    Raises:
-        TfdsUnavailableError: the dataset is not prepared in the array_record format.
-    """
-    import tensorflow_datasets as tfds
+  Raises:
+      TfdsUnavailableError: the dataset is not prepared in the array_record format.
+  """
+  import tensorflow_datasets as tfds
 
-    try:
-        sources = tfds.data_source(
-            tfds_name, split=["train", "test"], data_dir=data_dir, download=False, try_gcs=False
-        )
-    except Exception as error:  # not prepared, or prepared as tfrecord
-        raise TfdsUnavailableError(
-            f"TFDS dataset {tfds_name!r} is not prepared in the array_record format in "
-            f"{_where(data_dir)} ({type(error).__name__}: {error}). Pass download=True (needs "
-            "internet and TensorFlow), or data_dir holding it prepared with "
-            f"`tfds build {tfds_name} --file_format=array_record`, or use source='local'."
-        ) from error
-    return {
-        split_name: _to_split(source, input_key, f"TFDS {tfds_name!r} {split_name}")
-        for split_name, source in zip(("train", "test"), sources)
-    }
+  try:
+    sources = tfds.data_source(
+      tfds_name, split=["train", "test"], data_dir=data_dir, download=False, try_gcs=False
+    )
+  except Exception as error:  # not prepared, or prepared as tfrecord
+    raise TfdsUnavailableError(
+      f"TFDS dataset {tfds_name!r} is not prepared in the array_record format in "
+      f"{_where(data_dir)} ({type(error).__name__}: {error}). Pass download=True (needs "
+      "internet and TensorFlow), or data_dir holding it prepared with "
+      f"`tfds build {tfds_name} --file_format=array_record`, or use source='local'."
+    ) from error
+  return {
+    split_name: _to_split(source, input_key, f"TFDS {tfds_name!r} {split_name}")
+    for split_name, source in zip(("train", "test"), sources)
+  }
 
 
 def _to_split(source: Any, input_key: str, what: str) -> Split:
-    if len(source) == 0:
-        raise ValueError(f"{what}: the split is empty")
-    # The plain sequence protocol, one record at a time; the decoded arrays are cached, so
-    # this runs once per prepared dataset.
-    examples = list(source)
-    labels = np.array([example["label"] for example in examples], np.int32)
-    if input_key == "image":
-        inputs = np.stack([np.asarray(example["image"], np.uint8) for example in examples])
-    else:
-        inputs = np.empty(len(examples), object)
-        inputs[:] = [_as_str(example[input_key]) for example in examples]
-    return Split(inputs, labels)
+  if len(source) == 0:
+    raise ValueError(f"{what}: the split is empty")
+  # The plain sequence protocol, one record at a time; the decoded arrays are cached, so
+  # this runs once per prepared dataset.
+  examples = list(source)
+  labels = np.array([example["label"] for example in examples], np.int32)
+  if input_key == "image":
+    inputs = np.stack([np.asarray(example["image"], np.uint8) for example in examples])
+  else:
+    inputs = np.empty(len(examples), object)
+    inputs[:] = [_as_str(example[input_key]) for example in examples]
+  return Split(inputs, labels)
 
 
 def _as_str(value: str | bytes) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
