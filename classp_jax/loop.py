@@ -1,7 +1,8 @@
 """The continual-training loop: a task stream, in order, for one method and seed.
 
 For each task the loop trains until a number of epochs or a training-loss
-target, lets the method's regularizer consolidate, and evaluates every task's
+target, lets the method's regularizer consolidate (except after the last task,
+where it would serve nothing), and evaluates every task's
 held-out test split in eval mode (dropout off). That gives the accuracy matrix
 ``R[i, j]`` (accuracy on task ``j`` after training task ``i``) and the
 metrics of `classp_jax.metrics`. The optimizer and regularizer state carry
@@ -281,12 +282,13 @@ def run_continual(
     bar.close()
     flush_logs()
 
-    reg_state = method.regularizer.consolidate(state.reg_state, state.params, ConsolidationContext(
-        apply_fn=fns.eval_apply, inputs=inputs, labels=labels,
-        rng=jax.random.fold_in(consolidate_key, t), task_index=t))
-    # A copy: consolidation may keep the params themselves (an anchor), and the step
-    # donates params and regularizer state, which must not share a buffer.
-    state = state._replace(reg_state=jax.tree.map(jnp.copy, reg_state))
+    if t + 1 < num_tasks:  # after the last task it would serve no task (and EWC's Fisher is costly)
+      reg_state = method.regularizer.consolidate(state.reg_state, state.params, ConsolidationContext(
+          apply_fn=fns.eval_apply, inputs=inputs, labels=labels,
+          rng=jax.random.fold_in(consolidate_key, t), task_index=t))
+      # A copy: consolidation may keep the params themselves (an anchor), and the step
+      # donates params and regularizer state, which must not share a buffer.
+      state = state._replace(reg_state=jax.tree.map(jnp.copy, reg_state))
     row = evaluate_all(state.params)
     record["rows"].append(row)
     record["history"]["step"].append(position["global_step"])
