@@ -37,24 +37,6 @@ def mean_std(values: Iterable[float]) -> str:
   return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
 
 
-def summary_rows(results: dict[str, Any]) -> list[list[str]]:
-  """One table row per method: metrics over seeds, state bytes and time."""
-  rows = []
-  for method, runs in runs_by_method(results["runs"]).items():
-    params = runs[0]["param_count"]
-    rows.append([
-        method, str(len(runs)),
-        *(mean_std(r[m] for r in runs) for m in METRICS),
-        f"{runs[0]['state_bytes'] / (4 * params):.2f}x",
-        f"{np.mean([r['wall_time_s'] for r in runs]):.1f}",
-    ])
-  return rows
-
-
-SUMMARY_HEADER = ["method", "seeds", "ACC", "BWT", "forgetting", "FWT",
-                  "state / fp32 params", "time/run (s)"]
-
-
 def format_table(header: list[str], rows: list[list[str]]) -> str:
   """A plain-text table with aligned columns."""
   widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
@@ -79,7 +61,7 @@ def print_summary(results: dict[str, Any]) -> None:
     print(f"\n{method}: test accuracy R[i][j] (mean ± std over {len(runs)} seed(s))")
     print(accuracy_matrix_table(runs, tasks))
   print()
-  print(format_table(SUMMARY_HEADER, summary_rows(results)))
+  print(format_table(report_header(results["runs"]), report_rows(results["runs"])))
 
 
 def _pyplot():
