@@ -174,10 +174,11 @@ def _initialize_distributed(args) -> None:
 
 
 def _loop_for(experiment, method):
-  """The experiment's loop settings, with the method's own loss targets if it has any."""
+  """The experiment's loop settings; a method's own loss targets replace its targets."""
   if method.loss_targets is None:
     return experiment.loop
-  return dataclasses.replace(experiment.loop, loss_target=method.loss_targets)
+  return dataclasses.replace(experiment.loop, loss_target=method.loss_targets,
+                             accuracy_target=None)
 
 
 def run_command(args) -> int:

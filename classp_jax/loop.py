@@ -48,7 +48,12 @@ class LoopConfig:
     loss_target: stop a task once an epoch's mean training loss (the mean of
       its mini-batch losses, dropout on, as the authors measured it) is at or
       below this; None trains for ``epochs``.
-    max_epochs: the most epochs a task trains while chasing a loss target.
+    accuracy_target: stop a task once an epoch's mean training accuracy
+      (measured the same way) is at or above this. It matches methods at one
+      accuracy (the paper's "controlled" comparison): the epoch loss where
+      each stopped is its own loss target, which the results record. A task
+      with both targets stops at the first one met.
+    max_epochs: the most epochs a task trains while chasing a target.
     eval_batch_size: examples per evaluation batch.
     evals_per_task: extra evaluations of all tasks during each task, for the
       accuracy-over-training curves (the end of each task is always evaluated).
@@ -68,6 +73,7 @@ class LoopConfig:
   batch_size: int = 32
   epochs: int | Sequence[int] = 1
   loss_target: float | None | Sequence[float | None] = None
+  accuracy_target: float | None | Sequence[float | None] = None
   max_epochs: int = 50
   eval_batch_size: int = 1000
   evals_per_task: int = 4
@@ -101,6 +107,10 @@ def check_config(config: LoopConfig, stream: TaskStream, num_devices: int) -> No
     raise ValueError(
         f"microbatch_size {config.microbatch_size} must divide the per-device batch "
         f"of {per_device} examples")
+  for t in range(len(stream.tasks)):
+    target = per_task(config.accuracy_target, t)
+    if target is not None and not 0 < target <= 1:
+      raise ValueError(f"accuracy_target {target} is not a fraction in (0, 1]")
   if config.steps_per_call < 1 or config.max_epochs < 1 or config.log_every < 1:
     raise ValueError("steps_per_call, max_epochs and log_every must be at least 1")
 
@@ -164,7 +174,8 @@ def run_continual(
     A JSON-ready dict: ``method``, ``seed``, ``accuracy_matrix`` (``R[i][j]``),
     ``baseline`` (random-init accuracy per task), the metrics ``acc``,
     ``bwt``, ``forgetting``, ``fwt``, ``param_count``, ``state_bytes``,
-    ``steps`` and ``epochs`` per task, ``wall_time_s``, ``history`` (test
+    ``steps``, ``epochs`` and the last epoch's mean training ``epoch_loss``
+    and ``epoch_accuracy`` per task, ``wall_time_s``, ``history`` (test
     accuracy on every task over training), ``logs`` (step metrics) and, with
     ``config.paper_eval``, ``paper_protocol`` (the same on training splits
     with dropout on).
@@ -185,12 +196,14 @@ def run_continual(
   tests = [replicate((t.test.inputs, t.test.labels), mesh) for t in tasks]
 
   record: dict[str, Any] = {
-      "rows": [], "paper_rows": [], "steps": [], "epochs": [],
+      "rows": [], "paper_rows": [], "steps": [], "epochs": [], "epoch_loss": [],
+      "epoch_accuracy": [],
       "history": {"step": [], "task": [], "accuracy": []},
-      "logs": {"step": [], "loss": [], "penalty": [], "update_fraction": [], "capacity_used": []},
+      "logs": {"step": [], "loss": [], "accuracy": [], "penalty": [], "update_fraction": [],
+               "capacity_used": []},
   }
   position = {"task": 0, "epoch": 0, "step_in_epoch": 0, "global_step": 0,
-              "epoch_loss_sum": 0.0, "task_start_step": 0}
+              "epoch_loss_sum": 0.0, "epoch_accuracy_sum": 0.0, "task_start_step": 0}
 
   manager = None
   if checkpoint_dir is not None:
@@ -228,7 +241,7 @@ def run_continual(
         if (first_step + i) % config.log_every:
           continue
         record["logs"]["step"].append(first_step + i)
-        for name in ("loss", "penalty", "update_fraction", "capacity_used"):
+        for name in ("loss", "accuracy", "penalty", "update_fraction", "capacity_used"):
           record["logs"][name].append(float(metrics[name][i]) if name in metrics else None)
     pending_logs.clear()
 
@@ -240,9 +253,12 @@ def run_continual(
     num_examples = len(task.train.labels)
     steps_per_epoch = num_examples // config.batch_size
     loss_target = per_task(config.loss_target, t)
-    max_epochs = config.max_epochs if loss_target is not None else per_task(config.epochs, t)
-    eval_steps = {steps_per_epoch * max_epochs * (k + 1) // (config.evals_per_task + 1)
-                  for k in range(config.evals_per_task)} if loss_target is None else set()
+    accuracy_target = per_task(config.accuracy_target, t)
+    chasing = loss_target is not None or accuracy_target is not None
+    max_epochs = config.max_epochs if chasing else per_task(config.epochs, t)
+    eval_steps = set() if chasing else {
+        steps_per_epoch * max_epochs * (k + 1) // (config.evals_per_task + 1)
+        for k in range(config.evals_per_task)}
     bar = tqdm(total=steps_per_epoch * max_epochs, initial=position["global_step"] - position["task_start_step"],
                desc=f"{method.name} seed {seed} task {t + 1}/{num_tasks} ({task.name})",
                disable=not progress, leave=False, unit="step")
@@ -250,6 +266,7 @@ def run_continual(
       order = np.random.default_rng([seed, t, position["epoch"]]).permutation(num_examples)
       order = order[: steps_per_epoch * config.batch_size].reshape(steps_per_epoch, config.batch_size)
       loss_sum = jnp.asarray(position["epoch_loss_sum"], jnp.float32)
+      accuracy_sum = jnp.asarray(position["epoch_accuracy_sum"], jnp.float32)
       while position["step_in_epoch"] < steps_per_epoch:
         first = position["step_in_epoch"]
         # Chunks stay aligned to multiples of steps_per_call within the epoch, so a
@@ -258,6 +275,7 @@ def run_continual(
         state, metrics = train_chunk(state, inputs, labels, shard_batch(order[first:last], mesh),
                                      dropout_key, jnp.int32(position["global_step"]))
         loss_sum = loss_sum + metrics["loss"].sum()
+        accuracy_sum = accuracy_sum + metrics["accuracy"].sum()
         pending_logs.append((position["global_step"], metrics))
         position["global_step"] += last - first
         position["step_in_epoch"] = last
@@ -274,10 +292,14 @@ def run_continual(
             > (position["global_step"] - (last - first)) // config.checkpoint_every):
           flush_logs()
           position["epoch_loss_sum"] = float(to_host(loss_sum))
+          position["epoch_accuracy_sum"] = float(to_host(accuracy_sum))
           save()
       epoch_loss = float(to_host(loss_sum)) / steps_per_epoch
-      position.update(epoch=position["epoch"] + 1, step_in_epoch=0, epoch_loss_sum=0.0)
-      if loss_target is not None and epoch_loss <= loss_target:
+      epoch_accuracy = float(to_host(accuracy_sum)) / steps_per_epoch
+      position.update(epoch=position["epoch"] + 1, step_in_epoch=0, epoch_loss_sum=0.0,
+                      epoch_accuracy_sum=0.0)
+      if ((loss_target is not None and epoch_loss <= loss_target)
+          or (accuracy_target is not None and epoch_accuracy >= accuracy_target)):
         break
     bar.close()
     flush_logs()
@@ -296,13 +318,15 @@ def run_continual(
     record["history"]["accuracy"].append(row)
     record["steps"].append(position["global_step"] - position["task_start_step"])
     record["epochs"].append(position["epoch"])
+    record["epoch_loss"].append(epoch_loss)
+    record["epoch_accuracy"].append(epoch_accuracy)
     if config.paper_eval:
       record["paper_rows"].append([
           fns.evaluate_train_mode(state.params, *replicate((u.train.inputs, u.train.labels), mesh),
                               rng=jax.random.fold_in(paper_key, t))
           for u in tasks])
     position.update(task=t + 1, epoch=0, step_in_epoch=0, epoch_loss_sum=0.0,
-                    task_start_step=position["global_step"])
+                    epoch_accuracy_sum=0.0, task_start_step=position["global_step"])
     save()
 
   result = {
@@ -315,6 +339,8 @@ def run_continual(
       "state_bytes": tree_bytes((state.opt_state, state.reg_state)),
       "steps": record["steps"],
       "epochs": record["epochs"],
+      "epoch_loss": record["epoch_loss"],
+      "epoch_accuracy": record["epoch_accuracy"],
       "wall_time_s": time.perf_counter() - start_time,
       "history": record["history"],
       "logs": record["logs"],

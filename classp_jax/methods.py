@@ -90,8 +90,9 @@ class MethodSpec:
     regularizer: a key of `regularizers()`, or None.
     reg_hparams: the regularizer's keyword arguments.
     loss_targets: per-task training-loss targets for this method, replacing
-      the experiment's (the paper's "controlled" sentiment protocol stops
-      each method at its own target).
+      the experiment's loss and accuracy targets (the paper's "controlled"
+      sentiment protocol stops each method at its own target; a run with an
+      accuracy target finds them).
   """
 
   optimizer: str

@@ -110,7 +110,8 @@ def make_train_chunk(
     ``indices`` int32 ``(K, global_batch)`` sharded over ``data`` (see
     `shard_batch`), ``step`` the global index of the chunk's first step, which
     with ``rng`` seeds each step's dropout. ``state`` is donated. ``metrics``
-    holds per-step ``(K,)`` arrays: ``loss`` (task loss), ``penalty``,
+    holds per-step ``(K,)`` arrays: ``loss`` (task loss), ``accuracy`` (on
+    the training batch, dropout on), ``penalty``,
     ``update_fraction`` and, for CLASSP-style optimizers, ``capacity_used``.
   """
 
@@ -122,24 +123,27 @@ def make_train_chunk(
     rng = jax.random.fold_in(rng, lax.axis_index(DATA))  # own dropout per device
     # pmap semantics (check_vma=False below): each device differentiates its own
     # slice, and the gradients are averaged explicitly.
-    loss_and_grads = jax.value_and_grad(
-        lambda p, x, y, rng: cross_entropy(apply_fn(p, x, rng), y))
+    def loss_and_accuracy(params, x, y, rng):
+      logits = apply_fn(params, x, rng)
+      return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y, dtype=jnp.float32)
+
+    loss_and_grads = jax.value_and_grad(loss_and_accuracy, has_aux=True)
     if microbatch_size is None or microbatch_size >= y.shape[0]:
-      task_loss, task_grads = loss_and_grads(state.params, x, y, rng)
+      (task_loss, accuracy), task_grads = loss_and_grads(state.params, x, y, rng)
     else:
       m = microbatch_size
       parts = [loss_and_grads(state.params, x[k:k + m], y[k:k + m], jax.random.fold_in(rng, k))
                for k in range(0, y.shape[0], m)]
-      task_loss, task_grads = jax.tree.map(lambda *v: sum(v) / len(parts), *parts)
+      (task_loss, accuracy), task_grads = jax.tree.map(lambda *v: sum(v) / len(parts), *parts)
     if num_devices > 1:  # over one device the all-reduce is an identity XLA:CPU still pays for
-      task_loss, task_grads = lax.pmean((task_loss, task_grads), DATA)
+      task_loss, accuracy, task_grads = lax.pmean((task_loss, accuracy, task_grads), DATA)
     penalty, penalty_grads = jax.value_and_grad(regularizer.penalty, argnums=1)(
         state.reg_state, state.params)
     grads = jax.tree.map(jnp.add, task_grads, penalty_grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     reg_state = regularizer.accumulate(state.reg_state, state.params, params, task_grads)
-    metrics = {"loss": task_loss, "penalty": penalty,
+    metrics = {"loss": task_loss, "accuracy": accuracy, "penalty": penalty,
                "update_fraction": update_fraction(updates).overall}
     capacity = capacity_used(opt_state)
     if capacity is not None:  # a static fact about the optimizer's state structure

@@ -198,6 +198,23 @@ def report_header(runs: list[dict[str, Any]], key: str | None = None) -> list[st
   return header
 
 
+def stopping_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+  """Per method, over seeds: each task's epochs and its last epoch's training loss and accuracy.
+
+  Under loss or accuracy targets this is where each method stopped: with an
+  accuracy target, the loss column is each method's own loss target.
+  """
+  rows = []
+  for method, group in runs_by_method(runs).items():
+    cells = []
+    for t in range(len(group[0]["epochs"])):
+      cells.append(f"{np.mean([r['epochs'][t] for r in group]):.3g} ep, loss "
+                   f"{mean_std(r['epoch_loss'][t] for r in group)}, acc "
+                   f"{mean_std(r['epoch_accuracy'][t] for r in group)}")
+    rows.append([method, *cells])
+  return rows
+
+
 def paired_rows(runs: list[dict[str, Any]], reference: str = REFERENCE_METHOD) -> list[list[str]]:
   """``reference``'s ACC minus each other method's, paired by seed, and how often it wins."""
   by_method = runs_by_method(runs)
@@ -325,8 +342,17 @@ def _settings(results: dict[str, Any]) -> list[str]:
     loop = source["loop"]
     lines.append(f"- `{source['options'].get('command', '(not recorded)')}`: batch "
                  f"{loop['batch_size']}, epochs {loop['epochs']}, loss target "
-                 f"{loop['loss_target']} (at most {loop['max_epochs']} epochs)")
+                 f"{loop['loss_target']}, accuracy target {loop.get('accuracy_target')} "
+                 f"(at most {loop['max_epochs']} epochs)")
   return [*lines, "", "</details>"]
+
+
+def _chases_targets(results: dict[str, Any]) -> bool:
+  """Whether any run folder stopped tasks at loss or accuracy targets."""
+  def given(value):
+    return any(v is not None for v in value) if isinstance(value, list) else value is not None
+  return any(given(s["loop"].get("loss_target")) or given(s["loop"].get("accuracy_target"))
+             for s in results["sources"])
 
 
 def experiment_report(results: dict[str, Any], out: Path) -> tuple[str, list[Path]]:
@@ -348,6 +374,12 @@ def experiment_report(results: dict[str, Any], out: Path) -> tuple[str, list[Pat
       parts += [f"{REFERENCE_METHOD}'s ACC minus each method's, paired by seed "
                 f"(wins: seeds where {REFERENCE_METHOD} is higher):", "",
                 markdown_table(["method", "seeds", "ACC difference", "wins"], paired), ""]
+    if _chases_targets(results) and all("epoch_loss" in r for r in runs):
+      parts += ["### Where each task stopped", "",
+                "Epochs, and the last epoch's mean training loss and accuracy (training "
+                "split, dropout on, as the stopping rule measures them), mean ± std over "
+                "seeds. With an accuracy target, the loss is the method's own loss target.",
+                "", markdown_table(["method", *results["tasks"]], stopping_rows(runs)), ""]
     if "paper_protocol" in runs[0]:
       parts += ["### Paper protocol: training-split accuracy, dropout on", "",
                 "As the paper scored it (not held-out data); for comparison with the "

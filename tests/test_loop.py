@@ -133,6 +133,28 @@ def test_loss_target_stops_a_task_early():
   assert result["epochs"][1] == 1
 
 
+def test_accuracy_target_stops_a_task_at_a_matched_accuracy():
+  config = dataclasses.replace(CONFIG, accuracy_target=(None, 0.9), max_epochs=30, epochs=1)
+  result = run_continual(MODEL, tiny_stream(), sgd(learning_rate=0.5), config, progress=False)
+  assert result["epochs"][0] == 1  # no target on task 1: its epochs
+  per_epoch = 64 // 8
+  task2 = np.array(result["logs"]["accuracy"][per_epoch:])
+  epochs = result["epochs"][1]
+  assert 1 <= epochs < 30 and len(task2) == epochs * per_epoch
+  assert np.all(task2 * 8 == np.round(task2 * 8))  # a fraction of each batch of 8
+  by_epoch = task2.reshape(epochs, per_epoch).mean(axis=1)
+  assert by_epoch[-1] >= 0.9 and np.all(by_epoch[:-1] < 0.9)
+  assert result["epoch_accuracy"][1] == pytest.approx(by_epoch[-1])
+  losses = np.array(result["logs"]["loss"][per_epoch:]).reshape(epochs, per_epoch)
+  assert result["epoch_loss"][1] == pytest.approx(losses[-1].mean())  # its loss target
+
+
+def test_accuracy_target_must_be_a_fraction():
+  with pytest.raises(ValueError, match="accuracy_target 85 is not a fraction"):
+    run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(CONFIG, accuracy_target=85),
+                  progress=False)
+
+
 def test_per_task_hyperparameters_change_without_rebuilding():
   # lr 0 on task 2 must freeze the weights there: task-1 accuracy cannot change.
   method = build_method("sgd", MethodSpec("sgd", {"learning_rate": (0.3, 0.0)}), 2)
@@ -157,7 +179,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
                   progress=False, on_step=kill_at)
   resumed = run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(tmp_path / "ckpt"),
                           progress=False)
-  for key in ("accuracy_matrix", "baseline", "steps", "epochs", "history", "logs"):
+  for key in ("accuracy_matrix", "baseline", "steps", "epochs", "epoch_loss", "epoch_accuracy",
+              "history", "logs"):
     assert resumed[key] == full[key], key
 
 

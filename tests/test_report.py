@@ -94,3 +94,30 @@ def test_classp_is_compared_with_each_method_seed_by_seed(run_folders):
 def test_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
   assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
   assert "cannot read the runs" in capsys.readouterr().err
+
+
+def test_report_shows_where_each_task_stopped_under_targets(tmp_path):
+  rng = np.random.default_rng(1)
+  runs = []
+  for method, loss in (("classp", 0.31), ("sgd", 0.42)):
+    for seed in range(2):
+      run = fake_run(method, seed, rng)
+      runs.append({**run, "epochs": [7, 3 + seed], "epoch_loss": [0.004, loss + 0.01 * seed],
+                   "epoch_accuracy": [1.0, 0.85 + 0.01 * seed]})
+  folder = write_results(tmp_path / "targets", runs)
+  results = json.loads((folder / "results.json").read_text())
+  results["loop"].update(loss_target=[0.005, None], accuracy_target=[None, 0.85])
+  (folder / "results.json").write_text(json.dumps(results))
+  out = tmp_path / "report"
+  assert main(["report", str(folder), "--out", str(out)]) == 0
+  report = (out / "report.md").read_text()
+  assert "accuracy target [None, 0.85]" in report
+  table = report.split("### Where each task stopped")[1]
+  assert "| classp | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss 0.315 ± 0.007" in table
+  assert "| sgd |" in table
+
+
+def test_report_has_no_stopping_table_without_targets(run_folders, tmp_path):
+  out = tmp_path / "report"
+  assert main(["report", str(run_folders[0]), "--out", str(out)]) == 0
+  assert "Where each task stopped" not in (out / "report.md").read_text()

@@ -8,9 +8,12 @@ per-method loss target, chosen in the paper so that every method reaches
 about the same IMDB accuracy (about 85%), so that what differs is what each
 method forgot of FPB. CLASSP with lr 0.025, threshold 0.99, eps 1e-4, p 1.
 
-Here every method starts from the same IMDB target, `IMDB_LOSS_TARGET`; the
-report shows the IMDB accuracy each reached, so how well they match can be
-checked. ``fpb_imdb_cpu`` is the same study with a 5,000-token vocabulary and
+Here that target is found by the run rather than by hand: each method trains
+IMDB until an epoch's mean training accuracy (dropout on, like the loss)
+reaches `IMDB_ACCURACY_TARGET`, and the epoch loss where it stopped is its
+per-method loss target. Results record both per task (``epoch_loss``,
+``epoch_accuracy``), and the report tabulates them; a method's
+`MethodSpec.loss_targets` replays fixed targets instead. ``fpb_imdb_cpu`` is the same study with a 5,000-token vocabulary and
 a 32-wide Transformer (2 heads, feed-forward 64), sized for a CPU: a 64-wide
 one took about 2 s per 750-example step on one shared core.
 """
@@ -27,7 +30,7 @@ from classp_jax.models import TextTransformer
 
 LEARNING_RATE = 0.025
 FPB_LOSS_TARGET = 0.005
-IMDB_LOSS_TARGET = 0.35  # about 85% training accuracy
+IMDB_ACCURACY_TARGET = 0.85
 
 
 def _stream(vocabulary_size: int):
@@ -48,7 +51,8 @@ EXPERIMENT = Experiment(
     stream=_stream(25_000),
     model=lambda stream: TextTransformer(vocab_size=len(stream.vocab),
                                          num_classes=stream.num_classes),
-    loop=LoopConfig(batch_size=750, loss_target=(FPB_LOSS_TARGET, IMDB_LOSS_TARGET),
+    loop=LoopConfig(batch_size=750, loss_target=(FPB_LOSS_TARGET, None),
+                    accuracy_target=(None, IMDB_ACCURACY_TARGET),
                     max_epochs=100, evals_per_task=0, eval_batch_size=2500, steps_per_call=1,
                     log_every=1, paper_eval=True),
     methods=comparison_methods(
