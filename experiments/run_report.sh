@@ -12,7 +12,8 @@
 #   paper's 4 + 1 epochs kept), 2 evaluations during each task;
 # - fpb_imdb_cpu instead of fpb_imdb (5,000-token vocabulary, 32-wide model),
 #   5,000 IMDB training and 2,000 test examples, at most 30 epochs per task
-#   while chasing the loss targets, 3 seeds;
+#   while chasing the targets (FPB: loss 0.005; IMDB: 85% training accuracy),
+#   3 seeds;
 # - frontiers: 2 seeds;
 # - permuted_mnist: 3 seeds.
 # For the full protocol, drop --subsample and run fpb_imdb on a GPU.
@@ -41,21 +42,22 @@ for m in $METHODS; do
 done
 # The paper's claims rest on this study: its frontiers come before the other benchmarks.
 # (At their untuned strengths EWC, SI and MAS diverge with SGD at lr 0.2.)
-for m in classp classp_no_threshold ewc si mas sgd adam adagrad; do
+FRONTIERS="classp classp_no_threshold ewc si mas sgd adam adagrad classp_lr_tuned"
+for m in $FRONTIERS; do
   mnist_fashion "frontier-$m" --frontier --methods "$m" --seeds 0,1
 done
 for m in $METHODS; do
   run "$RUNS/split_mnist/$m" split_mnist --methods "$m" --seeds $SEEDS5
 done
 for m in $METHODS; do
+  run "$RUNS/permuted_mnist/$m" permuted_mnist --methods "$m" --seeds $SEEDS3
+done
+for m in $METHODS; do
   run "$RUNS/fpb_imdb_cpu/$m" fpb_imdb_cpu --methods "$m" --seeds $SEEDS3 --subsample 5000,2000 \
     --set max_epochs=30
 done
-for m in classp classp_no_threshold ewc sgd adam adagrad si mas; do
+for m in $FRONTIERS; do
   run "$RUNS/split_mnist/frontier-$m" split_mnist --frontier --methods "$m" --seeds 0,1
-done
-for m in $METHODS; do
-  run "$RUNS/permuted_mnist/$m" permuted_mnist --methods "$m" --seeds $SEEDS3
 done
 
 classp-jax report "$RUNS"/*/*/results.json --out experiments/results --notes experiments/conclusions.md

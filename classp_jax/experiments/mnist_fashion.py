@@ -8,6 +8,11 @@ The threshold is compared per weight with g**2 of a mean-reduced loss, so 0.5
 may freeze nearly every weight (the released code gated per tensor and ignored
 the threshold's value); ``--frontier`` sweeps it.
 
+``classp_lr_tuned`` is CLASSP at the learning rate where threshold-free
+CLASSP did best on its frontier (0.02; `TUNED_LEARNING_RATE`), so that the
+threshold's frontier can also be traced at a tuned learning rate, not only at
+the paper's 0.2.
+
 The paper scored training splits with dropout on; ``paper_eval`` reports that
 beside the held-out test accuracy.
 """
@@ -18,9 +23,12 @@ from classp_jax.experiments.comparison import METHODS, comparison_frontier, comp
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
 from classp_jax.loop import LoopConfig
+from classp_jax.methods import MethodSpec
 from classp_jax.models import PaperCNN
 
 LEARNING_RATE = 0.2
+TUNED_LEARNING_RATE = 0.02
+THRESHOLDS = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 0.5)
 
 EXPERIMENT = Experiment(
     name="mnist_fashion",
@@ -31,12 +39,16 @@ EXPERIMENT = Experiment(
     model=lambda stream: PaperCNN(num_classes=stream.num_classes),
     loop=LoopConfig(batch_size=32, epochs=(4, 1), evals_per_task=4, eval_batch_size=1000,
                     steps_per_call=8, paper_eval=True),
-    methods=comparison_methods(
-        learning_rate=LEARNING_RATE, threshold=0.5, eps=1e-5,
-        released={"apply_scaling": (False, True), "threshold": (0.5, 0.0)},
-        ewc_strength=5000.0, importance_examples=1000),
+    methods={
+        **comparison_methods(
+            learning_rate=LEARNING_RATE, threshold=0.5, eps=1e-5,
+            released={"apply_scaling": (False, True), "threshold": (0.5, 0.0)},
+            ewc_strength=5000.0, importance_examples=1000),
+        "classp_lr_tuned": MethodSpec("classp", {"learning_rate": TUNED_LEARNING_RATE,
+                                                 "threshold": 0.5, "eps": 1e-5, "power": 1.0}),
+    },
     default_methods=METHODS,
     quick=smoke_sized,
-    frontier=comparison_frontier(learning_rate=LEARNING_RATE,
-                                 thresholds=(0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 0.5)),
+    frontier={**comparison_frontier(learning_rate=LEARNING_RATE, thresholds=THRESHOLDS),
+              "classp_lr_tuned": {"threshold": THRESHOLDS}},
 )
