@@ -7,8 +7,10 @@ whole dataset sits on the device; each call receives only its batches'
 indices, and nothing blocks on the host until the end of a timed round. The
 training state is donated.
 
-For batches above 32 it also runs the loop with ``microbatch_size=32``: the
-same gradient, averaged over micro-batches whose activations stay in cache.
+On CPU it also runs the loop compiled with XLA's default options, YNNPACK on
+(the project turns it off: `classp_jax.parallel.CPU_COMPILER_OPTIONS`), and
+for batches above 32 the loop with ``microbatch_size=32``: the same gradient,
+averaged over micro-batches whose activations stay in cache.
 
 JAX step-loop strategies (``--strategies``), all through the project's own
 training step (`classp_jax.parallel.make_train_chunk`, as ``classp-jax run``
@@ -51,12 +53,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from unittest import mock
 
 import flax.linen as nn
 import jax
 import numpy as np
 import optax
 
+from classp_jax import parallel
 from classp_jax.methods import NO_REGULARIZER
 from classp_jax.models import PaperCNN
 from classp_jax.optimizer import classp
@@ -96,7 +100,8 @@ class NoDropoutPaperCNN(PaperCNN):
 
 def jax_round(strategy: str, model: nn.Module, optimizer: optax.GradientTransformation,
               data: tuple[np.ndarray, np.ndarray], batch_size: int, steps: int,
-              prng_impl: str | None = None, microbatch_size: int | None = None) -> Round:
+              prng_impl: str | None = None, microbatch_size: int | None = None,
+              xla_default: bool = False) -> Round:
   """Compiles and warms up one JAX contender: the project's own training step.
 
   It runs `classp_jax.parallel.make_train_chunk`, exactly as ``classp-jax run``
@@ -113,6 +118,8 @@ def jax_round(strategy: str, model: nn.Module, optimizer: optax.GradientTransfor
     steps: steps per round.
     prng_impl: PRNG implementation of the dropout keys (None: JAX's default).
     microbatch_size: ``LoopConfig.microbatch_size``.
+    xla_default: compile with XLA's default options instead of the project's
+      (`classp_jax.parallel.CPU_COMPILER_OPTIONS` on CPU: YNNPACK off).
 
   Returns:
     A function running one round of ``steps`` steps, blocking once at its end.
@@ -122,9 +129,12 @@ def jax_round(strategy: str, model: nn.Module, optimizer: optax.GradientTransfor
   params = model.init(jax.random.key(0), data[0][:1], train=False)["params"]
   state = {"train": replicate(TrainState(params, optimizer.init(params), NO_REGULARIZER.init(params)),
                               mesh), "step": 0}
-  chunk = make_train_chunk(
-      lambda p, x, rng: model.apply({"params": p}, x, train=True, rngs={"dropout": rng}),
-      optimizer, NO_REGULARIZER, mesh, unroll=strategy != "scan", microbatch_size=microbatch_size)
+  with mock.patch.object(parallel, "compiler_options",
+                         (lambda mesh: None) if xla_default else parallel.compiler_options):
+    chunk = make_train_chunk(
+        lambda p, x, rng: model.apply({"params": p}, x, train=True, rngs={"dropout": rng}),
+        optimizer, NO_REGULARIZER, mesh, unroll=strategy != "scan",
+        microbatch_size=microbatch_size)
   steps_per_call = 1 if strategy == "loop" else steps
   num_batches = len(data[1]) // batch_size
   order = np.arange(num_batches * batch_size).reshape(num_batches, batch_size)
@@ -215,6 +225,9 @@ def contenders(args, batch_size: int, steps: int) -> dict[str, Round]:
     rounds["torch eager, 1 thread"] = torch_round(batch_size, steps, num_examples, 1)
   for strategy in args.strategies:
     rounds[f"jax {strategy}"] = jax_round(strategy, cnn, sgd, data, batch_size, steps)
+  if jax.default_backend() == "cpu":
+    rounds["jax loop, YNNPACK on (XLA default)"] = jax_round(
+        "loop", cnn, sgd, data, batch_size, steps, xla_default=True)
   if batch_size > 32:
     rounds["jax loop, micro-batches of 32"] = jax_round(
         "loop", cnn, sgd, data, batch_size, steps, microbatch_size=32)
@@ -253,7 +266,7 @@ def run_here(args) -> None:
   """Prints the table of examples/s for every batch size, in this process."""
   print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
         f"{os.cpu_count()} CPUs, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-  print(f"{'batch':>5}  {'contender':<28} {'examples/s':>10}  {'vs torch':>8}  {'vs best torch':>13}")
+  print(f"{'batch':>5}  {'contender':<36} {'examples/s':>10}  {'vs torch':>8}  {'vs best torch':>13}")
   for batch_size in args.batches:
     steps = args.steps or max(2, 512 // batch_size)
     medians = measure(contenders(args, batch_size, steps), args.rounds)
@@ -262,7 +275,7 @@ def run_here(args) -> None:
     best_torch_rate = max((r for n, r in rates.items() if n.startswith("torch")), default=None)
     for name, rate in rates.items():
       ratios = [f"{rate / r:.2f}x" if r else "-" for r in (torch_rate, best_torch_rate)]
-      print(f"{batch_size:>5}  {name:<28} {rate:>10.0f}  {ratios[0]:>8}  {ratios[1]:>13}",
+      print(f"{batch_size:>5}  {name:<36} {rate:>10.0f}  {ratios[0]:>8}  {ratios[1]:>13}",
             flush=True)
 
 

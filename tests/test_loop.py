@@ -12,7 +12,8 @@ from classp_jax.loop import LoopConfig, run_continual, tree_bytes
 from classp_jax.methods import MethodSpec, build_method
 from classp_jax.metrics import continual_metrics
 from classp_jax.models import MLP
-from classp_jax.parallel import TrainState, data_mesh, make_train_chunk, replicate, shard_batch
+from classp_jax.parallel import (TrainState, compiler_options, data_mesh, make_train_chunk, replicate,
+                                 shard_batch)
 
 
 def tiny_stream(num_tasks=2, n=64, dim=6, seed=0) -> TaskStream:
@@ -77,6 +78,22 @@ def test_four_devices_match_one_device():
   params_4, loss_4 = _train_params(jax.devices()[:4])
   chex.assert_trees_all_close(params_1, params_4, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(loss_1, loss_4, rtol=1e-5)
+
+
+def test_cpu_steps_compile_without_ynnpack():
+  mesh = data_mesh(jax.devices()[:1])
+  assert compiler_options(mesh) == {"xla_cpu_experimental_ynn_fusion_type": ""}
+  model, method = MLP(num_classes=2, hidden=(64,)), sgd()
+  x, y = np.zeros((8, 32), np.float32), np.zeros(8, np.int32)
+  params = model.init(jax.random.key(0), x, train=False)["params"]
+  apply = lambda p, x, r: model.apply({"params": p}, x, train=True)  # noqa: E731
+  # XLA's own default hands these dots to YNNPACK; our steps must not.
+  assert "__ynn_fusion" in jax.jit(apply).lower(params, x, None).compile().as_text()
+  state = replicate(TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh)
+  chunk = make_train_chunk(apply, method.tx, method.regularizer, mesh)
+  args = (state, *replicate((x, y), mesh), shard_batch(np.zeros((1, 8), np.int32), mesh),
+          jax.random.key(0), np.int32(0))
+  assert "__ynn_fusion" not in chunk.lower(*args).compile().as_text()
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error():
