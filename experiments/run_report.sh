@@ -43,7 +43,7 @@ done
 # The paper's claims rest on this study: its frontiers come before the other benchmarks.
 # (At their untuned strengths EWC, SI and MAS diverge with SGD at lr 0.2.)
 FRONTIERS="classp classp_no_threshold ewc si mas sgd adam adagrad classp_lr_tuned"
-for m in $FRONTIERS; do
+for m in $FRONTIERS ewc_lr_tuned; do
   mnist_fashion "frontier-$m" --frontier --methods "$m" --seeds 0,1
 done
 for m in $METHODS; do

@@ -11,7 +11,9 @@ the threshold's value); ``--frontier`` sweeps it.
 ``classp_lr_tuned`` is CLASSP at the learning rate where threshold-free
 CLASSP did best on its frontier (0.02; `TUNED_LEARNING_RATE`), so that the
 threshold's frontier can also be traced at a tuned learning rate, not only at
-the paper's 0.2.
+the paper's 0.2. ``ewc_lr_tuned`` gives EWC the same learning rate, so that
+its lambda frontier is not held back by SGD at 0.2, where large lambdas
+diverge.
 
 The paper scored training splits with dropout on; ``paper_eval`` reports that
 beside the held-out test accuracy.
@@ -46,9 +48,12 @@ EXPERIMENT = Experiment(
             ewc_strength=5000.0, importance_examples=1000),
         "classp_lr_tuned": MethodSpec("classp", {"learning_rate": TUNED_LEARNING_RATE,
                                                  "threshold": 0.5, "eps": 1e-5, "power": 1.0}),
+        "ewc_lr_tuned": MethodSpec("sgd", {"learning_rate": TUNED_LEARNING_RATE}, "ewc",
+                                   {"strength": 5000.0, "num_examples": 1000}),
     },
     default_methods=METHODS,
     quick=smoke_sized,
     frontier={**comparison_frontier(learning_rate=LEARNING_RATE, thresholds=THRESHOLDS),
-              "classp_lr_tuned": {"threshold": THRESHOLDS}},
+              "classp_lr_tuned": {"threshold": THRESHOLDS},
+              "ewc_lr_tuned": {"strength": tuple(10.0 ** k for k in range(-2, 5))}},
 )
