@@ -3,6 +3,15 @@
 This must run before JAX initialises its backends, which is why it lives here.
 """
 
+import os
+
+import hypothesis
 import jax
 
 jax.config.update("jax_num_cpu_devices", 4)
+
+# CI runs the same property-test examples every time; HYPOTHESIS_PROFILE=explore
+# draws new ones (and keeps failures in .hypothesis/ to replay).
+hypothesis.settings.register_profile("ci", derandomize=True, database=None)
+hypothesis.settings.register_profile("explore")
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -12,6 +12,7 @@ import optax
 import pytest
 
 import classp_jax
+from strategies import GRADIENT_VALUES
 
 
 def model_released(grads_seq, lr, threshold, power, eps, scaling_seq):
@@ -47,8 +48,7 @@ def _step():
 @hypothesis.given(
     grads_seq=st.lists(
         st.tuples(*[
-            st.lists(st.one_of(st.just(0.0), st.floats(-3, 3, width=32)),
-                     min_size=n, max_size=n) for n in (3, 2)
+            st.lists(GRADIENT_VALUES, min_size=n, max_size=n) for n in (3, 2)
         ]),
         min_size=1, max_size=4),
     lr=st.floats(1e-3, 1.0),
