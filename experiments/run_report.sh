@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates experiments/results/report.md on a 2-core CPU (about 2-3 hours).
+# Regenerates experiments/results/report.md on a 2-core CPU (about 5 hours in all, most of
+# it in the frontiers; the split_mnist frontiers come last and may be cut short).
 #
 #   experiments/run_report.sh [DATA_ROOT] [RUNS_DIR] [STAGE...]
 #
