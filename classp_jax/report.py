@@ -208,8 +208,9 @@ def stopping_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
   for method, group in runs_by_method(runs).items():
     cells = []
     for t in range(len(group[0]["epochs"])):
-      cells.append(f"{np.mean([r['epochs'][t] for r in group]):.3g} ep, loss "
-                   f"{mean_std(r['epoch_loss'][t] for r in group)}, acc "
+      losses = [r["epoch_loss"][t] for r in group]
+      loss = mean_std(losses) if np.all(np.isfinite(losses)) else "NaN (diverged)"
+      cells.append(f"{np.mean([r['epochs'][t] for r in group]):.3g} ep, loss {loss}, acc "
                    f"{mean_std(r['epoch_accuracy'][t] for r in group)}")
     rows.append([method, *cells])
   return rows

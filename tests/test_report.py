@@ -99,7 +99,7 @@ def test_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
 def test_report_shows_where_each_task_stopped_under_targets(tmp_path):
   rng = np.random.default_rng(1)
   runs = []
-  for method, loss in (("classp", 0.31), ("sgd", 0.42)):
+  for method, loss in (("classp", 0.31), ("sgd", 0.42), ("ewc", float("nan"))):
     for seed in range(2):
       run = fake_run(method, seed, rng)
       runs.append({**run, "epochs": [7, 3 + seed], "epoch_loss": [0.004, loss + 0.01 * seed],
@@ -114,7 +114,7 @@ def test_report_shows_where_each_task_stopped_under_targets(tmp_path):
   assert "accuracy target [None, 0.85]" in report
   table = report.split("### Where each task stopped")[1]
   assert "| classp | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss 0.315 ± 0.007" in table
-  assert "| sgd |" in table
+  assert "| sgd |" in table and "| ewc | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss NaN (diverged)" in table
 
 
 def test_report_has_no_stopping_table_without_targets(run_folders, tmp_path):
