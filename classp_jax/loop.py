@@ -85,6 +85,10 @@ class LoopConfig:
   paper_eval: bool = False
 
 
+# Step metrics averaged over each epoch, for the stopping targets and the results.
+EPOCH_METRICS = ("loss", "accuracy")
+
+
 def tree_bytes(tree: Any) -> int:
   """Bytes held by a pytree's array leaves."""
   return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
@@ -203,7 +207,7 @@ def run_continual(
                "capacity_used": []},
   }
   position = {"task": 0, "epoch": 0, "step_in_epoch": 0, "global_step": 0,
-              "epoch_loss_sum": 0.0, "epoch_accuracy_sum": 0.0, "task_start_step": 0}
+              "epoch_sums": dict.fromkeys(EPOCH_METRICS, 0.0), "task_start_step": 0}
 
   manager = None
   if checkpoint_dir is not None:
@@ -265,8 +269,7 @@ def run_continual(
     while position["epoch"] < max_epochs:
       order = np.random.default_rng([seed, t, position["epoch"]]).permutation(num_examples)
       order = order[: steps_per_epoch * config.batch_size].reshape(steps_per_epoch, config.batch_size)
-      loss_sum = jnp.asarray(position["epoch_loss_sum"], jnp.float32)
-      accuracy_sum = jnp.asarray(position["epoch_accuracy_sum"], jnp.float32)
+      sums = {k: jnp.asarray(v, jnp.float32) for k, v in position["epoch_sums"].items()}
       while position["step_in_epoch"] < steps_per_epoch:
         first = position["step_in_epoch"]
         # Chunks stay aligned to multiples of steps_per_call within the epoch, so a
@@ -274,8 +277,7 @@ def run_continual(
         last = min(first - first % config.steps_per_call + config.steps_per_call, steps_per_epoch)
         state, metrics = train_chunk(state, inputs, labels, shard_batch(order[first:last], mesh),
                                      dropout_key, jnp.int32(position["global_step"]))
-        loss_sum = loss_sum + metrics["loss"].sum()
-        accuracy_sum = accuracy_sum + metrics["accuracy"].sum()
+        sums = {k: v + metrics[k].sum() for k, v in sums.items()}  # on device: no sync
         pending_logs.append((position["global_step"], metrics))
         position["global_step"] += last - first
         position["step_in_epoch"] = last
@@ -291,15 +293,13 @@ def run_continual(
             position["global_step"] // config.checkpoint_every
             > (position["global_step"] - (last - first)) // config.checkpoint_every):
           flush_logs()
-          position["epoch_loss_sum"] = float(to_host(loss_sum))
-          position["epoch_accuracy_sum"] = float(to_host(accuracy_sum))
+          position["epoch_sums"] = {k: float(to_host(v)) for k, v in sums.items()}
           save()
-      epoch_loss = float(to_host(loss_sum)) / steps_per_epoch
-      epoch_accuracy = float(to_host(accuracy_sum)) / steps_per_epoch
-      position.update(epoch=position["epoch"] + 1, step_in_epoch=0, epoch_loss_sum=0.0,
-                      epoch_accuracy_sum=0.0)
-      if ((loss_target is not None and epoch_loss <= loss_target)
-          or (accuracy_target is not None and epoch_accuracy >= accuracy_target)):
+      means = {k: float(to_host(v)) / steps_per_epoch for k, v in sums.items()}
+      position.update(epoch=position["epoch"] + 1, step_in_epoch=0,
+                      epoch_sums=dict.fromkeys(EPOCH_METRICS, 0.0))
+      if ((loss_target is not None and means["loss"] <= loss_target)
+          or (accuracy_target is not None and means["accuracy"] >= accuracy_target)):
         break
     bar.close()
     flush_logs()
@@ -318,15 +318,16 @@ def run_continual(
     record["history"]["accuracy"].append(row)
     record["steps"].append(position["global_step"] - position["task_start_step"])
     record["epochs"].append(position["epoch"])
-    record["epoch_loss"].append(epoch_loss)
-    record["epoch_accuracy"].append(epoch_accuracy)
+    record["epoch_loss"].append(means["loss"])
+    record["epoch_accuracy"].append(means["accuracy"])
     if config.paper_eval:
       record["paper_rows"].append([
           fns.evaluate_train_mode(state.params, *replicate((u.train.inputs, u.train.labels), mesh),
                               rng=jax.random.fold_in(paper_key, t))
           for u in tasks])
-    position.update(task=t + 1, epoch=0, step_in_epoch=0, epoch_loss_sum=0.0,
-                    epoch_accuracy_sum=0.0, task_start_step=position["global_step"])
+    position.update(task=t + 1, epoch=0, step_in_epoch=0,
+                    epoch_sums=dict.fromkeys(EPOCH_METRICS, 0.0),
+                    task_start_step=position["global_step"])
     save()
 
   result = {

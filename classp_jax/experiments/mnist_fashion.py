@@ -25,12 +25,19 @@ from classp_jax.experiments.comparison import METHODS, comparison_frontier, comp
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
 from classp_jax.loop import LoopConfig
-from classp_jax.methods import MethodSpec
+from classp_jax.methods import with_hyperparameter
 from classp_jax.models import PaperCNN
 
 LEARNING_RATE = 0.2
 TUNED_LEARNING_RATE = 0.02
 THRESHOLDS = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 0.5)
+
+_METHODS = comparison_methods(
+    learning_rate=LEARNING_RATE, threshold=0.5, eps=1e-5,
+    released={"apply_scaling": (False, True), "threshold": (0.5, 0.0)},
+    ewc_strength=5000.0, importance_examples=1000)
+_FRONTIER = comparison_frontier(learning_rate=LEARNING_RATE, thresholds=THRESHOLDS)
+_TUNED = ("classp", "ewc")  # also run at TUNED_LEARNING_RATE, as METHOD_lr_tuned
 
 EXPERIMENT = Experiment(
     name="mnist_fashion",
@@ -41,19 +48,10 @@ EXPERIMENT = Experiment(
     model=lambda stream: PaperCNN(num_classes=stream.num_classes),
     loop=LoopConfig(batch_size=32, epochs=(4, 1), evals_per_task=4, eval_batch_size=1000,
                     steps_per_call=8, paper_eval=True),
-    methods={
-        **comparison_methods(
-            learning_rate=LEARNING_RATE, threshold=0.5, eps=1e-5,
-            released={"apply_scaling": (False, True), "threshold": (0.5, 0.0)},
-            ewc_strength=5000.0, importance_examples=1000),
-        "classp_lr_tuned": MethodSpec("classp", {"learning_rate": TUNED_LEARNING_RATE,
-                                                 "threshold": 0.5, "eps": 1e-5, "power": 1.0}),
-        "ewc_lr_tuned": MethodSpec("sgd", {"learning_rate": TUNED_LEARNING_RATE}, "ewc",
-                                   {"strength": 5000.0, "num_examples": 1000}),
-    },
+    methods={**_METHODS, **{
+        f"{m}_lr_tuned": with_hyperparameter(m, _METHODS[m], "learning_rate", TUNED_LEARNING_RATE)
+        for m in _TUNED}},
     default_methods=METHODS,
     quick=smoke_sized,
-    frontier={**comparison_frontier(learning_rate=LEARNING_RATE, thresholds=THRESHOLDS),
-              "classp_lr_tuned": {"threshold": THRESHOLDS},
-              "ewc_lr_tuned": {"strength": tuple(10.0 ** k for k in range(-2, 5))}},
+    frontier={**_FRONTIER, **{f"{m}_lr_tuned": _FRONTIER[m] for m in _TUNED}},
 )
