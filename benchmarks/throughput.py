@@ -61,7 +61,7 @@ import numpy as np
 import optax
 
 from classp_jax import parallel
-from classp_jax.methods import NO_REGULARIZER
+from classp_jax.regularizers import NO_REGULARIZER
 from classp_jax.models import PaperCNN
 from classp_jax.optimizer import classp
 from classp_jax.parallel import TrainState, data_mesh, make_train_chunk, replicate, shard_batch

@@ -29,7 +29,8 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from classp_jax.data import TaskStream
-from classp_jax.methods import ConsolidationContext, Method, per_task, set_hyperparams
+from classp_jax.methods import Method, per_task, set_hyperparams
+from classp_jax.regularizers import ConsolidationContext
 from classp_jax.metrics import continual_metrics
 from classp_jax.parallel import (DATA, TrainState, data_mesh, make_evaluate, make_train_chunk,
                                  replicate, shard_batch, to_host)

@@ -12,62 +12,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-Params = Any
-RegState = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class ConsolidationContext:
-  """What a regularizer sees when a task ends.
-
-  Attributes:
-    apply_fn: ``apply_fn(params, inputs) -> logits`` in eval mode (dropout off).
-    inputs: the finished task's training inputs.
-    labels: the finished task's training labels.
-    rng: a PRNG key for this consolidation.
-    task_index: index of the finished task, from 0.
-  """
-
-  apply_fn: Callable[[Params, jax.Array], jax.Array]
-  inputs: jax.Array
-  labels: jax.Array
-  rng: jax.Array
-  task_index: int
-
-
-class Regularizer(NamedTuple):
-  """A loss penalty with state, updated during and after each task.
-
-  The state keeps one fixed pytree structure for the whole run, so a
-  checkpoint restores into ``init``'s structure and the step never recompiles.
-
-  Attributes:
-    init: ``init(params) -> state``.
-    penalty: ``penalty(state, params) -> scalar`` added to the task loss;
-      jittable.
-    accumulate: ``accumulate(state, old_params, new_params, grads) -> state``,
-      called inside the jitted step after every update with the gradients of
-      the task loss alone (no penalty); jittable.
-    consolidate: ``consolidate(state, params, ctx) -> state``, called on the
-      host after each task with a `ConsolidationContext`.
-  """
-
-  init: Callable[[Params], RegState]
-  penalty: Callable[[RegState, Params], jax.Array]
-  accumulate: Callable[[RegState, Params, Params, Any], RegState]
-  consolidate: Callable[[RegState, Params, ConsolidationContext], RegState]
-
-
-def keep_state(state: RegState, *unused_args: Any) -> RegState:
-  """An ``accumulate`` or ``consolidate`` that leaves the state as it is."""
-  return state
+from classp_jax import regularizers as regs
+from classp_jax.regularizers import NO_REGULARIZER, Regularizer
 
 
 def per_task(value: Any, task_index: int) -> Any:
@@ -122,14 +73,6 @@ class Method:
   loss_targets: tuple[float | None, ...] | None = None
 
 
-NO_REGULARIZER = Regularizer(
-    init=lambda params: (),
-    penalty=lambda state, params: jnp.zeros((), jnp.float32),
-    accumulate=keep_state,
-    consolidate=keep_state,
-)
-
-
 def optimizers() -> dict[str, Callable[..., optax.GradientTransformation]]:
   """The optimizers a method can name, with their default hyperparameters."""
   from classp_jax.optimizer import classp, classp_as_released
@@ -145,8 +88,6 @@ def optimizers() -> dict[str, Callable[..., optax.GradientTransformation]]:
 
 def regularizers() -> dict[str, Callable[..., Regularizer]]:
   """The regularizers a method can name, with their default hyperparameters."""
-  from classp_jax import regularizers as regs  # regularizers.py imports this module
-
   return {
       "ewc": regs.ewc,
       "ewc_online": functools.partial(regs.ewc, mode="online"),

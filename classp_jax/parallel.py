@@ -26,7 +26,7 @@ from jax import lax
 from jax.sharding import AxisType, Mesh, NamedSharding
 
 from classp_jax.diagnostics import capacity_used, update_fraction
-from classp_jax.methods import Regularizer
+from classp_jax.regularizers import Regularizer
 
 DATA = "data"
 P = jax.P

@@ -1,6 +1,7 @@
 """Quadratic-penalty continual-learning baselines: EWC, SI, MAS and L2.
 
-Each factory returns a `classp_jax.methods.Regularizer`. States are
+The interface, `Regularizer`, and what it sees at a task's end,
+`ConsolidationContext`, live here too. Each factory returns a `Regularizer`. States are
 NamedTuples of float32 pytrees shaped like the parameters (plus scalars), with
 one fixed structure for the whole run, initialised so that every penalty is
 exactly 0 before the first consolidation. Importances and anchors are float32
@@ -9,16 +10,72 @@ whatever the parameters' dtype; penalties are float32 scalars.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import dataclasses
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from classp_jax.fisher import FISHER_KINDS, fisher_diagonal
 from classp_jax.fisher import mean_per_example_statistic
-from classp_jax.methods import ConsolidationContext, Regularizer, keep_state
 
 Params = Any
+RegState = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsolidationContext:
+  """What a regularizer sees when a task ends.
+
+  Attributes:
+    apply_fn: ``apply_fn(params, inputs) -> logits`` in eval mode (dropout off).
+    inputs: the finished task's training inputs.
+    labels: the finished task's training labels.
+    rng: a PRNG key for this consolidation.
+    task_index: index of the finished task, from 0.
+  """
+
+  apply_fn: Callable[[Params, jax.Array], jax.Array]
+  inputs: jax.Array
+  labels: jax.Array
+  rng: jax.Array
+  task_index: int
+
+
+class Regularizer(NamedTuple):
+  """A loss penalty with state, updated during and after each task.
+
+  The state keeps one fixed pytree structure for the whole run, so a
+  checkpoint restores into ``init``'s structure and the step never recompiles.
+
+  Attributes:
+    init: ``init(params) -> state``.
+    penalty: ``penalty(state, params) -> scalar`` added to the task loss;
+      jittable.
+    accumulate: ``accumulate(state, old_params, new_params, grads) -> state``,
+      called inside the jitted step after every update with the gradients of
+      the task loss alone (no penalty); jittable.
+    consolidate: ``consolidate(state, params, ctx) -> state``, called on the
+      host after each task with a `ConsolidationContext`.
+  """
+
+  init: Callable[[Params], RegState]
+  penalty: Callable[[RegState, Params], jax.Array]
+  accumulate: Callable[[RegState, Params, Params, Any], RegState]
+  consolidate: Callable[[RegState, Params, ConsolidationContext], RegState]
+
+
+def keep_state(state: RegState, *unused_args: Any) -> RegState:
+  """An ``accumulate`` or ``consolidate`` that leaves the state as it is."""
+  return state
+
+
+NO_REGULARIZER = Regularizer(
+    init=lambda params: (),
+    penalty=lambda state, params: jnp.zeros((), jnp.float32),
+    accumulate=keep_state,
+    consolidate=keep_state,
+)
 
 EWC_MODES = ("separate", "online")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from classp_jax import ewc, fisher_diagonal, l2, mas, si
-from classp_jax.methods import ConsolidationContext
+from classp_jax.regularizers import ConsolidationContext
 
 D, C = 4, 3
 

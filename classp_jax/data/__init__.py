@@ -4,7 +4,7 @@
 - `Split`, `Dataset`, `Task`, `TaskStream` (containers.py): the contracts the loop relies on.
 - `sequential_stream`, `split_stream`, `permuted_stream`, `digits_stream`, `subsample_stream`
   (streams.py).
-- `tokenize`, `Vocabulary`, `build_vocabulary`, `text_stream` (text.py).
+- `tokenize`, `Vocabulary`, `build_vocabulary` (vocabulary.py); `text_stream` (text.py).
 - The cache of decoded arrays (cache.py), TFDS reading (tfds_source.py), and one reader per
   local file format (idx.py, aclimdb.py, phrasebank.py, digits.py).
 """
@@ -20,16 +20,8 @@ from classp_jax.data.streams import (
   split_stream,
   subsample_stream,
 )
-from classp_jax.data.text import (
-  PAD_ID,
-  SENTIMENT_CLASSES,
-  UNK_ID,
-  Vocabulary,
-  build_vocabulary,
-  sentiment_labels,
-  text_stream,
-  tokenize,
-)
+from classp_jax.data.text import SENTIMENT_CLASSES, sentiment_labels, text_stream
+from classp_jax.data.vocabulary import PAD_ID, UNK_ID, Vocabulary, build_vocabulary, tokenize
 from classp_jax.data.tfds_source import TfdsUnavailableError
 
 __all__ = [

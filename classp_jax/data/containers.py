@@ -6,12 +6,9 @@ Everything here is plain numpy on the host; the training loop moves arrays to de
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:  # text.py imports this module; only type checkers need the reverse edge.
-  from classp_jax.data.text import Vocabulary
+from classp_jax.data.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)
