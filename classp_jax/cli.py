@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
+import fcntl
 import shlex
+import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 EPILOG = """\
 overrides (--set, repeatable):
@@ -67,6 +70,10 @@ def _parse_scalar(text: str) -> Any:
   try:
     return ast.literal_eval(text.strip())
   except (ValueError, SyntaxError):
+    pass
+  try:
+    return float(text)  # nan, inf: parsed, so that checks reject them as numbers
+  except ValueError:
     return text.strip()
 
 
@@ -138,7 +145,13 @@ def _build_parser() -> argparse.ArgumentParser:
                    "to fit a budget")
   run.add_argument("--frontier", action="store_true",
                    help="run each method along its frontier knobs (see below)")
-  run.add_argument("--checkpoint-dir", help="checkpoint here and resume from it")
+  run.add_argument("--checkpoint-dir", help="checkpoint here and resume from it (a checkpoint "
+                   "of other settings is refused; a finished one is reused)")
+  run.add_argument("--restart", action="store_true",
+                   help="with --checkpoint-dir: delete the planned runs' checkpoints and start afresh")
+  run.add_argument("--log", default="csv", metavar="FORMATS",
+                   help="experiment logs per method and seed under OUT/logs: comma-separated "
+                   "csv, tensorboard, wandb, or none (default: csv)")
   run.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() to run across hosts")
   run.add_argument("--coordinator", help="with --distributed: coordinator address host:port "
@@ -173,12 +186,56 @@ def _initialize_distributed(args) -> None:
                              num_processes=args.num_processes, process_id=args.process_id)
 
 
-def _loop_for(experiment, method):
-  """The experiment's loop settings; a method's own loss targets replace its targets."""
-  if method.loss_targets is None:
-    return experiment.loop
-  return dataclasses.replace(experiment.loop, loss_target=method.loss_targets,
-                             accuracy_target=None)
+def _parse_seeds(text: str) -> list[int]:
+  seeds = _parse_list(text, int, "--seeds")
+  if any(seed < 0 for seed in seeds):
+    raise UsageError(f"--seeds must be non-negative, got {text!r}")
+  if len(set(seeds)) != len(seeds):
+    raise UsageError(f"--seeds must be distinct, got {text!r}")
+  return seeds
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+  """Holds ``folder/.lock`` for the whole run; a second run on the same folder is refused."""
+  folder.mkdir(parents=True, exist_ok=True)
+  with open(folder / ".lock", "a") as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise UsageError(f"--checkpoint-dir {folder} is in use by another classp-jax run: "
+                       "wait for it, or use another folder") from None
+    yield
+
+
+class _PlannedRun(NamedTuple):
+  method: Any
+  variant: dict[str, Any]
+  seed: int
+  settings: dict[str, Any]
+  checkpoint_dir: str | None
+
+
+def _plan_runs(args, experiment, stream, model, planned, methods, seeds) -> list[_PlannedRun]:
+  """Every (method, seed) to run, with its settings; checks (or with --restart clears) checkpoints."""
+  from classp_jax.checkpoint import Checkpointer
+  from classp_jax.loop import run_settings
+
+  runs = []
+  for method, plan in zip(methods, planned):
+    variant = ({} if plan.knob is None else
+               {"base_method": plan.base_method, "knob": plan.knob, "value": plan.value})
+    for seed in seeds:
+      settings = run_settings(model, stream, method, experiment.loop, seed)
+      checkpoint_dir = None
+      if args.checkpoint_dir is not None:
+        checkpoint_dir = str(Path(args.checkpoint_dir).absolute() / f"{method.name}-seed{seed}")
+        if args.restart:
+          shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        elif Path(checkpoint_dir).is_dir():
+          Checkpointer(checkpoint_dir, settings).check_settings()
+      runs.append(_PlannedRun(method, variant, seed, settings, checkpoint_dir))
+  return runs
 
 
 def run_command(args) -> int:
@@ -194,69 +251,105 @@ def run_command(args) -> int:
   from classp_jax.experiments.sizing import subsampled
   from classp_jax.loop import check_config, run_continual
   from classp_jax.methods import build_method
-  from classp_jax.report import print_summary, write_run_outputs
+  from classp_jax.metric_logs import LOG_FORMATS, make_loggers
+  from classp_jax.report import plot_accuracy_over_training, print_summary
+  from classp_jax.results import RESULTS_FILE, check_compatible, check_writable, save_results
 
-  # Set-up errors are the user's (a name, a value, a missing file): one line each.
-  # Errors once training runs are bugs and keep their traceback.
-  try:
-    experiment = registry.get_experiment(args.experiment)
-    if args.quick:
-      experiment = experiment.quick(experiment)
-    if args.subsample:
-      sizes = _parse_list(args.subsample, int, "--subsample")
-      if len(sizes) > 2:
-        raise UsageError(f"--subsample takes TRAIN or TRAIN,TEST, got {args.subsample!r}")
-      experiment = subsampled(experiment, *sizes)
-    experiment = apply_overrides(experiment, args.overrides)
-    seeds = _parse_list(args.seeds, int, "--seeds")
-    if args.frontier and not experiment.frontier:
-      raise UsageError(f"{experiment.name} has no frontier")
-    method_names = (_parse_list(args.methods, str, "--methods") if args.methods
-                    else list(experiment.frontier if args.frontier else experiment.default_methods))
-    planned = plan_methods(method_names, experiment.methods,
-                           experiment.frontier if args.frontier else None)
-    stream = experiment.stream(registry.DataOptions(args.source, args.data_dir))
-    methods = [build_method(p.name, p.spec, len(stream.tasks)) for p in planned]
-    for method in methods:
-      check_config(_loop_for(experiment, method), stream, jax.device_count())
-  except (ValueError, TypeError, FileNotFoundError) as e:
-    raise UsageError(str(e)) from None
-  model = experiment.model(stream)
-  out = Path(args.out or f"runs/{experiment.name}")
   lead = jax.process_index() == 0
-  if lead:
-    print(f"{experiment.name}: {experiment.description}")
-    print(f"tasks: {', '.join(t.name for t in stream.tasks)}; devices: {jax.device_count()} "
-          f"x {jax.devices()[0].platform}; methods: {', '.join(p.name for p in planned)}; "
-          f"seeds: {seeds}")
-  runs = []
-  for method, plan in zip(methods, planned):
-    variant = ({} if plan.knob is None else
-               {"base_method": plan.base_method, "knob": plan.knob, "value": plan.value})
-    loop = _loop_for(experiment, method)
-    for seed in seeds:
-      checkpoint_dir = (None if args.checkpoint_dir is None else
-                        str(Path(args.checkpoint_dir).absolute() / f"{method.name}-seed{seed}"))
-      runs.append({**run_continual(model, stream, method, loop, seed=seed,
-                                   checkpoint_dir=checkpoint_dir,
-                                   progress=lead and not args.no_progress), **variant})
-  if lead:
-    results = {
+  # Set-up errors are the user's (a name, a value, a missing file, a checkpoint of other
+  # settings): one line each, before any training. Errors once training runs are bugs and
+  # keep their traceback.
+  with contextlib.ExitStack() as stack:
+    try:
+      experiment = registry.get_experiment(args.experiment)
+      if args.quick:
+        experiment = experiment.quick(experiment)
+      if args.subsample:
+        sizes = _parse_list(args.subsample, int, "--subsample")
+        if len(sizes) > 2 or any(size < 1 for size in sizes):
+          raise UsageError(f"--subsample takes TRAIN or TRAIN,TEST (positive), got {args.subsample!r}")
+        experiment = subsampled(experiment, *sizes)
+      experiment = apply_overrides(experiment, args.overrides)
+      seeds = _parse_seeds(args.seeds)
+      log_formats = [] if args.log == "none" else _parse_list(args.log, str, "--log")
+      unknown = set(log_formats) - set(LOG_FORMATS)
+      if unknown:
+        raise UsageError(f"--log takes {', '.join(LOG_FORMATS)} or none, got {args.log!r}")
+      if args.frontier and not experiment.frontier:
+        raise UsageError(f"{experiment.name} has no frontier")
+      method_names = (_parse_list(args.methods, str, "--methods") if args.methods
+                      else list(experiment.frontier if args.frontier else experiment.default_methods))
+      planned = plan_methods(method_names, experiment.methods,
+                             experiment.frontier if args.frontier else None)
+      out = Path(args.out or f"runs/{experiment.name}")
+      if lead:
+        check_writable(out)
+      stream = experiment.stream(registry.DataOptions(args.source, args.data_dir))
+      task_names = [t.name for t in stream.tasks]
+      if lead:
+        check_compatible(out, experiment.name, task_names)
+      methods = [build_method(p.name, p.spec, len(stream.tasks)) for p in planned]
+      check_config(experiment.loop, stream, jax.device_count())
+      model = experiment.model(stream)
+      if args.checkpoint_dir is not None:
+        stack.enter_context(_exclusive(Path(args.checkpoint_dir)))
+      runs_to_do = _plan_runs(args, experiment, stream, model, planned, methods, seeds)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as e:
+      raise UsageError(str(e)) from None
+    if lead:
+      print(f"{experiment.name}: {experiment.description}")
+      print(f"tasks: {', '.join(task_names)}; devices: {jax.device_count()} "
+            f"x {jax.devices()[0].platform}; methods: {', '.join(p.name for p in planned)}; "
+            f"seeds: {seeds}")
+
+    command = shlex.join(["classp-jax", *args.argv])
+    header = {
         "experiment": experiment.name,
         "description": experiment.description,
-        "tasks": [t.name for t in stream.tasks],
+        "tasks": task_names,
         "devices": jax.device_count(),
         "platform": jax.devices()[0].platform,
         "loop": dataclasses.asdict(experiment.loop),
-        "options": {"command": shlex.join(["classp-jax", *args.argv]), "quick": args.quick,
-                    "subsample": args.subsample, "frontier": args.frontier,
-                    "overrides": args.overrides, "source": args.source,
-                    "data_dir": args.data_dir},
-        "runs": runs,
+        "options": {"command": command, "quick": args.quick, "subsample": args.subsample,
+                    "frontier": args.frontier, "overrides": args.overrides,
+                    "source": args.source, "data_dir": args.data_dir},
     }
-    print_summary(results)
-    for path in write_run_outputs(results, out):
-      print(f"wrote {path}")
+    finished = []
+    try:
+      for planned_run in runs_to_do:
+        method, seed = planned_run.method, planned_run.seed
+        loggers = (make_loggers(log_formats, out / "logs" / f"{method.name}-seed{seed}",
+                                task_names, name=f"{experiment.name}/{method.name}/seed{seed}",
+                                settings=planned_run.settings) if lead else [])
+        result = run_continual(model, stream, method, experiment.loop, seed=seed,
+                               checkpoint_dir=planned_run.checkpoint_dir,
+                               progress=lead and not args.no_progress, loggers=loggers)
+        result = {**result, "command": command, **planned_run.variant}
+        finished.append(result)
+        if not lead:
+          continue
+        if result["reused_checkpoint"]:
+          print(f"{method.name} seed {seed}: the finished run in {planned_run.checkpoint_dir} "
+                "has these settings: reused it")
+        if result["diverged"]:
+          where = result["diverged_at"]
+          print(f"{method.name} seed {seed}: DIVERGED (non-finite loss or params) at step "
+                f"{where['step']}, task {where['task'] + 1}; stopped it, going on with the rest")
+        save_results(out, {**header, "runs": finished})
+    except KeyboardInterrupt:
+      if lead:
+        kept = (f"{len(finished)} finished run(s) are kept in {out / RESULTS_FILE}" if finished
+                else "no run had finished")
+        print(f"classp-jax: interrupted; {kept}", file=sys.stderr)
+      return 130
+  if lead:
+    print_summary({**header, "runs": finished})
+    plot = out / "accuracy_over_training.png"
+    plot_accuracy_over_training({**header, "runs": finished}, plot)
+    print(f"wrote {out / RESULTS_FILE} ({len(finished)} run(s) of this command)")
+    print(f"wrote {plot}")
+    if log_formats:
+      print(f"wrote logs ({', '.join(log_formats)}) under {out / 'logs'}")
   return 0
 
 
@@ -291,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"classp-jax: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print("classp-jax: interrupted", file=sys.stderr)
+    print("classp-jax: interrupted before any run finished", file=sys.stderr)
     return 130
 
 

@@ -63,14 +63,19 @@ class Method:
       per-task hyperparameters change its state, not its code.
     task_hparams: for each task, the injected hyperparameter values.
     regularizer: the regularizer (one that does nothing for plain optimizers).
-    loss_targets: per-task loss targets overriding the experiment's, or None.
+    spec: what it was built from.
   """
 
   name: str
   tx: optax.GradientTransformation
   task_hparams: tuple[dict[str, Any], ...]
   regularizer: Regularizer
-  loss_targets: tuple[float | None, ...] | None = None
+  spec: MethodSpec
+
+  @property
+  def loss_targets(self) -> tuple[float | None, ...] | None:
+    """Per-task loss targets replacing the experiment's targets, or None."""
+    return self.spec.loss_targets
 
 
 def optimizers() -> dict[str, Callable[..., optax.GradientTransformation]]:
@@ -144,29 +149,66 @@ def with_hyperparameter(method_name: str, spec: MethodSpec, name: str, value: An
                    f"{', '.join(sorted(set(opt_params) | set(reg_params)))}")
 
 
+def _check_hyperparameters(name: str, factory: Callable, values: Mapping[str, Any]) -> None:
+  """Rejects non-numbers where ``factory`` defaults to a number, non-finite numbers, and a
+  negative learning rate or strength."""
+  defaults = inspect.signature(factory).parameters
+  for key, value in values.items():
+    default = defaults[key].default if key in defaults else None
+    numeric = key == "learning_rate" or (
+        isinstance(default, (int, float)) and not isinstance(default, bool))
+    if isinstance(value, str) and numeric:
+      raise ValueError(f"{name}: {key} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+      continue
+    if not np.isfinite(value):
+      raise ValueError(f"{name}: {key} must be finite, got {value!r}")
+    if key == "learning_rate" and value < 0:
+      raise ValueError(f"{name}: learning_rate must be non-negative, got {value!r}")
+    if key == "strength" and value < 0:
+      raise ValueError(f"{name}: strength must be non-negative, got {value!r}")
+
+
 def build_method(name: str, spec: MethodSpec, num_tasks: int) -> Method:
   """Builds the optimizer and regularizer of ``spec`` for ``num_tasks`` tasks.
 
   Hyperparameters that change between tasks are injected; a boolean one (e.g.
-  ``apply_scaling``) is injected as 0.0/1.0.
+  ``apply_scaling``) is injected as 0.0/1.0. Every task's values are checked
+  now, by the optimizer's and regularizer's own checks, so that a bad value
+  fails before any training.
+
+  Raises:
+    ValueError: an unknown optimizer or regularizer, or a bad hyperparameter.
   """
   if spec.optimizer not in optimizers():
     raise ValueError(f"unknown optimizer {spec.optimizer!r}; known: {', '.join(optimizers())}")
   per_task_values = [{k: per_task(v, t) for k, v in spec.hparams.items()} for t in range(num_tasks)]
+  factory = optimizers()[spec.optimizer]
+  for hparams in per_task_values:
+    _check_hyperparameters(name, factory, hparams)
+    try:
+      factory(**hparams)
+    except TypeError as error:
+      raise ValueError(f"{name}: {error}") from None
   varying = {k for k in spec.hparams if len({repr(h[k]) for h in per_task_values}) > 1}
   for hparams in per_task_values:
     for k in varying:
       if isinstance(hparams[k], bool):
         hparams[k] = float(hparams[k])
-  tx = optax.inject_hyperparams(optimizers()[spec.optimizer])(**per_task_values[0])
+  tx = optax.inject_hyperparams(factory)(**per_task_values[0])
   regularizer = NO_REGULARIZER
   if spec.regularizer is not None:
     if spec.regularizer not in regularizers():
       raise ValueError(
           f"unknown regularizer {spec.regularizer!r}; known: {', '.join(regularizers())}")
-    regularizer = regularizers()[spec.regularizer](**spec.reg_hparams)
+    reg_factory = regularizers()[spec.regularizer]
+    _check_hyperparameters(name, reg_factory, spec.reg_hparams)
+    try:
+      regularizer = reg_factory(**spec.reg_hparams)
+    except TypeError as error:
+      raise ValueError(f"{name}: {error}") from None
   return Method(name, tx, tuple({k: h[k] for k in varying} for h in per_task_values),
-                regularizer, spec.loss_targets)
+                regularizer, spec)
 
 
 def set_hyperparams(opt_state: Any, values: Mapping[str, Any], put: Callable[[Any], Any]) -> Any:

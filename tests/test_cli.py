@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -42,12 +44,55 @@ def test_main_job_writes_results_and_plot(tmp_path, capsys):
     ([*QUICK, "--set", "classp.lr=1"], "classp has no hyperparameter 'lr'"),
     ([*QUICK, "--set", "batch_size=30", "--methods", "sgd"], "multiple of the"),
     ([*QUICK, "--coordinator", "localhost:1"], "need --distributed"),
+    ([*QUICK, "--set", "epochs=abc"], "epochs must be a positive integer"),
+    ([*QUICK, "--set", "epochs=-1"], "epochs must be a positive integer"),
+    ([*QUICK, "--set", "validation_fraction=1.5"], "validation_fraction must be a number in [0, 1)"),
+    ([*QUICK, "--seeds", "0,-1"], "--seeds must be non-negative"),
+    ([*QUICK, "--seeds", "0,0"], "--seeds must be distinct"),
+    ([*QUICK, "--methods", "sgd", "--set", "sgd.learning_rate=nan"], "learning_rate must be finite"),
+    ([*QUICK, "--methods", "sgd", "--set", "sgd.learning_rate=fast"], "must be a number, got 'fast'"),
+    ([*QUICK, "--methods", "sgd,classp", "--set", "classp.threshold=-1"], "threshold must be >= 0"),
+    ([*QUICK, "--log", "csv,xml"], "--log takes csv, tensorboard, wandb or none"),
 ])
-def test_bad_options_give_one_line_errors(argv, message, capsys):
-  assert main(argv) == 2
+def test_bad_options_give_one_line_errors(argv, message, capsys, tmp_path):
+  assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+  captured = capsys.readouterr()
+  assert message in captured.err
+  assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+  assert "seed" not in captured.out  # refused before any training
+  assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys):
+  (tmp_path / "file").write_text("")
+  assert main([*QUICK, "--methods", "sgd", "--out", str(tmp_path / "file" / "out")]) == 2
+  assert "cannot write to --out" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_other_settings_is_refused_and_restart_starts_afresh(tmp_path, capsys):
+  args = [*QUICK, "--methods", "sgd", "--checkpoint-dir", str(tmp_path / "ck"),
+          "--out", str(tmp_path / "out")]
+  assert main(args) == 0
+  assert main([*args, "--set", "sgd.learning_rate=0.5"]) == 2
   err = capsys.readouterr().err
-  assert message in err
-  assert err.count("\n") == 1 and "Traceback" not in err
+  assert "learning_rate: checkpoint 0.05, now 0.5" in err and "--restart" in err
+  assert main([*args, "--set", "sgd.learning_rate=0.5", "--restart"]) == 0
+  run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+  assert run["settings"]["method"]["hparams"]["learning_rate"] == 0.5
+  assert not run["reused_checkpoint"]
+  assert main([*args, "--set", "sgd.learning_rate=0.5"]) == 0
+  assert "reused it" in capsys.readouterr().out
+
+
+def test_results_are_strict_json_and_a_diverged_run_is_flagged(tmp_path, capsys):
+  assert main([*QUICK, "--methods", "sgd,adam", "--set", "sgd.learning_rate=1e9",
+               "--out", str(tmp_path)]) == 0
+  text = (tmp_path / "results.json").read_text()
+  assert "NaN" not in text and "Infinity" not in text
+  runs = {r["method"]: r for r in json.loads(text)["runs"]}
+  assert runs["sgd"]["diverged"] and runs["sgd"]["acc"] is None
+  assert not runs["adam"]["diverged"] and runs["adam"]["acc"] > 0.5  # the rest still ran
+  assert "DIVERGED" in capsys.readouterr().out
 
 
 def test_help_documents_overrides(capsys):
@@ -104,3 +149,50 @@ def test_every_method_runs_on_the_default_stream(tmp_path):
     assert expected[m] <= ratio[m] < expected[m] + 0.01, (m, ratio[m])
   for m in ("ewc", "si", "mas", "l2"):
     assert any(p > 0 for p in runs[m]["logs"]["penalty"]), m  # the penalty is active after task 1
+
+
+def _cli(*args):
+  return [sys.executable, "-m", "classp_jax.cli", *QUICK, *args]
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_finished_runs(tmp_path):
+  out = tmp_path / "out"
+  process = subprocess.Popen(_cli("--methods", "sgd,adam,adagrad,classp", "--out", str(out)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 240
+  while not (out / "results.json").exists() and time.monotonic() < deadline:
+    time.sleep(0.2)
+  process.send_signal(signal.SIGINT)
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 130, err
+  assert "finished run(s) are kept in" in err and str(out / "results.json") in err
+  runs = json.loads((out / "results.json").read_text())["runs"]
+  assert 1 <= len(runs) < 4 and runs[0]["method"] == "sgd"
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_into_one_folder_keep_both(tmp_path):
+  out = str(tmp_path / "out")
+  processes = [subprocess.Popen(_cli("--methods", m, "--out", out), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for m in ("sgd", "adam")]
+  for p in processes:
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+  runs = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
+  assert sorted(r["method"] for r in runs) == ["adam", "sgd"]
+  assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_logs_are_written_per_method_and_seed(tmp_path):
+  assert main([*QUICK, "--methods", "classp", "--out", str(tmp_path), "--log",
+               "csv,tensorboard"]) == 0
+  folder = tmp_path / "logs" / "classp-seed0"
+  steps = (folder / "steps.csv").read_text().splitlines()
+  assert steps[0] == "step,task,loss,accuracy,penalty,update_fraction,capacity_used"
+  run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+  assert len(steps) - 1 == len(run["logs"]["step"])
+  assert float(steps[1].split(",")[2]) == pytest.approx(run["logs"]["loss"][0])
+  evaluations = (folder / "evaluations.csv").read_text().splitlines()
+  assert len(evaluations) - 1 == len(run["history"]["step"]) - 1  # all but the random init
+  assert list((folder / "tensorboard").glob("events.out.tfevents.*"))

@@ -1,19 +1,22 @@
 """The continual loop: metrics, data parallelism, stopping, determinism, checkpoints."""
 
 import dataclasses
+import json
 
 import chex
 import jax
 import numpy as np
 import pytest
 
+from classp_jax.checkpoint import CheckpointError, SettingsMismatchError
 from classp_jax.data import Split, Task, TaskStream
-from classp_jax.loop import LoopConfig, run_continual, tree_bytes
+from classp_jax.loop import LoopConfig, run_continual, split_validation, tree_bytes
 from classp_jax.methods import MethodSpec, build_method
 from classp_jax.metrics import continual_metrics
 from classp_jax.models import MLP
 from classp_jax.parallel import (TrainState, compiler_options, data_mesh, make_train_chunk, replicate,
                                  shard_batch)
+from classp_jax.results import strict_json
 
 
 def tiny_stream(num_tasks=2, n=64, dim=6, seed=0) -> TaskStream:
@@ -213,3 +216,121 @@ def test_microbatches_give_the_full_batch_gradient():
   with pytest.raises(ValueError, match="must divide the per-device batch of 4"):
     run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(config, microbatch_size=3),
                   progress=False)
+
+
+# --- trust: checkpoints of other settings, damaged checkpoints, divergence -----------------
+
+def test_resume_under_changed_settings_is_refused_and_a_finished_run_is_reused(tmp_path):
+  ckpt = str(tmp_path / "ckpt")
+  first = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, checkpoint_dir=ckpt, progress=False)
+  assert not first["reused_checkpoint"]
+  with pytest.raises(SettingsMismatchError, match="learning_rate: checkpoint 0.1, now 0.5"):
+    run_continual(MODEL, tiny_stream(), sgd(learning_rate=0.5), CONFIG, checkpoint_dir=ckpt,
+                  progress=False)
+  with pytest.raises(SettingsMismatchError, match="loop.epochs: checkpoint 2, now 5"):
+    run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(CONFIG, epochs=5),
+                  checkpoint_dir=ckpt, progress=False)
+  with pytest.raises(SettingsMismatchError, match="stream.digest"):
+    run_continual(MODEL, tiny_stream(seed=1), sgd(), CONFIG, checkpoint_dir=ckpt, progress=False)
+  again = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, checkpoint_dir=ckpt, progress=False)
+  assert again["reused_checkpoint"]
+  for key in ("accuracy_matrix", "history", "logs", "settings_id"):
+    assert again[key] == first[key], key
+
+
+def _interrupted_run(ckpt, config, kill_step):
+  class Killed(Exception):
+    pass
+
+  def kill_at(step):
+    if step >= kill_step:
+      raise Killed
+
+  with pytest.raises(Killed):
+    run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=ckpt, progress=False,
+                  on_step=kill_at)
+
+
+def _flip_bytes(step_dir):
+  """Flips bytes in the middle of every stored array file of one checkpoint step."""
+  files = [p for p in step_dir.rglob("*") if p.is_file() and "state" in p.parts
+           and p.stat().st_size > 64]
+  assert files, f"no state files under {step_dir}"
+  for path in files:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_step(tmp_path):
+  config = dataclasses.replace(CONFIG, checkpoint_every=3, steps_per_call=1)
+  full = run_continual(MODEL, tiny_stream(), sgd(), config, progress=False)
+  ckpt = tmp_path / "ckpt"
+  _interrupted_run(str(ckpt), config, kill_step=13)  # kept: steps 9 and 12
+  steps = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
+  assert steps == [9, 12]
+  _flip_bytes(ckpt / "12")
+  resumed = run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(ckpt),
+                          progress=False)
+  for key in ("accuracy_matrix", "history", "logs"):
+    assert resumed[key] == full[key], key
+
+
+def test_no_sound_checkpoint_is_a_clear_error(tmp_path):
+  config = dataclasses.replace(CONFIG, checkpoint_every=3, steps_per_call=1)
+  ckpt = tmp_path / "ckpt"
+  _interrupted_run(str(ckpt), config, kill_step=13)
+  for step in ("9", "12"):
+    _flip_bytes(ckpt / step)
+  with pytest.raises(CheckpointError, match="no sound checkpoint .* --restart"):
+    run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(ckpt), progress=False)
+
+
+def test_a_diverging_run_is_stopped_and_recorded_as_diverged():
+  config = dataclasses.replace(CONFIG, loss_target=0.01, max_epochs=30)
+  result = run_continual(MODEL, tiny_stream(), sgd(learning_rate=1e8), config, progress=False)
+  assert result["diverged"]
+  assert result["diverged_at"]["task"] == 0
+  # stopped at the end of the first epoch (8 steps), not after 30 epochs of NaN
+  assert result["diverged_at"]["step"] < 8 and len(result["logs"]["step"]) == 8
+  assert result["accuracy_matrix"] == [] and result["epochs"] == []
+  assert all(result[m] is None for m in ("acc", "bwt", "forgetting", "fwt"))
+  json.dumps(strict_json(result), allow_nan=False)  # strict JSON: null, never NaN
+
+
+def test_reset_optimizer_state_restarts_the_capacity_used_at_each_task():
+  spec = MethodSpec("classp", {"learning_rate": 0.1, "threshold": 1e-4})
+  classp = build_method("classp", spec, 2)
+  first_of_task_2 = 2 * 64 // 8
+  kept = run_continual(MODEL, tiny_stream(), classp, CONFIG, progress=False)["logs"]
+  reset = run_continual(MODEL, tiny_stream(), classp,
+                        dataclasses.replace(CONFIG, reset_optimizer_state=True),
+                        progress=False)["logs"]
+  assert kept["capacity_used"][:first_of_task_2] == reset["capacity_used"][:first_of_task_2]
+  end_of_task_1 = kept["capacity_used"][first_of_task_2 - 1]
+  # Carried over, the accumulator only grows. Reset, it starts from zero: after the first
+  # step of task 2 the weights ever updated are exactly those that step updated.
+  assert kept["capacity_used"][first_of_task_2] >= end_of_task_1
+  assert reset["capacity_used"][first_of_task_2] == reset["update_fraction"][first_of_task_2]
+  assert reset["capacity_used"][first_of_task_2] < end_of_task_1
+
+
+def test_validation_split_is_stratified_disjoint_and_deterministic():
+  stream = tiny_stream(n=200)
+  reduced, validation = split_validation(stream, 0.25)
+  again, validation_again = split_validation(stream, 0.25)
+  for t, task in enumerate(stream.tasks):
+    train, held = reduced.tasks[t].train, validation[t]
+    assert len(train) + len(held) == len(task.train)
+    np.testing.assert_array_equal(held.inputs, validation_again[t].inputs)
+    rows = {tuple(x) for x in train.inputs}
+    assert not rows & {tuple(x) for x in held.inputs}
+    assert not {tuple(x) for x in task.test.inputs} & {tuple(x) for x in held.inputs}
+    # each class keeps its share: round(n_c / 4) of each class held out
+    for c in (0, 1):
+      n_c = int(np.sum(task.train.labels == c))
+      assert int(np.sum(held.labels == c)) == round(n_c * 0.25)
+  result = run_continual(MODEL, stream, sgd(), dataclasses.replace(CONFIG, validation_fraction=0.25),
+                         progress=False)
+  assert np.array(result["validation_accuracy_matrix"]).shape == (2, 2)

@@ -1,0 +1,161 @@
+"""Checkpoints of a continual run that know what they are checkpoints of.
+
+A checkpoint holds the run state (params, optimizer and method state) and, as
+JSON, the run's full resolved settings, its progress and what it has measured
+so far. It is trusted only if:
+
+* its settings equal the run's (otherwise `SettingsMismatchError`, naming
+  every differing setting: a resume never silently continues another run);
+* its state reads back with the digest it was written with (a bit flip or a
+  truncated file is caught, not trained on);
+* its state is finite.
+
+A kept step that fails the last two is skipped for the previous kept step;
+when none is sound, `CheckpointError` says so. A finished run's checkpoint
+needs no state: its record is the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+# Two kept steps: the newest, and one to fall back to if the newest is damaged.
+MAX_TO_KEEP = 2
+
+
+class CheckpointError(ValueError):
+  """No sound checkpoint could be restored."""
+
+
+class SettingsMismatchError(ValueError):
+  """A checkpoint was written by a run with other settings."""
+
+
+def state_digest(state: Any) -> str:
+  """A digest of every array of ``state`` (its values, dtypes and shapes)."""
+  digest = hashlib.blake2b(digest_size=16)
+  for leaf in jax.tree.leaves(state):
+    array = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    digest.update(f"{array.dtype}{array.shape}".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+  return digest.hexdigest()
+
+
+def _is_finite(state: Any) -> bool:
+  for leaf in jax.tree.leaves(state):
+    array = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+      return False
+  return True
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    flat = {}
+    for key, value in tree.items():
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+  return {prefix.rstrip("."): tree}
+
+
+def settings_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """``"key: checkpoint X, now Y"`` for every setting that differs."""
+  old, new = _flatten(saved), _flatten(current)
+  return [f"{key}: checkpoint {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
+          for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
+class Checkpointer:
+  """Saves and restores one run's checkpoints in ``directory``.
+
+  Args:
+    directory: the run's own checkpoint folder (created if missing).
+    settings: the run's resolved settings, a JSON-ready dict.
+  """
+
+  def __init__(self, directory: str | os.PathLike, settings: dict[str, Any]):
+    self.directory = Path(directory).absolute()
+    self.settings = json.loads(json.dumps(settings))  # as it will read back
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=MAX_TO_KEEP, create=True))
+
+  def _read_meta(self, step: int) -> dict[str, Any]:
+    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+  def check_settings(self) -> None:
+    """Raises `SettingsMismatchError` if the newest readable checkpoint is of other settings."""
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        meta = self._read_meta(step)
+      except Exception:  # noqa: BLE001 - a damaged step is handled by `restore`
+        continue
+      differences = settings_differences(meta["settings"], self.settings)
+      if differences:
+        raise SettingsMismatchError(
+            f"the checkpoint in {self.directory} is of a run with other settings "
+            f"({'; '.join(differences)}): pass --restart to start it afresh, or use another "
+            "--checkpoint-dir")
+      return
+
+  def restore(self, target_state: Any) -> tuple[Any | None, dict[str, Any] | None]:
+    """The newest sound checkpoint: ``(state, meta)``, or ``(None, None)`` if there is none.
+
+    A finished run's checkpoint gives ``(None, meta)``: its record is enough.
+
+    Args:
+      target_state: a state of the run's structure and sharding, to restore into.
+
+    Raises:
+      SettingsMismatchError: the checkpoint is of other settings.
+      CheckpointError: checkpoints exist but none is sound.
+    """
+    self.check_settings()
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    problems = []
+    for step in steps:
+      try:
+        meta = self._read_meta(step)
+        if meta["progress"].get("finished"):
+          return None, meta
+        state = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target_state))).state
+      except Exception as error:  # noqa: BLE001 - any unreadable step is skipped
+        problems.append(f"step {step} unreadable ({type(error).__name__}: {error})")
+        continue
+      if state_digest(state) != meta.get("digest"):
+        problems.append(f"step {step} does not match the digest it was written with")
+        continue
+      if not _is_finite(state):
+        problems.append(f"step {step} holds non-finite values")
+        continue
+      for bad in steps[:steps.index(step)]:  # newer, damaged: make room to save again
+        self._manager.delete(bad)
+      if problems:
+        logging.warning("%s: %s; resuming from step %d", self.directory, "; ".join(problems), step)
+      return state, meta
+    if problems:
+      raise CheckpointError(
+          f"no sound checkpoint in {self.directory}: {'; '.join(problems)}. Pass --restart to "
+          "start the run afresh")
+    return None, None
+
+  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """Saves ``state`` and ``meta`` (with the settings and the state's digest) at ``step``."""
+    meta = {**meta, "settings": self.settings, "digest": state_digest(state)}
+    if step in self._manager.all_steps():  # e.g. a periodic save and a task end at one step
+      self._manager.delete(step)
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
