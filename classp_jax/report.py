@@ -95,15 +95,30 @@ def experiment_label(results: dict[str, Any]) -> str:
 
 
 def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
-  """Where each diverged run stopped, e.g. ``seed 1: task 2 (fashion_mnist), step 35``."""
-  details = []
+  """Where the diverged runs stopped, by task, e.g. ``seeds 1, 2 in task 2 (fashion), steps 35, 40``.
+
+  ``diverged_at["task"]`` counts from 0; it is shown counting from 1.
+
+  Examples:
+    >>> runs = [{"seed": s, "diverged": True, "diverged_at": {"task": 1, "step": 30 + s}}
+    ...         for s in (1, 2)]
+    >>> divergence_details(runs, ["mnist", "fashion"])
+    'seeds 1, 2 in task 2 (fashion), steps 31, 32'
+  """
+  by_task: dict[Any, list] = defaultdict(list)
   for run in runs:
     if is_diverged(run):
       where = run.get("diverged_at") or {}
-      task = where.get("task")
-      name = f" ({tasks[task]})" if isinstance(task, int) and 0 <= task < len(tasks) else ""
-      shown = f"task {task + 1}{name}" if isinstance(task, int) else "task ?"
-      details.append(f"seed {run['seed']}: {shown}, step {where.get('step', '?')}")
+      by_task[where.get("task")].append((run["seed"], where.get("step", "?")))
+  details = []
+  for task, seeds in by_task.items():
+    if isinstance(task, int) and 0 <= task < len(tasks):
+      shown = f"task {task + 1} ({tasks[task]})"
+    else:
+      shown = "an unrecorded task"
+    plural = "s" if len(seeds) > 1 else ""
+    details.append(f"seed{plural} {', '.join(str(s) for s, _ in seeds)} in {shown}, "
+                   f"step{plural} {', '.join(str(t) for _, t in seeds)}")
   return "; ".join(details)
 
 
@@ -165,13 +180,15 @@ def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 
   """
   plt = _pyplot()
   tasks = results["tasks"]
-  fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3), sharey=True, squeeze=False)
+  fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks) + 1.8, 3), sharey=True,
+                           squeeze=False, layout="constrained")
   for method, group in runs_by_method(results["runs"]).items():
     runs = finished(group)
     if not runs:
       axes[0][-1].plot([], [], "x", color="black", label=f"{method}: {diverged_note(group)}")
       continue
-    label = method if len(runs) == len(group) else f"{method} ({diverged_note(group)}; not shown)"
+    label = (method if len(runs) == len(group) else
+             f"{method} ({len(runs)} seeds; {len(group) - len(runs)} diverged, not shown)")
     steps = np.array(runs[0]["history"]["step"])
     accuracy = np.array([r["history"]["accuracy"] for r in runs])  # (seeds, evals, tasks)
     for j, ax in enumerate(axes[0]):
@@ -188,7 +205,7 @@ def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 
     ax.set_title(f"task {j + 1}: {tasks[j]}", fontsize=9)
     ax.set_xlabel("training step")
   axes[0][0].set_ylabel("test accuracy")
-  axes[0][-1].legend(fontsize=7)
+  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
   _save(fig, path, dpi=dpi)
 
 
@@ -736,7 +753,7 @@ def plot_accuracy_matrices(results: dict[str, Any], path: Path) -> None:
     ax.set_yticks(range(tasks), [str(i + 1) for i in range(tasks)], fontsize=6)
     if not runs:
       ax.imshow(np.full((tasks, tasks), np.nan), vmin=0, vmax=1, cmap="viridis")
-      ax.text((tasks - 1) / 2, (tasks - 1) / 2, "diverged\n(every seed)", ha="center",
+      ax.text((tasks - 1) / 2, (tasks - 1) / 2, note.replace(" (", "\n("), ha="center",
               va="center", fontsize=7, color="firebrick")
       ax.set_title(method, fontsize=8)
       continue
@@ -746,10 +763,10 @@ def plot_accuracy_matrices(results: dict[str, Any], path: Path) -> None:
       for (i, j), value in np.ndenumerate(mean):
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                 color="white" if value < 0.6 else "black")
-    ax.set_title(method if not note else f"{method}\n{note}: not shown", fontsize=8,
-                 color="black" if not note else "firebrick")
+    shown = f"{method}\n{len(runs)} seeds shown, {len(group) - len(runs)} diverged"
+    ax.set_title(shown if note else method, fontsize=8, color="firebrick" if note else "black")
   if image is not None:
-    fig.colorbar(image, ax=axes, shrink=0.8, label="test accuracy")
+    fig.colorbar(image, ax=axes, shrink=min(0.8, 2.5 / (size * rows)), label="test accuracy")
   fig.supxlabel("evaluated on task j", fontsize=8)
   fig.supylabel("after training task i", fontsize=8)
   _save(fig, path, dpi=80)
@@ -803,11 +820,11 @@ def _place_labels(fig, ax, candidates, occupied) -> None:
   renderer = fig.canvas.get_renderer()
   frame = ax.get_window_extent(renderer)
   offsets = ((4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
-             (-4, -3, "right", "top"))
+             (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"))
   for x, y, text, colour in candidates:
     for dx, dy, ha, va in offsets:
       label = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha,
-                          va=va, fontsize=6.5, color=colour)
+                          va=va, fontsize=7, color=colour)
       box = label.get_window_extent(renderer).expanded(1.05, 1.1)
       inside = (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
                 and box.y1 <= frame.y1)
@@ -845,81 +862,99 @@ def plot_frontier(results: dict[str, Any], path: Path,
     if not is_variant(runs[0]):
       singles[method_family(runs[0])].append((method, runs))
   families = [f for f in FAMILIES if f in panels or f in singles]
-  everything = [p for s in selections for p in map(lambda q: _mean_point(q.runs), s.points)]
+  everything = [_mean_point(p.runs) for s in selections for p in s.points]
   everything += [_mean_point(runs) for family in singles.values() for _, runs in family]
   drawn = [(p.x, p.y) for p in everything if p is not None]
   front = pareto_front(drawn)
 
-  fig, axes = plt.subplots(1, len(families), figsize=(4.1 * len(families), 4.9), sharex=True,
-                           sharey=True, squeeze=False, layout="constrained")
+  fig, axes = plt.subplots(1, len(families), figsize=(4.3 * len(families), 5.2), squeeze=False,
+                           layout="constrained")
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   candidates: dict[int, list] = defaultdict(list)
   for index, (ax, family) in enumerate(zip(axes[0], families)):
-    if front:
-      ax.plot(*zip(*front), color="grey", lw=5, alpha=0.3, solid_capstyle="round", zorder=0)
+    shown_here, selected_labels = [], 0
     for colour, s in zip(colours, panels[family]):
       points = [_mean_point(p.runs) for p in s.points]
       x = [p.x if p else np.nan for p in points]  # NaN breaks the line at a diverged point
       y = [p.y if p else np.nan for p in points]
+      shown = [p for p in points if p]
+      shown_here += shown
+      label = f"{s.method}: {s.knob}"
+      if s.selected is not None:
+        label += f", ★ {_value(s.selected.value)}" + (
+            f" at the grid's {s.edge[4:]} edge" if s.edge.startswith("yes") else "")
       broken = [f"{_value(p.value)}" + ("" if all(map(is_diverged, p.runs)) else
                                         f" ({sum(map(is_diverged, p.runs))}/{len(p.runs)} seeds)")
                 for p, q in zip(s.points, points) if q is None]
-      label = f"{s.method}: {s.knob}" + (f"\n  × diverged at {', '.join(broken)}" if broken else "")
+      if broken:
+        label += f"\n  × diverged at {', '.join(broken)}"
       ax.plot(x, y, "-o", color=colour, ms=3.5, lw=1.2, label=label)
-      shown = [p for p in points if p]
       ax.errorbar([p.x for p in shown], [p.y for p in shown], xerr=[p.xerr for p in shown],
                   yerr=[p.yerr for p in shown], fmt="none", ecolor=colour, alpha=0.35, lw=0.8)
       if s.selected is not None:
         best = points[s.points.index(s.selected)]
         edge = s.edge.startswith("yes")
-        ax.plot(best.x, best.y, "*", ms=13, mfc=colour, mec="red" if edge else "black",
-                mew=1.6 if edge else 0.8, zorder=5)
-        candidates[index].append((best.x, best.y, _value(s.selected.value) +
-                                  (" (grid edge)" if edge else ""), colour))
+        ax.plot(best.x, best.y, "*", ms=14, mfc=colour, mec="red" if edge else "black",
+                mew=1.8 if edge else 0.8, zorder=5)
+        candidates[index].insert(selected_labels, (best.x, best.y, _value(s.selected.value)
+                                                   + (" (grid edge)" if edge else ""), colour))
+        selected_labels += 1
       ends = [(p, q) for p, q in zip(s.points, points) if q is not None and p is not s.selected]
       for p, q in ends[:1] + ends[-1:] if len(ends) > 1 else ends:
         candidates[index].append((q.x, q.y, _value(p.value), colour))
     for method, runs in singles[family]:
       point = _mean_point(runs)
       if point is None:
+        ax.plot([], [], "x", color="black", label=f"{method}: {diverged_note(runs)}")
         continue
+      shown_here.append(point)
       ax.plot(point.x, point.y, "o", mfc="none", mec="black", ms=6, zorder=4)
-      candidates[index].append((point.x, point.y, method, "black"))
-    diverged = [f"{m} ({diverged_note(runs)})" for m, runs in singles[family]
-                if _mean_point(runs) is None]
-    if diverged:
-      ax.plot([], [], "x", color="black", label="× " + "\n  ".join(diverged))
+      candidates[index].insert(selected_labels, (point.x, point.y, method, "black"))
+      selected_labels += 1
+    # Each panel spans its own points and the front, not the other panels' points.
+    _limits(ax, [p.x for p in shown_here] + [x for x, _ in front],
+            [p.y for p in shown_here] + [y for _, y in front])
+    if front:
+      ax.plot(*zip(*front), color="grey", lw=6, alpha=0.3, solid_capstyle="round", zorder=0,
+              scalex=False, scaley=False)
+    ax.set_xlabel(f"final accuracy on the last task ({results['tasks'][-1]})", fontsize=8)
     ax.set_title(family, fontsize=10)
     ax.grid(alpha=0.25, lw=0.5)
     ax.tick_params(labelsize=7)
     if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
+      ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(-0.02, -0.13), frameon=False)
   selected_on = sorted({s.selected_on for s in selections})
-  handles = [Line2D([], [], color="grey", lw=5, alpha=0.3, label="Pareto front (all methods)"),
-             Line2D([], [], ls="none", marker="*", ms=10, mfc="white", mec="black",
+  handles = [Line2D([], [], color="grey", lw=6, alpha=0.3, label="Pareto front (all methods)"),
+             Line2D([], [], ls="none", marker="*", ms=11, mfc="white", mec="black",
                     label=f"selected on {' / '.join(selected_on) or 'validation'}"),
-             Line2D([], [], ls="none", marker="*", ms=10, mfc="white", mec="red", mew=1.6,
+             Line2D([], [], ls="none", marker="*", ms=11, mfc="white", mec="red", mew=1.8,
                     label="selected at a grid edge"),
              Line2D([], [], ls="none", marker="o", ms=6, mfc="none", mec="black",
                     label="method at its own point")]
-  fig.legend(handles=handles, loc="outside upper center", ncol=4, fontsize=7, frameon=False)
-  fig.suptitle(f"{experiment_label(results)}: stability-plasticity frontier", fontsize=10)
-  fig.supxlabel(f"final accuracy on the last task ({results['tasks'][-1]})", fontsize=8)
+  fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7.5, frameon=False)
+  fig.suptitle(f"{experiment_label(results)}: stability-plasticity frontier "
+               "(mean over seeds, bars: std)", fontsize=10)
   axes[0][0].set_ylabel("final accuracy on the earlier tasks (mean)", fontsize=8)
   fig.canvas.draw()  # lays the figure out, so labels can be placed where they fit
   fig.set_layout_engine("none")
-  renderer = fig.canvas.get_renderer()
   for index, ax in enumerate(axes[0]):
-    occupied = [line.get_window_extent(renderer) for line in ax.get_lines()
-                if line.get_marker() not in ("None", "", None) and line.get_xydata().size
-                and len(line.get_xydata()) == 1]
+    occupied = []
     for line in ax.get_lines():
       xy = line.get_xydata()
-      if line.get_marker() not in ("None", "", None) and len(xy) > 1:
+      if line.get_marker() not in ("None", "", None) and len(xy):
         for point in ax.transData.transform(xy[np.isfinite(xy).all(1)]):
-          occupied.append(_box(point, 4))
+          occupied.append(_box(point, 7 if line.get_marker() == "*" else 4))
     _place_labels(fig, ax, candidates[index], occupied)
-  _save(fig, path, dpi=85, layout=False)
+  _save(fig, path, dpi=90, layout=False)
+
+
+def _limits(ax, xs, ys) -> None:
+  """Fits a panel's axes to its points, with a margin and at least 0.1 across."""
+  for values, setter in ((xs, ax.set_xlim), (ys, ax.set_ylim)):
+    if values:
+      low, high = min(values), max(values)
+      pad = max(0.08 * (high - low), (0.1 - (high - low)) / 2, 0.02)
+      setter(low - pad, high + pad)
 
 
 def _box(centre, radius):

@@ -207,9 +207,9 @@ def test_the_terminal_summary_shows_diverged_seeds_not_zero_forgetting(capsys):
   cells = {name: re.split(r"\s{2,}", line.strip()) for name, line in lines.items()}
   si = lines["si"]
   assert "diverged (2/2 seeds)" in si and "0.000" not in si
-  assert "seed 0: task 1 (mnist), step 2; seed 1: task 1 (mnist), step 2" in si
+  assert "seeds 0, 1 in task 1 (mnist), steps 2, 2" in si
   ewc = lines["ewc"]
-  assert "diverged (1/3 seeds)" in ewc and "seed 1: task 2 (fashion_mnist), step 35" in ewc
+  assert "diverged (1/3 seeds)" in ewc and "seed 1 in task 2 (fashion_mnist), step 35" in ewc
   # ACC of [[0.9, 0.1], [0.5, 0.6]] is 0.55, BWT -0.4, forgetting 0.4, on both seeds.
   assert cells["ewc: the 2 seed(s) that did not diverge"][1:5] == [
       "2", "0.550 ± 0.000", "-0.400 ± 0.000", "0.400 ± 0.000"]
@@ -222,7 +222,7 @@ def test_the_report_shows_diverged_seeds_and_pairs_only_sound_seeds(tmp_path):
   write_report([folder], out)
   report = (out / "report.md").read_text()
   assert "nan" not in report.lower()
-  assert "| si | 2 | diverged (2/2 seeds) | — | — | — | — | — | diverged: seed 0" in report
+  assert "| si | 2 | diverged (2/2 seeds) | — | — | — | — | — | diverged: seeds 0, 1 in task 1" in report
   assert "| ewc: the 2 seed(s) that did not diverge | 2 | 0.550 ± 0.000 |" in report
   # classp's ACC: 0.5 * (0.8 + 0.7 + 0.1 s) = 0.75, 0.8, 0.85; ewc's 0.55 on seeds 0 and 2.
   assert "| ewc | 2 | 0.250 ± 0.071 | 2/2 | 1 |" in report
