@@ -95,7 +95,7 @@ def experiment_label(results: dict[str, Any]) -> str:
 
 
 def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
-  """Where the diverged runs stopped, by task, e.g. ``seeds 1, 2 in task 2 (fashion), steps 35, 40``.
+  """Where the diverged runs stopped, by task: ``seeds 1, 2 in task 2 (fashion), steps 35, 40``.
 
   ``diverged_at["task"]`` counts from 0; it is shown counting from 1.
 
@@ -122,7 +122,8 @@ def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
   return "; ".join(details)
 
 
-def accuracy_matrix_table(runs: list[dict[str, Any]], tasks: list[str], key="accuracy_matrix") -> str:
+def accuracy_matrix_table(runs: list[dict[str, Any]], tasks: list[str],
+                          key="accuracy_matrix") -> str:
   """The mean (± std over seeds) accuracy matrix: rows = after task i, columns = task j."""
   matrices = np.array([r[key] if key == "accuracy_matrix" else r[key]["accuracy_matrix"]
                        for r in runs])
@@ -416,6 +417,13 @@ def report_rows(runs: list[dict[str, Any]], key: str | None = None,
   buffers = key is None and any(r.get("buffer_bytes") for r in runs)
   tasks = tasks or []
 
+  def memory_and_time(group):
+    if key is not None:
+      return []
+    return [f"{group[0]['state_bytes'] / (4 * group[0]['param_count']):.2f}x",
+            *([_bytes(group[0].get("buffer_bytes") or 0)] if buffers else []),
+            f"{np.mean([r['wall_time_s'] for r in group]):.0f}"]
+
   def cells(method, group):
     metrics = [r[key] for r in group] if key else group
     old_new = np.array([old_and_new_accuracy(r, key) for r in group])
@@ -423,25 +431,19 @@ def report_rows(runs: list[dict[str, Any]], key: str | None = None,
            mean_std(old_new[:, 0]), mean_std(old_new[:, 1])]
     if key is None:
       row.append(", ".join(f"{e:.3g}" for e in np.mean([r["epochs"] for r in group], axis=0)))
-    return row
+    return row + memory_and_time(group)
 
   rows = []
   for method, group in runs_by_method(runs).items():
     ok, note = finished(group), diverged_note(group)
-    if note:
-      row = [method, str(len(group)), note, *[MISSING] * (len(names) + 1)]
-      if key is None:
-        row.append(f"diverged: {divergence_details(group, tasks)}")
-      rows.append(row)
-      if ok:
-        rows.append(cells(f"{method}: the {len(ok)} seed(s) that did not diverge", ok))
-    else:
+    if not note:
       rows.append(cells(method, group))
-    if key is None:
-      for row in rows[-1 - (bool(note) and bool(ok)):]:
-        row += [f"{group[0]['state_bytes'] / (4 * group[0]['param_count']):.2f}x",
-                *([_bytes(group[0].get("buffer_bytes") or 0)] if buffers else []),
-                f"{np.mean([r['wall_time_s'] for r in group]):.0f}"]
+      continue
+    where = [f"diverged: {divergence_details(group, tasks)}"] if key is None else []
+    rows.append([method, str(len(group)), note, *[MISSING] * (len(names) + 1), *where,
+                 *memory_and_time(group)])
+    if ok:
+      rows.append(cells(f"{method}: the {len(ok)} seed(s) that did not diverge", ok))
   return rows
 
 
@@ -468,14 +470,14 @@ def stopping_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
   for method, group in runs_by_method(runs).items():
     cells = []
     for t in range(max(len(r["epochs"]) for r in group)):
-      reached = [r for r in group if len(r["epoch_loss"]) > t]
-      losses = [r["epoch_loss"][t] for r in reached]
-      if len(reached) < len(group) or any(v is None or not math.isfinite(v) for v in losses):
-        cells.append(f"diverged ({len(group) - len(reached) + sum(v is None or not math.isfinite(v) for v in losses)}"
-                     f"/{len(group)} seeds)")
+      sound = [r for r in group if len(r["epoch_loss"]) > t and r["epoch_loss"][t] is not None
+               and math.isfinite(r["epoch_loss"][t])]
+      if len(sound) < len(group):
+        cells.append(f"diverged ({len(group) - len(sound)}/{len(group)} seeds)")
         continue
-      cells.append(f"{np.mean([r['epochs'][t] for r in reached]):.3g} ep, loss {mean_std(losses)}, "
-                   f"acc {mean_std(r['epoch_accuracy'][t] for r in reached)}")
+      cells.append(f"{np.mean([r['epochs'][t] for r in sound]):.3g} ep, loss "
+                   f"{mean_std(r['epoch_loss'][t] for r in sound)}, "
+                   f"acc {mean_std(r['epoch_accuracy'][t] for r in sound)}")
     rows.append([method, *cells])
   return rows
 
@@ -905,7 +907,7 @@ def plot_frontier(results: dict[str, Any], path: Path,
     for method, runs in singles[family]:
       point = _mean_point(runs)
       if point is None:
-        ax.plot([], [], "x", color="black", label=f"{method}: {diverged_note(runs)}")
+        ax.plot([], [], "x", color="black", label=f"{method}: {diverged_note(runs)}, not drawn")
         continue
       shown_here.append(point)
       ax.plot(point.x, point.y, "o", mfc="none", mec="black", ms=6, zorder=4)

@@ -222,7 +222,8 @@ def test_the_report_shows_diverged_seeds_and_pairs_only_sound_seeds(tmp_path):
   write_report([folder], out)
   report = (out / "report.md").read_text()
   assert "nan" not in report.lower()
-  assert "| si | 2 | diverged (2/2 seeds) | — | — | — | — | — | diverged: seeds 0, 1 in task 1" in report
+  assert ("| si | 2 | diverged (2/2 seeds) | — | — | — | — | — | diverged: seeds 0, 1 in "
+          "task 1" in report)
   assert "| ewc: the 2 seed(s) that did not diverge | 2 | 0.550 ± 0.000 |" in report
   # classp's ACC: 0.5 * (0.8 + 0.7 + 0.1 s) = 0.75, 0.8, 0.85; ewc's 0.55 on seeds 0 and 2.
   assert "| ewc | 2 | 0.250 ± 0.071 | 2/2 | 1 |" in report
@@ -382,7 +383,8 @@ def test_report_shows_where_each_task_stopped_under_targets(tmp_path):
   report = (out / "report.md").read_text()
   assert "accuracy target [None, 0.85]" in report
   table = report.split("where each task stopped")[1]
-  assert "| classp | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss 0.315 ± 0.007" in table
+  assert ("| classp | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss 0.315 ± 0.007"
+          in table)
   assert "| sgd |" in table
   assert "| ewc | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | diverged (1/2 seeds) |" in table
 
@@ -391,3 +393,16 @@ def test_report_has_no_stopping_table_without_targets(run_folders, tmp_path):
   out = tmp_path / "report"
   assert main(["report", str(run_folders[0]), "--out", str(out)]) == 0
   assert "where each task stopped" not in (out / "report.md").read_text()
+
+
+def test_replay_methods_show_their_buffer_and_get_their_own_panel(tmp_path):
+  from classp_jax.report import method_family, report_header, report_rows
+
+  replay = [{**fake_run("sgd+replay", s), "buffer_bytes": 1_250_000} for s in range(2)]
+  runs = [fake_run("sgd", 0), *replay]
+  header = report_header(runs)
+  rows = {row[0]: dict(zip(header, row)) for row in report_rows(runs)}
+  assert rows["sgd+replay"]["replay buffer"] == "1.25 MB" and rows["sgd"]["replay buffer"] == "0 B"
+  assert [method_family(r) for r in runs] == ["optimizers", "replay", "replay"]
+  assert [method_family(fake_run(m, 0)) for m in ("classp+ewc", "ewc_lr_tuned", "si", "adam")] == [
+      "CLASSP", "regularizers", "regularizers", "optimizers"]
