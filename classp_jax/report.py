@@ -243,6 +243,7 @@ def write_json_atomically(data: Any, path: Path) -> None:
   text = json.dumps(strict_json(data), indent=1, allow_nan=False)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results.json private
     with os.fdopen(fd, "w") as f:
       f.write(text)
     os.replace(tmp, path)
@@ -273,6 +274,12 @@ def is_variant(run: dict[str, Any]) -> bool:
   return run.get("knob") is not None
 
 
+def _results_path(path: str | os.PathLike) -> Path:
+  """A run folder's results.json, or the file itself."""
+  path = Path(path)
+  return path / "results.json" if path.is_dir() else path
+
+
 def _reject_constant(name: str):
   raise ValueError(f"{name} is not JSON (results must hold null, never NaN or Infinity)")
 
@@ -285,8 +292,7 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
       (truncated, garbled, or holding NaN/Infinity), or lacks a key a report
       needs.
   """
-  path = Path(path)
-  path = path / "results.json" if path.is_dir() else path
+  path = _results_path(path)
   try:
     text = path.read_text()
   except OSError as e:
@@ -302,6 +308,9 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
   missing = [k for k in TOP_LEVEL_KEYS if k not in results]
   if missing:
     raise ValueError(f"{path}: lacks {', '.join(missing)}")
+  if not (isinstance(results["tasks"], list) and isinstance(results["runs"], list)
+          and all(isinstance(run, dict) for run in results["runs"])):
+    raise ValueError(f"{path}: tasks and runs must be lists, and each run a dict")
   tasks = len(results["tasks"])
   for i, run in enumerate(results["runs"]):
     missing = [k for k in RUN_KEYS if k not in run]
@@ -314,8 +323,10 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{what}: diverged, but its accuracy matrix has {rows} rows for "
                          f"{tasks} tasks")
     else:
-      if rows != tasks or any(len(row) != tasks for row in run["accuracy_matrix"]):
-        raise ValueError(f"{what}: its accuracy matrix is not {tasks} x {tasks}")
+      for key in ("accuracy_matrix", "validation_accuracy_matrix"):
+        matrix = run.get(key)
+        if matrix is not None and (len(matrix) != tasks or any(len(r) != tasks for r in matrix)):
+          raise ValueError(f"{what}: its {key} is not {tasks} x {tasks}")
       nulls = [k for k in METRICS if k in run and run[k] is None]
       if nulls:
         raise ValueError(f"{what}: {', '.join(nulls)} null but the run is not marked diverged")
@@ -339,9 +350,7 @@ def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
   """
   merged: dict[tuple[str, str | None], dict[str, Any]] = {}
   origins: dict[tuple[str, str | None], dict[str, tuple[str | None, Path]]] = {}
-  for path in paths:
-    path = Path(path)
-    path = path / "results.json" if path.is_dir() else path
+  for path in map(_results_path, paths):
     results = read_results(path)
     key = results["experiment"], results.get("scenario")
     if key not in merged:
@@ -609,6 +618,17 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
   Raises:
     ValueError: an explicit validation protocol for a curve whose runs lack
       validation accuracy, or K beyond the number of tasks.
+
+  Examples:
+    >>> runs = [{"method": f"sgd[learning_rate={lr}]", "base_method": "sgd",
+    ...          "knob": "learning_rate", "value": lr, "seed": 0, "acc": test,
+    ...          "validation_accuracy_matrix": [[validation]]}
+    ...         for lr, test, validation in ((0.1, 0.9, 0.5), (0.01, 0.6, 0.7))]
+    >>> (on_validation,) = select_points(runs)
+    >>> on_validation.selected.value, on_validation.selected_on, on_validation.edge
+    (0.01, 'validation', 'yes-low')
+    >>> select_points(runs, "test")[0].selected.value
+    0.1
   """
   protocol, k = parse_select(select)
   curves: dict[tuple[str, str], dict[Any, list]] = defaultdict(lambda: defaultdict(list))

@@ -179,6 +179,12 @@ def test_a_run_missing_a_key_or_with_null_metrics_is_an_error_naming_it(tmp_path
   nulls = write_results(tmp_path / "nulls", [{**fake_run("sgd", 0), "acc": None}])
   with pytest.raises(ValueError, match="acc null but the run is not marked diverged"):
     read_results(nulls)
+  short = write_results(tmp_path / "short", [fake_run("sgd", 0, validation=[[0.9, 0.1]])])
+  with pytest.raises(ValueError, match="validation_accuracy_matrix is not 2 x 2"):
+    read_results(short)
+  (tmp_path / "flat.json").write_text(json.dumps({**results_dict([]), "runs": {"sgd": 1}}))
+  with pytest.raises(ValueError, match="flat.json: tasks and runs must be lists"):
+    read_results(tmp_path / "flat.json")
 
 
 def test_results_are_written_as_strict_json_without_temporary_files(tmp_path):
