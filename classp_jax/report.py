@@ -965,7 +965,7 @@ def plot_frontier(results: dict[str, Any], path: Path,
       xy = line.get_xydata()
       if line.get_marker() not in ("None", "", None) and len(xy):
         for point in ax.transData.transform(xy[np.isfinite(xy).all(1)]):
-          occupied.append(_box(point, 7 if line.get_marker() == "*" else 4))
+          occupied.append(_box(point, 10 if line.get_marker() == "*" else 4))
     _place_labels(fig, ax, candidates[index], occupied)
   _save(fig, path, dpi=90, layout=False)
 
