@@ -1,24 +1,38 @@
 """Summaries of results: tables for the terminal and markdown, plots, and the report.
 
 A results dict is what ``classp-jax run`` writes to ``results.json``: the
-experiment's name, its task names, and ``runs``, one entry per (method, seed)
-as returned by `classp_jax.loop.run_continual`; a frontier variant's entry
-also has ``base_method``, ``knob`` and ``value``
+experiment's name, its task names, optionally its ``scenario`` (``task``,
+``domain`` or ``class``), and ``runs``, one entry per (method, seed) as
+returned by `classp_jax.loop.run_continual`; a frontier variant's entry also
+has ``base_method``, ``knob`` and ``value``
 (`classp_jax.experiments.frontier`). ``classp-jax report`` (`write_report`)
 turns the results of any number of runs into one markdown report with plots.
+
+Three rules keep the numbers honest:
+
+* A run marked ``diverged`` (its metrics null, its accuracy matrix holding only
+  the tasks finished before) is shown as ``diverged (k/n seeds)``, never as
+  accuracies; the other seeds' numbers appear only on a row that says so.
+* Runs of one method name merge across files only if their ``settings_id``
+  (the resolved configuration without the seed) agree.
+* The best point of a frontier is chosen on validation accuracy whenever its
+  runs recorded one (`select_points`), and its test accuracy is reported there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
+MISSING = "—"
 
 
 def runs_by_method(runs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -29,9 +43,38 @@ def runs_by_method(runs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, A
   return dict(groups)
 
 
-def mean_std(values: Iterable[float]) -> str:
-  """``mean ± std`` (sample std over seeds; no ± for a single value)."""
-  values = np.asarray(list(values), dtype=np.float64)
+def is_diverged(run: dict[str, Any]) -> bool:
+  """Whether a run stopped on a non-finite loss or non-finite params."""
+  return bool(run.get("diverged"))
+
+
+def finished(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+  """The runs that did not diverge."""
+  return [r for r in runs if not is_diverged(r)]
+
+
+def diverged_note(runs: list[dict[str, Any]]) -> str | None:
+  """``diverged (k/n seeds)``, or None when no run diverged."""
+  k = sum(map(is_diverged, runs))
+  return f"diverged ({k}/{len(runs)} seeds)" if k else None
+
+
+def mean_std(values: Iterable[float | None]) -> str:
+  """``mean ± std`` (sample std over seeds; no ± for a single value).
+
+  Missing or non-finite values give ``—``: nothing is printed as a number
+  that is not one.
+
+  Examples:
+    >>> mean_std([0.5, 0.7])
+    '0.600 ± 0.141'
+    >>> mean_std([0.5, None]), mean_std([float("nan")]), mean_std([])
+    ('—', '—', '—')
+  """
+  values = list(values)
+  if not values or any(v is None or not math.isfinite(v) for v in values):
+    return MISSING
+  values = np.asarray(values, dtype=np.float64)
   if values.size == 1:
     return f"{values[0]:.3f}"
   return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
@@ -45,7 +88,42 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
   return "\n".join(lines)
 
 
-def accuracy_matrix_table(runs: list[dict[str, Any]], tasks: list[str], key="accuracy_matrix") -> str:
+def experiment_label(results: dict[str, Any]) -> str:
+  """The experiment's name, with its scenario when the results record one."""
+  scenario = results.get("scenario")
+  return f"{results['experiment']} ({scenario}-incremental)" if scenario else results["experiment"]
+
+
+def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
+  """Where the diverged runs stopped, by task: ``seeds 1, 2 in task 2 (fashion), steps 35, 40``.
+
+  ``diverged_at["task"]`` counts from 0; it is shown counting from 1.
+
+  Examples:
+    >>> runs = [{"seed": s, "diverged": True, "diverged_at": {"task": 1, "step": 30 + s}}
+    ...         for s in (1, 2)]
+    >>> divergence_details(runs, ["mnist", "fashion"])
+    'seeds 1, 2 in task 2 (fashion), steps 31, 32'
+  """
+  by_task: dict[Any, list] = defaultdict(list)
+  for run in runs:
+    if is_diverged(run):
+      where = run.get("diverged_at") or {}
+      by_task[where.get("task")].append((run["seed"], where.get("step", "?")))
+  details = []
+  for task, seeds in by_task.items():
+    if isinstance(task, int) and 0 <= task < len(tasks):
+      shown = f"task {task + 1} ({tasks[task]})"
+    else:
+      shown = "an unrecorded task"
+    plural = "s" if len(seeds) > 1 else ""
+    details.append(f"seed{plural} {', '.join(str(s) for s, _ in seeds)} in {shown}, "
+                   f"step{plural} {', '.join(str(t) for _, t in seeds)}")
+  return "; ".join(details)
+
+
+def accuracy_matrix_table(runs: list[dict[str, Any]], tasks: list[str],
+                          key="accuracy_matrix") -> str:
   """The mean (± std over seeds) accuracy matrix: rows = after task i, columns = task j."""
   matrices = np.array([r[key] if key == "accuracy_matrix" else r[key]["accuracy_matrix"]
                        for r in runs])
@@ -54,14 +132,35 @@ def accuracy_matrix_table(runs: list[dict[str, Any]], tasks: list[str], key="acc
   return format_table(["", *tasks], rows)
 
 
-def print_summary(results: dict[str, Any]) -> None:
-  """Prints each method's accuracy matrix and the metrics table."""
-  tasks = results["tasks"]
+def _matrix_heading(method: str, runs: list[dict[str, Any]], tasks: list[str]) -> str:
+  """What a method's accuracy matrix is averaged over, naming any diverged seeds."""
+  ok, note = finished(runs), diverged_note(runs)
+  if not note:
+    return f"{method}: test accuracy R[i][j] (mean ± std over {len(runs)} seed(s))"
+  if not ok:
+    return f"{method}: {note}: {divergence_details(runs, tasks)}"
+  return (f"{method}: {note}: {divergence_details(runs, tasks)}; test accuracy R[i][j] of the "
+          f"{len(ok)} seed(s) that did not diverge")
+
+
+def print_summary(results: dict[str, Any], select: str | None = None) -> None:
+  """Prints each method's accuracy matrix, the metrics table and any frontier's selected points.
+
+  Args:
+    results: a results dict.
+    select: how frontier points are selected (see `parse_select`).
+  """
+  tasks, label = results["tasks"], experiment_label(results)
   for method, runs in runs_by_method(results["runs"]).items():
-    print(f"\n{method}: test accuracy R[i][j] (mean ± std over {len(runs)} seed(s))")
-    print(accuracy_matrix_table(runs, tasks))
-  print()
-  print(format_table(report_header(results["runs"]), report_rows(results["runs"])))
+    print(f"\n{label}, {_matrix_heading(method, runs, tasks)}")
+    if finished(runs):
+      print(accuracy_matrix_table(finished(runs), tasks))
+  print(f"\n{label}: held-out test metrics")
+  print(format_table(report_header(results["runs"]), report_rows(results["runs"], tasks=tasks)))
+  selections = select_points(results["runs"], select)
+  if selections:
+    print(f"\n{label}: {selection_sentence(selections)}")
+    print(format_table(SELECTED_HEADER, selected_rows(selections)))
 
 
 def _pyplot():
@@ -75,41 +174,82 @@ def _pyplot():
 
 
 def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 110) -> None:
-  """One panel per task: its test accuracy over training steps, a line per method."""
+  """One panel per task: its test accuracy over training steps, a line per method.
+
+  Diverged seeds are left out; a method whose every seed diverged is named in
+  the legend instead of drawn.
+  """
   plt = _pyplot()
   tasks = results["tasks"]
-  fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3), sharey=True, squeeze=False)
-  for method, runs in runs_by_method(results["runs"]).items():
+  fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks) + 1.8, 3), sharey=True,
+                           squeeze=False, layout="constrained")
+  for method, group in runs_by_method(results["runs"]).items():
+    runs = finished(group)
+    if not runs:
+      axes[0][-1].plot([], [], "x", color="black", label=f"{method}: {diverged_note(group)}")
+      continue
+    label = (method if len(runs) == len(group) else
+             f"{method} ({len(runs)} seeds; {len(group) - len(runs)} diverged, not shown)")
     steps = np.array(runs[0]["history"]["step"])
     accuracy = np.array([r["history"]["accuracy"] for r in runs])  # (seeds, evals, tasks)
     for j, ax in enumerate(axes[0]):
       mean = accuracy[:, :, j].mean(0)
-      line, = ax.plot(steps, mean, label=method)
+      line, = ax.plot(steps, mean, label=label if j == len(tasks) - 1 else None)
       if len(runs) > 1:
         std = accuracy[:, :, j].std(0, ddof=1)
         ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-  boundaries = np.cumsum(results["runs"][0]["steps"])[:-1]
+  reference = finished(results["runs"]) or results["runs"]
+  boundaries = np.cumsum(reference[0]["steps"])[:-1]
   for j, ax in enumerate(axes[0]):
     for b in boundaries:
       ax.axvline(b, color="grey", lw=0.5, ls="--")
     ax.set_title(f"task {j + 1}: {tasks[j]}", fontsize=9)
     ax.set_xlabel("training step")
   axes[0][0].set_ylabel("test accuracy")
-  axes[0][-1].legend(fontsize=7)
+  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
   _save(fig, path, dpi=dpi)
 
 
-def _save(fig, path: Path, dpi: int) -> None:
-  fig.tight_layout()
+def _save(fig, path: Path, dpi: int, layout: bool = True) -> None:
+  if layout and not fig.get_constrained_layout():
+    fig.tight_layout()
   fig.savefig(path, dpi=dpi)
   _pyplot().close(fig)
 
 
+def strict_json(data: Any) -> Any:
+  """``data`` with every non-finite float (NaN, ±Infinity) replaced by None.
+
+  Examples:
+    >>> strict_json({"acc": float("nan"), "logs": [1.0, float("inf")], "seed": 0})
+    {'acc': None, 'logs': [1.0, None], 'seed': 0}
+  """
+  if isinstance(data, dict):
+    return {k: strict_json(v) for k, v in data.items()}
+  if isinstance(data, (list, tuple)):
+    return [strict_json(v) for v in data]
+  if isinstance(data, (float, np.floating)):
+    return float(data) if math.isfinite(data) else None
+  return data
+
+
 def write_json_atomically(data: Any, path: Path) -> None:
-  """Writes JSON to ``path`` via a temporary file, so no half-written file remains."""
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(data, indent=1))
-  os.replace(tmp, path)
+  """Writes strict JSON (`strict_json`) to ``path`` atomically.
+
+  The text goes to a uniquely named temporary file in the same folder, which
+  then replaces ``path``: a reader never sees half a file, and two writers
+  never share a temporary file.
+  """
+  text = json.dumps(strict_json(data), indent=1, allow_nan=False)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results.json private
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
 
 
 def write_run_outputs(results: dict[str, Any], out: Path) -> list[Path]:
@@ -124,6 +264,9 @@ def write_run_outputs(results: dict[str, Any], out: Path) -> list[Path]:
 # The report: `classp-jax report RUN_DIR... --out DIR`.
 
 REFERENCE_METHOD = "classp"
+TOP_LEVEL_KEYS = ("experiment", "description", "tasks", "devices", "platform", "loop", "runs")
+RUN_KEYS = ("method", "seed", "accuracy_matrix", *METRICS[:3], "param_count", "state_bytes",
+            "steps", "epochs", "wall_time_s", "history", "logs")
 
 
 def is_variant(run: dict[str, Any]) -> bool:
@@ -131,32 +274,113 @@ def is_variant(run: dict[str, Any]) -> bool:
   return run.get("knob") is not None
 
 
+def _results_path(path: str | os.PathLike) -> Path:
+  """A run folder's results.json, or the file itself."""
+  path = Path(path)
+  return path / "results.json" if path.is_dir() else path
+
+
+def _reject_constant(name: str):
+  raise ValueError(f"{name} is not JSON (results must hold null, never NaN or Infinity)")
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+  """One run folder's (or results.json file's) results, checked.
+
+  Raises:
+    ValueError: naming the file, when it cannot be read, is not strict JSON
+      (truncated, garbled, or holding NaN/Infinity), or lacks a key a report
+      needs.
+  """
+  path = _results_path(path)
+  try:
+    text = path.read_text()
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
+  try:
+    results = json.loads(text, parse_constant=_reject_constant)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON, truncated or garbled ({e})") from None
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from None
+  if not isinstance(results, dict):
+    raise ValueError(f"{path}: not a results dict")
+  missing = [k for k in TOP_LEVEL_KEYS if k not in results]
+  if missing:
+    raise ValueError(f"{path}: lacks {', '.join(missing)}")
+  if not (isinstance(results["tasks"], list) and isinstance(results["runs"], list)
+          and all(isinstance(run, dict) for run in results["runs"])):
+    raise ValueError(f"{path}: tasks and runs must be lists, and each run a dict")
+  tasks = len(results["tasks"])
+  for i, run in enumerate(results["runs"]):
+    missing = [k for k in RUN_KEYS if k not in run]
+    what = f"{path}: run {i} ({run.get('method', '?')}, seed {run.get('seed', '?')})"
+    if missing:
+      raise ValueError(f"{what} lacks {', '.join(missing)}")
+    rows = len(run["accuracy_matrix"])
+    if is_diverged(run):
+      if rows > tasks:
+        raise ValueError(f"{what}: diverged, but its accuracy matrix has {rows} rows for "
+                         f"{tasks} tasks")
+    else:
+      for key in ("accuracy_matrix", "validation_accuracy_matrix"):
+        matrix = run.get(key)
+        if matrix is not None and (len(matrix) != tasks or any(len(r) != tasks for r in matrix)):
+          raise ValueError(f"{what}: its {key} is not {tasks} x {tasks}")
+      nulls = [k for k in METRICS if k in run and run[k] is None]
+      if nulls:
+        raise ValueError(f"{what}: {', '.join(nulls)} null but the run is not marked diverged")
+  return results
+
+
 def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-  """Results of run folders (or results.json files), one dict per experiment.
+  """Results of run folders (or results.json files), one dict per experiment and scenario.
 
   Folders of the same experiment (e.g. its methods and its frontier) are
   merged; ``sources`` lists each folder's command-line options and loop
-  settings, and a (method, seed) already seen is not added again.
+  settings. A (method, seed) already seen with the same ``settings_id`` is
+  the same run and is not added again.
+
+  Raises:
+    ValueError: naming the file, when one cannot be read (`read_results`),
+      when its tasks differ from an earlier folder's of the same experiment,
+      or when a method name comes with different settings in two files (or
+      with recorded settings in one and none in the other): such runs are not
+      the same method and cannot be averaged.
   """
-  merged: dict[str, dict[str, Any]] = {}
-  for path in map(Path, paths):
-    path = path / "results.json" if path.is_dir() else path
-    results = json.loads(path.read_text())
-    name = results["experiment"]
-    if name not in merged:
-      merged[name] = {**results, "runs": [], "sources": []}
-    elif merged[name]["tasks"] != results["tasks"]:
-      raise ValueError(f"{path}: {name}'s tasks differ from an earlier folder's")
-    experiment = merged[name]
+  merged: dict[tuple[str, str | None], dict[str, Any]] = {}
+  origins: dict[tuple[str, str | None], dict[str, tuple[str | None, Path]]] = {}
+  for path in map(_results_path, paths):
+    results = read_results(path)
+    key = results["experiment"], results.get("scenario")
+    if key not in merged:
+      merged[key] = {**results, "runs": [], "sources": []}
+      origins[key] = {}
+    elif merged[key]["tasks"] != results["tasks"]:
+      raise ValueError(f"{path}: {experiment_label(results)}'s tasks differ from an earlier "
+                       f"folder's ({', '.join(merged[key]['tasks'])})")
+    experiment = merged[key]
     experiment["sources"].append(
         {"path": str(path), "options": results.get("options", {}), "loop": results["loop"]})
     seen = {(r["method"], r["seed"]) for r in experiment["runs"]}
-    experiment["runs"] += [r for r in results["runs"] if (r["method"], r["seed"]) not in seen]
+    for run in results["runs"]:
+      settings_id = run.get("settings_id")
+      first_id, first_path = origins[key].setdefault(run["method"], (settings_id, path))
+      if first_id != settings_id:
+        def shown(s):
+          return f"settings {s}" if s else "no recorded settings"
+        raise ValueError(
+            f"{path}: method {run['method']!r} has {shown(settings_id)} here but "
+            f"{shown(first_id)} in {first_path}; runs of different settings cannot be merged "
+            f"under one name (report them separately)")
+      if (run["method"], run["seed"]) not in seen:
+        seen.add((run["method"], run["seed"]))
+        experiment["runs"].append(run)
   return list(merged.values())
 
 
 def old_and_new_accuracy(run: dict[str, Any], key: str | None = None) -> tuple[float, float]:
-  """Final accuracy: the mean over the earlier tasks, and the last task's."""
+  """Final accuracy: the mean over the earlier tasks (NaN with one task), and the last task's."""
   matrix = run[key]["accuracy_matrix"] if key else run["accuracy_matrix"]
   last = np.asarray(matrix[-1], dtype=np.float64)
   return float(last[:-1].mean()) if len(last) > 1 else float("nan"), float(last[-1])
@@ -168,33 +392,78 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
   return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines)
 
 
-def report_rows(runs: list[dict[str, Any]], key: str | None = None) -> list[list[str]]:
+def _metric_names(runs: list[dict[str, Any]], key: str | None) -> list[str]:
+  """The metrics the runs (or their ``key`` protocol) record."""
+  done = finished(runs) or runs
+  first = (done[0].get(key) or {}) if key else done[0]
+  return [name for name in METRICS if name in first]
+
+
+def _bytes(n: float) -> str:
+  """A byte count in B, kB, MB or GB."""
+  for unit in ("B", "kB", "MB"):
+    if n < 1000:
+      return f"{n:.3g} {unit}"
+    n /= 1000
+  return f"{n:.3g} GB"
+
+
+def report_rows(runs: list[dict[str, Any]], key: str | None = None,
+                tasks: list[str] | None = None) -> list[list[str]]:
   """Per method, over seeds: metrics, final old/new-task accuracy, epochs, memory, time.
 
-  With ``key="paper_protocol"``, that protocol's metrics and accuracies only.
+  A method with diverged seeds gets ``diverged (k/n seeds)`` instead of
+  metrics, and where each diverged instead of epochs; the seeds that did not
+  diverge follow on their own row, labelled as such. With
+  ``key="paper_protocol"``, that protocol's metrics and accuracies only.
+
+  Args:
+    runs: the runs.
+    key: None, or ``"paper_protocol"``.
+    tasks: the task names, to name where runs diverged.
   """
-  rows = []
-  for method, group in runs_by_method(runs).items():
+  names = _metric_names(runs, key)
+  buffers = key is None and any(r.get("buffer_bytes") for r in runs)
+  tasks = tasks or []
+
+  def memory_and_time(group):
+    if key is not None:
+      return []
+    return [f"{group[0]['state_bytes'] / (4 * group[0]['param_count']):.2f}x",
+            *([_bytes(group[0].get("buffer_bytes") or 0)] if buffers else []),
+            f"{np.mean([r['wall_time_s'] for r in group]):.0f}"]
+
+  def cells(method, group):
     metrics = [r[key] for r in group] if key else group
     old_new = np.array([old_and_new_accuracy(r, key) for r in group])
-    row = [method, str(len(group)),
-           *(mean_std(m[name] for m in metrics) for name in METRICS if name in metrics[0]),
+    row = [method, str(len(group)), *(mean_std(m[name] for m in metrics) for name in names),
            mean_std(old_new[:, 0]), mean_std(old_new[:, 1])]
     if key is None:
-      row += [", ".join(f"{e:.3g}" for e in np.mean([r["epochs"] for r in group], axis=0)),
-              f"{group[0]['state_bytes'] / (4 * group[0]['param_count']):.2f}x",
-              f"{np.mean([r['wall_time_s'] for r in group]):.0f}"]
-    rows.append(row)
+      row.append(", ".join(f"{e:.3g}" for e in np.mean([r["epochs"] for r in group], axis=0)))
+    return row + memory_and_time(group)
+
+  rows = []
+  for method, group in runs_by_method(runs).items():
+    ok, note = finished(group), diverged_note(group)
+    if not note:
+      rows.append(cells(method, group))
+      continue
+    where = [f"diverged: {divergence_details(group, tasks)}"] if key is None else []
+    rows.append([method, str(len(group)), note, *[MISSING] * (len(names) + 1), *where,
+                 *memory_and_time(group)])
+    if ok:
+      rows.append(cells(f"{method}: the {len(ok)} seed(s) that did not diverge", ok))
   return rows
 
 
 def report_header(runs: list[dict[str, Any]], key: str | None = None) -> list[str]:
   """The columns of `report_rows`."""
-  first = runs[0][key] if key else runs[0]
   header = ["method", "seeds", *(m.upper() if m != "forgetting" else m
-                                 for m in METRICS if m in first), "old tasks", "last task"]
+                                 for m in _metric_names(runs, key)), "old tasks", "last task"]
   if key is None:
-    header += ["epochs per task", "state / fp32 params", "time/run (s)"]
+    header += ["epochs per task", "state / fp32 params",
+               *(["replay buffer"] if any(r.get("buffer_bytes") for r in runs) else []),
+               "time/run (s)"]
   return header
 
 
@@ -202,115 +471,531 @@ def stopping_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
   """Per method, over seeds: each task's epochs and its last epoch's training loss and accuracy.
 
   Under loss or accuracy targets this is where each method stopped: with an
-  accuracy target, the loss column is each method's own loss target.
+  accuracy target, the loss column is each method's own loss target. A task
+  that a seed never finished, or whose loss is missing or non-finite, reads
+  as diverged.
   """
   rows = []
   for method, group in runs_by_method(runs).items():
     cells = []
-    for t in range(len(group[0]["epochs"])):
-      losses = [r["epoch_loss"][t] for r in group]
-      loss = mean_std(losses) if np.all(np.isfinite(losses)) else "NaN (diverged)"
-      cells.append(f"{np.mean([r['epochs'][t] for r in group]):.3g} ep, loss {loss}, acc "
-                   f"{mean_std(r['epoch_accuracy'][t] for r in group)}")
+    for t in range(max(len(r["epochs"]) for r in group)):
+      sound = [r for r in group if len(r["epoch_loss"]) > t and r["epoch_loss"][t] is not None
+               and math.isfinite(r["epoch_loss"][t])]
+      if len(sound) < len(group):
+        cells.append(f"diverged ({len(group) - len(sound)}/{len(group)} seeds)")
+        continue
+      cells.append(f"{np.mean([r['epochs'][t] for r in sound]):.3g} ep, loss "
+                   f"{mean_std(r['epoch_loss'][t] for r in sound)}, "
+                   f"acc {mean_std(r['epoch_accuracy'][t] for r in sound)}")
     rows.append([method, *cells])
   return rows
 
 
 def paired_rows(runs: list[dict[str, Any]], reference: str = REFERENCE_METHOD) -> list[list[str]]:
-  """``reference``'s ACC minus each other method's, paired by seed, and how often it wins."""
+  """``reference``'s ACC minus each other method's, paired by seed, and how often it wins.
+
+  A seed where either method diverged is skipped, and counted in the last column.
+  """
   by_method = runs_by_method(runs)
-  base = {r["seed"]: r["acc"] for r in by_method.get(reference, [])}
+  base = {r["seed"]: r for r in by_method.get(reference, [])}
   rows = []
   for method, group in by_method.items():
-    pairs = [(base[r["seed"]], r["acc"]) for r in group if r["seed"] in base]
-    if method == reference or not pairs:
+    both = [(base[r["seed"]], r) for r in group if r["seed"] in base]
+    if method == reference or not both:
       continue
+    pairs = [(a["acc"], b["acc"]) for a, b in both if not (is_diverged(a) or is_diverged(b))]
     differences = [a - b for a, b in pairs]
     rows.append([method, str(len(pairs)), mean_std(differences),
-                 f"{sum(d > 0 for d in differences)}/{len(pairs)}"])
+                 f"{sum(d > 0 for d in differences)}/{len(pairs)}", str(len(both) - len(pairs))])
   return rows
 
 
-def frontier_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
-  """Per frontier variant, over seeds: old-task, last-task accuracy and ACC."""
+PAIRED_HEADER = ["method", "seeds", "ACC difference", "wins", "seeds skipped (diverged)"]
+
+
+# Frontier selection.
+
+class FrontierPoint(NamedTuple):
+  """One value of a frontier knob, over its seeds.
+
+  Attributes:
+    value: the knob's value.
+    runs: its runs, one per seed.
+    score: the mean over seeds of the selection accuracy, or None (a diverged
+      seed, or no validation accuracy recorded).
+  """
+
+  value: Any
+  runs: list[dict[str, Any]]
+  score: float | None
+
+
+class Selection(NamedTuple):
+  """A frontier curve (a method and knob) and its selected point.
+
+  Attributes:
+    method: the base method.
+    knob: the swept hyperparameter.
+    points: its points in grid order.
+    selected: the selected point, or None when every point diverged.
+    selected_on: ``validation``, ``test`` or ``validation, first K tasks``.
+    edge: ``yes-low`` or ``yes-high`` when the selected value is the smallest
+      or largest of its grid, ``no`` otherwise, ``n/a`` without a selection.
+  """
+
+  method: str
+  knob: str
+  points: list[FrontierPoint]
+  selected: FrontierPoint | None
+  selected_on: str
+  edge: str
+
+
+def parse_select(select: str | None) -> tuple[str | None, int | None]:
+  """``--select``: ``validation``, ``test``, ``first-tasks:K`` or None (automatic).
+
+  Returns:
+    ``(protocol, K)``, K only for ``first-tasks``.
+
+  Raises:
+    ValueError: anything else.
+
+  Examples:
+    >>> parse_select("first-tasks:2"), parse_select(None)
+    (('first-tasks', 2), (None, None))
+  """
+  if select in (None, "validation", "test"):
+    return select, None
+  name, _, k = select.partition(":")
+  if name == "first-tasks" and k.isdigit() and int(k) >= 1:
+    return name, int(k)
+  raise ValueError(f"--select takes validation, test or first-tasks:K (K >= 1), got {select!r}")
+
+
+def _has_validation(run: dict[str, Any]) -> bool:
+  return bool(run.get("validation_accuracy_matrix"))
+
+
+def _selection_accuracy(run: dict[str, Any], protocol: str, k: int | None) -> float:
+  """What a run scores under a selection protocol (see `select_points`)."""
+  if protocol == "test":
+    return run["acc"]
+  matrix = run["validation_accuracy_matrix"]
+  if protocol == "first-tasks":
+    return float(np.mean(matrix[k - 1][:k]))
+  return float(np.mean(matrix[-1]))
+
+
+def _sort_key(value: Any):
+  return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
+def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list[Selection]:
+  """The best point of every frontier curve (runs grouped by base method and knob).
+
+  The best point has the highest mean over seeds of
+
+  * ``validation``: the mean of the last row of ``validation_accuracy_matrix``
+    (validation ACC, on splits carved from the training data);
+  * ``first-tasks:K``: the mean of the first K entries of its row K - 1, the
+    validation accuracy on tasks 1..K after task K. The first K tasks of a
+    run are trained exactly as a run on those K tasks alone, so this is the
+    protocol of tuning on the first tasks (Chaudhry et al. 2019) on the same
+    runs; the test ACC reported is the full stream's;
+  * ``test``: test ACC (optimistic: chosen on the data it is scored on).
+
+  None (the default) is ``validation`` for a curve whose runs all recorded
+  validation accuracy, ``test`` otherwise. A point with a diverged seed is
+  never selected.
+
+  Args:
+    runs: any runs; frontier variants are those with a ``knob``.
+    select: ``validation``, ``test``, ``first-tasks:K`` or None.
+
+  Returns:
+    One `Selection` per curve, in first-seen order.
+
+  Raises:
+    ValueError: an explicit validation protocol for a curve whose runs lack
+      validation accuracy, or K beyond the number of tasks.
+
+  Examples:
+    >>> runs = [{"method": f"sgd[learning_rate={lr}]", "base_method": "sgd",
+    ...          "knob": "learning_rate", "value": lr, "seed": 0, "acc": test,
+    ...          "validation_accuracy_matrix": [[validation]]}
+    ...         for lr, test, validation in ((0.1, 0.9, 0.5), (0.01, 0.6, 0.7))]
+    >>> (on_validation,) = select_points(runs)
+    >>> on_validation.selected.value, on_validation.selected_on, on_validation.edge
+    (0.01, 'validation', 'yes-low')
+    >>> select_points(runs, "test")[0].selected.value
+    0.1
+  """
+  protocol, k = parse_select(select)
+  curves: dict[tuple[str, str], dict[Any, list]] = defaultdict(lambda: defaultdict(list))
+  for run in runs:
+    if is_variant(run):
+      curves[run["base_method"], run["knob"]][json.dumps(run["value"])].append(run)
+  selections = []
+  for (method, knob), by_value in curves.items():
+    groups = sorted(by_value.values(), key=lambda g: _sort_key(g[0]["value"]))
+    ok = [r for g in groups for r in finished(g)]
+    validated = all(map(_has_validation, ok))
+    used = protocol or ("validation" if validated and ok else "test")
+    if used != "test" and not validated:
+      raise ValueError(f"--select {select}: {method} ({knob}) has runs without a "
+                       f"validation_accuracy_matrix (run with a validation split, or use "
+                       f"--select test)")
+    if used == "first-tasks" and any(k > len(r["validation_accuracy_matrix"]) for r in ok):
+      raise ValueError(f"--select {select}: {method} ({knob}) has fewer than {k} tasks")
+    points = [FrontierPoint(g[0]["value"], g, None if diverged_note(g) else
+                            float(np.mean([_selection_accuracy(r, used, k) for r in g])))
+              for g in groups]
+    eligible = [p for p in points if p.score is not None]
+    best = max(eligible, key=lambda p: p.score) if eligible else None
+    edge = "n/a"
+    if best is not None and isinstance(best.value, (int, float)):
+      index = points.index(best)
+      edge = ("yes-low" if index == 0 else "yes-high" if index == len(points) - 1 else "no")
+    shown = {"first-tasks": f"validation, first {k} tasks"}.get(used, used)
+    selections.append(Selection(method, knob, points, best, shown, edge))
+  return selections
+
+
+def selection_sentence(selections: list[Selection]) -> str:
+  """What the selected points were chosen on, in words."""
+  used = sorted({s.selected_on for s in selections})
+  if used == ["validation"]:
+    return ("best points selected on validation ACC (held out from the training data); "
+            "test ACC reported at that point")
+  if used == ["test"]:
+    return ("best points selected on TEST ACC (no validation split recorded): optimistic, "
+            "chosen on the data they are scored on")
+  if len(used) == 1:
+    return (f"best points selected on {used[0]} accuracy (held out from the training data); "
+            "test ACC on the full stream reported at that point")
+  return ("best points selected per row on " + " or ".join(used) +
+          " (see 'selected on'); test ACC reported at that point")
+
+
+SELECTED_HEADER = ["method", "knob", "selected value", "selected on", "validation ACC",
+                   "test ACC", "old tasks", "last task", "seeds", "grid edge"]
+
+
+def _value(value: Any) -> str:
+  return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _validation_acc(runs: list[dict[str, Any]]) -> str:
+  if not all(map(_has_validation, runs)):
+    return MISSING
+  return mean_std(float(np.mean(r["validation_accuracy_matrix"][-1])) for r in runs)
+
+
+def selected_rows(selections: list[Selection]) -> list[list[str]]:
+  """The rows of `SELECTED_HEADER`: each curve's selected point, test accuracy at it."""
   rows = []
-  for method, group in runs_by_method([r for r in runs if is_variant(r)]).items():
-    old_new = np.array([old_and_new_accuracy(r) for r in group])
-    rows.append([group[0]["base_method"], group[0]["knob"], f"{group[0]['value']:g}",
-                 str(len(group)), mean_std(old_new[:, 0]), mean_std(old_new[:, 1]),
-                 mean_std(r["acc"] for r in group)])
+  for s in selections:
+    if s.selected is None:
+      rows.append([s.method, s.knob, "none: every point diverged", s.selected_on,
+                   *[MISSING] * 4, MISSING, "n/a"])
+      continue
+    runs = s.selected.runs
+    old_new = np.array([old_and_new_accuracy(r) for r in runs])
+    rows.append([s.method, s.knob, _value(s.selected.value), s.selected_on, _validation_acc(runs),
+                 mean_std(r["acc"] for r in runs), mean_std(old_new[:, 0]),
+                 mean_std(old_new[:, 1]), str(len(runs)), s.edge])
   return rows
+
+
+def frontier_rows(selections: list[Selection]) -> list[list[str]]:
+  """Per frontier point, over seeds: old-task, last-task accuracy, validation and test ACC."""
+  rows = []
+  for s in selections:
+    for point in s.points:
+      note = diverged_note(point.runs)
+      ok = finished(point.runs)
+      old_new = np.array([old_and_new_accuracy(r) for r in ok]) if ok else np.zeros((0, 2))
+      mark = ("selected" + (f" (grid edge: {s.edge[4:]})" if s.edge.startswith("yes") else "")
+              if point is s.selected else "")
+      numbers = ([note, MISSING, MISSING, MISSING] if note else
+                 [mean_std(old_new[:, 0]), mean_std(old_new[:, 1]), _validation_acc(ok),
+                  mean_std(r["acc"] for r in ok)])
+      rows.append([s.method, s.knob, _value(point.value), str(len(point.runs)), *numbers, mark])
+  return rows
+
+
+FRONTIER_HEADER = ["method", "knob", "value", "seeds", "old tasks", "last task",
+                   "validation ACC", "test ACC", "selected"]
+
+
+# Plots of the report.
+
+REGULARIZERS = ("ewc", "si", "mas", "l2")
+FAMILIES = ("CLASSP", "regularizers", "optimizers", "replay")
+
+
+def method_family(run: dict[str, Any]) -> str:
+  """The frontier plot's panel of a run's method: one of `FAMILIES`.
+
+  Replay methods keep a buffer (or say so in their name); CLASSP variants
+  (including CLASSP with a regularizer) share one panel; methods with a
+  regularizer are ``regularizers``; plain optimizers are ``optimizers``.
+  """
+  name = run.get("base_method") or run["method"]
+  method = (run.get("settings") or {}).get("method")
+  regularizer = method.get("regularizer") if isinstance(method, dict) else None
+  if run.get("buffer_bytes") or "replay" in name or "replay" in str(regularizer):
+    return "replay"
+  if name.startswith("classp"):
+    return "CLASSP"
+  if regularizer or any(part in REGULARIZERS for part in name.replace("+", "_").split("_")):
+    return "regularizers"
+  return "optimizers"
 
 
 def plot_accuracy_matrices(results: dict[str, Any], path: Path) -> None:
-  """One heatmap per method: the mean accuracy matrix over seeds."""
+  """One heatmap per method: the mean accuracy matrix over the seeds that did not diverge.
+
+  Every panel uses the same colour scale, accuracy 0 to 1, with one colourbar.
+  """
   plt = _pyplot()
   groups = runs_by_method(results["runs"])
   tasks = len(results["tasks"])
   columns = min(4, len(groups))
   rows = -(-len(groups) // columns)
-  size = 1.1 + 0.35 * tasks
-  fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+  size = 1.3 + 0.35 * tasks
+  fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 0.8, size * rows + 0.3),
+                           squeeze=False, layout="constrained")
   for ax in axes.flat[len(groups):]:
     ax.axis("off")
-  for ax, (method, runs) in zip(axes.flat, groups.items()):
+  image = None
+  for ax, (method, group) in zip(axes.flat, groups.items()):
+    runs, note = finished(group), diverged_note(group)
+    ax.set_xticks(range(tasks), [str(j + 1) for j in range(tasks)], fontsize=6)
+    ax.set_yticks(range(tasks), [str(i + 1) for i in range(tasks)], fontsize=6)
+    if not runs:
+      ax.imshow(np.full((tasks, tasks), np.nan), vmin=0, vmax=1, cmap="viridis")
+      ax.text((tasks - 1) / 2, (tasks - 1) / 2, note.replace(" (", "\n("), ha="center",
+              va="center", fontsize=7, color="firebrick")
+      ax.set_title(method, fontsize=8)
+      continue
     mean = np.mean([r["accuracy_matrix"] for r in runs], axis=0)
-    ax.imshow(mean, vmin=0, vmax=1, cmap="viridis")
+    image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis")
     if tasks <= 5:
       for (i, j), value in np.ndenumerate(mean):
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                 color="white" if value < 0.6 else "black")
-    ax.set_title(method, fontsize=8)
-    ax.set_xticks(range(tasks), [str(j + 1) for j in range(tasks)], fontsize=6)
-    ax.set_yticks(range(tasks), [str(i + 1) for i in range(tasks)], fontsize=6)
+    shown = f"{method}\n{len(runs)} seeds shown, {len(group) - len(runs)} diverged"
+    ax.set_title(shown if note else method, fontsize=8, color="firebrick" if note else "black")
+  if image is not None:
+    fig.colorbar(image, ax=axes, shrink=min(0.8, 2.5 / (size * rows)), label="test accuracy")
   fig.supxlabel("evaluated on task j", fontsize=8)
   fig.supylabel("after training task i", fontsize=8)
-  _save(fig, path, dpi=72)
+  _save(fig, path, dpi=80)
 
 
-def plot_frontier(results: dict[str, Any], path: Path) -> None:
-  """Final old-task accuracy against last-task accuracy: a curve per method and knob.
+class _Point(NamedTuple):
+  """A frontier plot point: mean (last-task, old-task) accuracy over seeds and their std."""
 
-  Error bars are the std over seeds; hollow markers are the methods at their
-  own points.
+  x: float
+  y: float
+  xerr: float
+  yerr: float
+
+
+def _mean_point(runs: list[dict[str, Any]]) -> _Point | None:
+  """The plotted point of a group of seeds, or None if any diverged."""
+  if diverged_note(runs):
+    return None
+  points = np.array([old_and_new_accuracy(r) for r in runs])  # (seeds, [old, new])
+  mean = points.mean(0)
+  std = points.std(0, ddof=1) if len(runs) > 1 else np.zeros(2)
+  return _Point(mean[1], mean[0], std[1], std[0])
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+  """The points no other point beats on both coordinates (higher is better), by x.
+
+  Examples:
+    >>> pareto_front([(0.5, 0.9), (0.7, 0.8), (0.6, 0.7), (0.9, 0.2)])
+    [(0.5, 0.9), (0.7, 0.8), (0.9, 0.2)]
+  """
+  front = [p for p in points
+           if not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in points)]
+  return sorted(set(front))
+
+
+def _overlaps(box, boxes) -> bool:
+  return any(box.overlaps(other) for other in boxes)
+
+
+def _place_labels(fig, ax, candidates, occupied) -> None:
+  """Writes each candidate label beside its point where it fits inside ``ax`` and collides
+  with nothing placed or drawn; the others are left out.
+
+  Args:
+    fig: the figure, already laid out.
+    ax: the panel.
+    candidates: ``(x, y, text, colour)`` in priority order.
+    occupied: display-space bounding boxes to avoid (points, legends); grows.
+  """
+  renderer = fig.canvas.get_renderer()
+  frame = ax.get_window_extent(renderer)
+  offsets = ((4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
+             (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"))
+  for x, y, text, colour in candidates:
+    for dx, dy, ha, va in offsets:
+      label = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha,
+                          va=va, fontsize=7, color=colour)
+      box = label.get_window_extent(renderer).expanded(1.05, 1.1)
+      inside = (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+                and box.y1 <= frame.y1)
+      if inside and not _overlaps(box, occupied):
+        occupied.append(box)
+        break
+      label.remove()
+
+
+def plot_frontier(results: dict[str, Any], path: Path,
+                  selections: list[Selection] | None = None) -> None:
+  """Final old-task accuracy against last-task accuracy: one panel per method family.
+
+  Each frontier curve (a method and knob) is a line through its points in
+  grid order, with the std over seeds as error bars. A diverged point is not
+  drawn and breaks the line; the legend names it. The selected point is a
+  star (outlined in red at a grid edge); the grey band is the Pareto front
+  over every method, the same in every panel; hollow circles are methods at
+  their own points. Values label points only where they collide with nothing.
+
+  Args:
+    results: a results dict.
+    path: the PNG to write.
+    selections: `select_points` of the runs (default: automatic selection).
   """
   plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(6.5, 4.8))
-  curves: dict[tuple[str, str], list] = defaultdict(list)
+  from matplotlib.lines import Line2D
+
+  selections = select_points(results["runs"]) if selections is None else selections
+  panels: dict[str, list] = defaultdict(list)
+  for s in selections:
+    panels[method_family(s.points[0].runs[0])].append(s)
+  singles: dict[str, list] = defaultdict(list)
   for method, runs in runs_by_method(results["runs"]).items():
-    points = np.array([old_and_new_accuracy(r) for r in runs])  # (seeds, [old, new])
-    mean, std = points.mean(0), (points.std(0, ddof=1) if len(runs) > 1 else np.zeros(2))
-    if is_variant(runs[0]):
-      curves[runs[0]["base_method"], runs[0]["knob"]].append((runs[0]["value"], mean, std))
-    else:
-      ax.plot(mean[1], mean[0], "o", mfc="none", color="black", ms=5)
-      ax.annotate(method, (mean[1], mean[0]), fontsize=6, xytext=(3, 3),
-                  textcoords="offset points")
-  for (method, knob), points in curves.items():
-    points.sort(key=lambda p: p[0])
-    mean = np.array([p[1] for p in points])
-    std = np.array([p[2] for p in points])
-    ax.errorbar(mean[:, 1], mean[:, 0], xerr=std[:, 1], yerr=std[:, 0], marker=".",
-                capsize=2, lw=1, label=f"{method} ({knob})")
-    for value, m, _ in (points[0], points[-1]):
-      ax.annotate(f"{value:g}", (m[1], m[0]), fontsize=6, xytext=(3, -8),
-                  textcoords="offset points")
-  ax.set_xlabel(f"final accuracy on the last task ({results['tasks'][-1]})")
-  ax.set_ylabel("final accuracy on the earlier tasks (mean)")
-  ax.set_title(f"{results['experiment']}: stability-plasticity frontier", fontsize=9)
-  if curves:
-    ax.legend(fontsize=7, loc="best")
-  _save(fig, path, dpi=80)
+    if not is_variant(runs[0]):
+      singles[method_family(runs[0])].append((method, runs))
+  families = [f for f in FAMILIES if f in panels or f in singles]
+  everything = [_mean_point(p.runs) for s in selections for p in s.points]
+  everything += [_mean_point(runs) for family in singles.values() for _, runs in family]
+  drawn = [(p.x, p.y) for p in everything if p is not None]
+  front = pareto_front(drawn)
+
+  fig, axes = plt.subplots(1, len(families), figsize=(4.3 * len(families), 5.2), squeeze=False,
+                           layout="constrained")
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  candidates: dict[int, list] = defaultdict(list)
+  for index, (ax, family) in enumerate(zip(axes[0], families)):
+    shown_here, selected_labels = [], 0
+    for colour, s in zip(colours, panels[family]):
+      points = [_mean_point(p.runs) for p in s.points]
+      x = [p.x if p else np.nan for p in points]  # NaN breaks the line at a diverged point
+      y = [p.y if p else np.nan for p in points]
+      shown = [p for p in points if p]
+      shown_here += shown
+      label = f"{s.method}: {s.knob}"
+      if s.selected is not None:
+        label += f", ★ {_value(s.selected.value)}" + (
+            f" at the grid's {s.edge[4:]} edge" if s.edge.startswith("yes") else "")
+      broken = [f"{_value(p.value)}" + ("" if all(map(is_diverged, p.runs)) else
+                                        f" ({sum(map(is_diverged, p.runs))}/{len(p.runs)} seeds)")
+                for p, q in zip(s.points, points) if q is None]
+      if broken:
+        label += f"\n  × diverged at {', '.join(broken)}"
+      ax.plot(x, y, "-o", color=colour, ms=3.5, lw=1.2, label=label)
+      ax.errorbar([p.x for p in shown], [p.y for p in shown], xerr=[p.xerr for p in shown],
+                  yerr=[p.yerr for p in shown], fmt="none", ecolor=colour, alpha=0.35, lw=0.8)
+      if s.selected is not None:
+        best = points[s.points.index(s.selected)]
+        edge = s.edge.startswith("yes")
+        ax.plot(best.x, best.y, "*", ms=14, mfc=colour, mec="red" if edge else "black",
+                mew=1.8 if edge else 0.8, zorder=5)
+        candidates[index].insert(selected_labels, (best.x, best.y, _value(s.selected.value)
+                                                   + (" (grid edge)" if edge else ""), colour))
+        selected_labels += 1
+      ends = [(p, q) for p, q in zip(s.points, points) if q is not None and p is not s.selected]
+      for p, q in ends[:1] + ends[-1:] if len(ends) > 1 else ends:
+        candidates[index].append((q.x, q.y, _value(p.value), colour))
+    for method, runs in singles[family]:
+      point = _mean_point(runs)
+      if point is None:
+        ax.plot([], [], "x", color="black", label=f"{method}: {diverged_note(runs)}, not drawn")
+        continue
+      shown_here.append(point)
+      ax.plot(point.x, point.y, "o", mfc="none", mec="black", ms=6, zorder=4)
+      candidates[index].insert(selected_labels, (point.x, point.y, method, "black"))
+      selected_labels += 1
+    # Each panel spans its own points and the front, not the other panels' points.
+    _limits(ax, [p.x for p in shown_here] + [x for x, _ in front],
+            [p.y for p in shown_here] + [y for _, y in front])
+    if front:
+      ax.plot(*zip(*front), color="grey", lw=6, alpha=0.3, solid_capstyle="round", zorder=0,
+              scalex=False, scaley=False)
+    ax.set_xlabel(f"final accuracy on the last task ({results['tasks'][-1]})", fontsize=8)
+    ax.set_title(family, fontsize=10)
+    ax.grid(alpha=0.25, lw=0.5)
+    ax.tick_params(labelsize=7)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(-0.02, -0.13), frameon=False)
+  selected_on = sorted({s.selected_on for s in selections})
+  handles = [Line2D([], [], color="grey", lw=6, alpha=0.3, label="Pareto front (all methods)"),
+             Line2D([], [], ls="none", marker="*", ms=11, mfc="white", mec="black",
+                    label=f"selected on {' / '.join(selected_on) or 'validation'}"),
+             Line2D([], [], ls="none", marker="*", ms=11, mfc="white", mec="red", mew=1.8,
+                    label="selected at a grid edge"),
+             Line2D([], [], ls="none", marker="o", ms=6, mfc="none", mec="black",
+                    label="method at its own point")]
+  fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7.5, frameon=False)
+  fig.suptitle(f"{experiment_label(results)}: stability-plasticity frontier "
+               "(mean over seeds, bars: std)", fontsize=10)
+  axes[0][0].set_ylabel("final accuracy on the earlier tasks (mean)", fontsize=8)
+  fig.canvas.draw()  # lays the figure out, so labels can be placed where they fit
+  fig.set_layout_engine("none")
+  for index, ax in enumerate(axes[0]):
+    occupied = []
+    for line in ax.get_lines():
+      xy = line.get_xydata()
+      if line.get_marker() not in ("None", "", None) and len(xy):
+        for point in ax.transData.transform(xy[np.isfinite(xy).all(1)]):
+          occupied.append(_box(point, 10 if line.get_marker() == "*" else 4))
+    _place_labels(fig, ax, candidates[index], occupied)
+  _save(fig, path, dpi=90, layout=False)
+
+
+def _limits(ax, xs, ys) -> None:
+  """Fits a panel's axes to its points, with a margin and at least 0.1 across."""
+  for values, setter in ((xs, ax.set_xlim), (ys, ax.set_ylim)):
+    if values:
+      low, high = min(values), max(values)
+      pad = max(0.08 * (high - low), (0.1 - (high - low)) / 2, 0.02)
+      setter(low - pad, high + pad)
+
+
+def _box(centre, radius):
+  from matplotlib.transforms import Bbox
+
+  return Bbox.from_extents(centre[0] - radius, centre[1] - radius, centre[0] + radius,
+                           centre[1] + radius)
 
 
 def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
   """CLASSP's fraction of weights updated per step and capacity used, over training.
 
   Returns:
-    False (and draws nothing) when no run logged them.
+    False (and draws nothing) when no run that did not diverge logged them.
   """
-  groups = {m: runs for m, runs in runs_by_method(results["runs"]).items()
-            if not is_variant(runs[0]) and runs[0]["logs"]["capacity_used"]
+  groups = {m: finished(runs) for m, runs in runs_by_method(results["runs"]).items()
+            if not is_variant(runs[0])}
+  groups = {m: runs for m, runs in groups.items()
+            if runs and runs[0]["logs"]["capacity_used"]
             and runs[0]["logs"]["capacity_used"][0] is not None}
   if not groups:
     return False
@@ -320,7 +1005,7 @@ def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
     steps = runs[0]["logs"]["step"]
     for ax, name in zip(axes, ("update_fraction", "capacity_used")):
       ax.plot(steps, np.mean([r["logs"][name] for r in runs], axis=0), label=method, lw=1)
-  for b in np.cumsum(results["runs"][0]["steps"])[:-1]:
+  for b in np.cumsum(next(iter(groups.values()))[0]["steps"])[:-1]:
     for ax in axes:
       ax.axvline(b, color="grey", lw=0.5, ls="--")
   axes[0].set_title("fraction of weights updated in a step", fontsize=9)
@@ -334,18 +1019,30 @@ def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
 
 
 def _settings(results: dict[str, Any]) -> list[str]:
-  """The tasks, the devices, and how each run folder was made."""
+  """The tasks, the devices, how each run folder was made, and each method's settings."""
   lines = [f"Tasks: {', '.join(results['tasks'])}; {results['devices']} x "
-           f"{results['platform']} device(s).", "",
-           f"<details><summary>The commands ({len(results['sources'])} run folder(s))</summary>",
-           ""]
+           f"{results['platform']} device(s)."
+           + (f" Scenario: {results['scenario']}-incremental." if results.get("scenario") else ""),
+           "", f"<details><summary>The commands ({len(results['sources'])} run folder(s))"
+           "</summary>", ""]
   for source in results["sources"]:
     loop = source["loop"]
+    validation = loop.get("validation_fraction")
     lines.append(f"- `{source['options'].get('command', '(not recorded)')}`: batch "
                  f"{loop['batch_size']}, epochs {loop['epochs']}, loss target "
-                 f"{loop['loss_target']}, accuracy target {loop.get('accuracy_target')} "
-                 f"(at most {loop['max_epochs']} epochs)")
-  return [*lines, "", "</details>"]
+                 f"{loop.get('loss_target')}, accuracy target {loop.get('accuracy_target')} "
+                 f"(at most {loop.get('max_epochs')} epochs)"
+                 + (f", validation fraction {validation}" if validation else ""))
+  lines += ["", "</details>"]
+  recorded = {r["method"]: r for r in results["runs"] if r.get("settings")}
+  if recorded:
+    lines += ["", "<details><summary>Each method's settings (settings id: the configuration "
+              "without the seed)</summary>", ""]
+    for method, run in recorded.items():
+      spec = run["settings"].get("method", run["settings"])
+      lines.append(f"- {method} `{run.get('settings_id')}`: `{json.dumps(spec)}`")
+    lines += ["", "</details>"]
+  return lines
 
 
 def _chases_targets(results: dict[str, Any]) -> bool:
@@ -356,80 +1053,107 @@ def _chases_targets(results: dict[str, Any]) -> bool:
              for s in results["sources"])
 
 
-def experiment_report(results: dict[str, Any], out: Path) -> tuple[str, list[Path]]:
-  """The markdown section of one experiment, and the plots it writes to ``out``."""
-  name = results["experiment"]
+def experiment_report(results: dict[str, Any], out: Path,
+                      select: str | None = None) -> tuple[str, list[Path]]:
+  """The markdown section of one experiment, and the plots it writes to ``out``.
+
+  Args:
+    results: merged results (`load_results`).
+    out: the report folder.
+    select: how frontier points are selected (`select_points`).
+  """
+  name, label, tasks = results["experiment"], experiment_label(results), results["tasks"]
+  prefix = name if not results.get("scenario") else f"{name}_{results['scenario']}"
   runs = [r for r in results["runs"] if not is_variant(r)]
   main = {**results, "runs": runs}
-  parts = [f"## {name}", "", results["description"], "", *_settings(results), ""]
+  parts = [f"## {label}", "", results["description"], "", *_settings(results), ""]
   plots = []
   if runs:
-    parts += ["### Held-out test accuracy (eval mode, dropout off)", "",
+    parts += [f"### {label}: held-out test accuracy (eval mode, dropout off)", "",
               "Mean ± std over seeds. *old tasks*: final accuracy on the earlier tasks; "
               "*last task*: on the last one. State: optimizer and regularizer memory "
               "as a multiple of the fp32 parameters. Time: wall seconds per run, with "
-              "compilation and evaluation (rough on a shared machine).", "",
-              markdown_table(report_header(runs), report_rows(runs)), ""]
+              "compilation and evaluation (rough on a shared machine). A method with "
+              "diverged seeds shows no metrics; its other seeds follow on their own row.", "",
+              markdown_table(report_header(runs), report_rows(runs, tasks=tasks)), ""]
     paired = paired_rows(runs)
     if paired:
-      parts += [f"{REFERENCE_METHOD}'s ACC minus each method's, paired by seed "
-                f"(wins: seeds where {REFERENCE_METHOD} is higher):", "",
-                markdown_table(["method", "seeds", "ACC difference", "wins"], paired), ""]
+      parts += [f"{label}: {REFERENCE_METHOD}'s ACC minus each method's, paired by seed "
+                f"(wins: seeds where {REFERENCE_METHOD} is higher; a seed where either "
+                "diverged is skipped):", "", markdown_table(PAIRED_HEADER, paired), ""]
     if _chases_targets(results) and all("epoch_loss" in r for r in runs):
-      parts += ["### Where each task stopped", "",
+      parts += [f"### {label}: where each task stopped", "",
                 "Epochs, and the last epoch's mean training loss and accuracy (training "
                 "split, dropout on, as the stopping rule measures them), mean ± std over "
                 "seeds. With an accuracy target, the loss is the method's own loss target.",
-                "", markdown_table(["method", *results["tasks"]], stopping_rows(runs)), ""]
-    if "paper_protocol" in runs[0]:
-      parts += ["### Paper protocol: training-split accuracy, dropout on", "",
+                "", markdown_table(["method", *tasks], stopping_rows(runs)), ""]
+    if any("paper_protocol" in r for r in finished(runs)):
+      protocol = [r for r in runs if "paper_protocol" in r or is_diverged(r)]
+      parts += [f"### {label}: paper protocol, training-split accuracy, dropout on", "",
                 "As the paper scored it (not held-out data); for comparison with the "
                 "published numbers only.", "",
-                markdown_table(report_header(runs, "paper_protocol"),
-                               report_rows(runs, "paper_protocol")), ""]
+                markdown_table(report_header(protocol, "paper_protocol"),
+                               report_rows(protocol, "paper_protocol")), ""]
     for suffix, title, draw in (
         ("accuracy_matrices", "Accuracy matrices (mean over seeds)", plot_accuracy_matrices),
         ("accuracy_over_training", "Test accuracy over training",
          lambda results, path: plot_accuracy_over_training(results, path, dpi=75))):
-      plots.append(out / f"{name}_{suffix}.png")
+      plots.append(out / f"{prefix}_{suffix}.png")
       draw(main, plots[-1])
-      parts += [f"![{title}]({plots[-1].name})", ""]
-    diagnostics = out / f"{name}_classp_diagnostics.png"
+      parts += [f"![{label}: {title}]({plots[-1].name})", ""]
+    diagnostics = out / f"{prefix}_classp_diagnostics.png"
     if plot_classp_diagnostics(main, diagnostics):
       plots.append(diagnostics)
-      parts += [f"![CLASSP update fraction and capacity used]({diagnostics.name})", ""]
-  if any(is_variant(r) for r in results["runs"]):
-    plots.append(out / f"{name}_frontier.png")
-    plot_frontier(results, plots[-1])
-    parts += ["### Stability-plasticity frontier", "",
-              f"![frontier]({plots[-1].name})", "",
-              markdown_table(["method", "knob", "value", "seeds", "old tasks", "last task", "ACC"],
-                             frontier_rows(results["runs"])), ""]
+      parts += [f"![{label}: CLASSP update fraction and capacity used]({diagnostics.name})", ""]
+  selections = select_points(results["runs"], select)
+  if selections:
+    plots.append(out / f"{prefix}_frontier.png")
+    plot_frontier(results, plots[-1], selections)
+    parts += [f"### {label}: stability-plasticity frontier", "",
+              f"![{label}: frontier]({plots[-1].name})", "",
+              f"**Selected points**: {selection_sentence(selections)}. A point with a "
+              "diverged seed is never selected. *grid edge*: the selected value is the "
+              "smallest (low) or largest (high) of its grid, so the grid may be too narrow.", "",
+              markdown_table(SELECTED_HEADER, selected_rows(selections)), "",
+              "<details><summary>Every frontier point</summary>", "",
+              markdown_table(FRONTIER_HEADER, frontier_rows(selections)), "", "</details>", ""]
   if runs:
     parts += ["<details><summary>Accuracy matrices R[i][j], mean ± std over seeds</summary>", ""]
     for method, group in runs_by_method(runs).items():
-      parts += [f"{method}:", "", "```", accuracy_matrix_table(group, results["tasks"]), "```", ""]
+      parts += [f"{_matrix_heading(method, group, tasks)}:", ""]
+      if finished(group):
+        parts += ["```", accuracy_matrix_table(finished(group), tasks), "```", ""]
     parts += ["</details>", ""]
   return "\n".join(parts), plots
 
 
 def write_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike,
-                 notes: str | os.PathLike | None = None) -> list[Path]:
+                 notes: str | os.PathLike | None = None, *,
+                 select: str | None = None) -> list[Path]:
   """Writes ``report.md`` and its PNG plots to ``out``.
 
   Args:
     paths: run folders (or their results.json files).
     out: the report folder.
     notes: a markdown file put after the title (e.g. hand-written conclusions).
+    select: what frontier points are selected on: ``validation``, ``test``,
+      ``first-tasks:K`` or None (validation where recorded, else test); see
+      `select_points`.
 
   Returns:
     The files written.
+
+  Raises:
+    ValueError: a bad ``select``, or results that cannot be read or merged
+      (`load_results`); the message names the file.
   """
+  parse_select(select)
+  experiments = load_results(paths)
   out = Path(out)
   out.mkdir(parents=True, exist_ok=True)
   sections, written = [], []
-  for results in load_results(paths):
-    section, plots = experiment_report(results, out)
+  for results in experiments:
+    section, plots = experiment_report(results, out, select)
     sections.append(section)
     written += plots
   preamble = Path(notes).read_text().strip() + "\n\n" if notes else ""

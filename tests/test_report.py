@@ -1,45 +1,95 @@
-"""``classp-jax report``: the markdown report and its plots, from synthetic results."""
+"""``classp-jax report`` and the terminal summary, from synthetic results."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
-from classp_jax.report import load_results, paired_rows
+from classp_jax.report import (load_results, paired_rows, print_summary, read_results,
+                               select_points, write_json_atomically, write_report)
+
+TASKS = ["mnist", "fashion_mnist"]
 
 
-def fake_run(method, seed, rng, *, classp=False, **variant):
-  """A run entry shaped as `run_continual` returns it, with made-up accuracies."""
-  matrix = np.clip(np.array([[0.9, 0.1], [0.6, 0.8]]) + rng.normal(0, 0.02, (2, 2)), 0, 1)
+def fake_run(method, seed, rng=None, *, classp=False, matrix=None, validation=None,
+             diverged_at=None, settings_id=None, **variant):
+  """A run entry shaped as `run_continual` returns it, with made-up accuracies.
+
+  Args:
+    method: its name.
+    seed: its seed.
+    rng: jitters the default accuracy matrix (None: no jitter).
+    classp: log an update fraction and capacity used, and keep state.
+    matrix: the 2 x 2 test accuracy matrix (default: a forgetting learner).
+    validation: the validation accuracy matrix, or None (no validation split).
+    diverged_at: ``(task, step)``: the run diverged there; its matrix keeps
+      the rows of the tasks before, and its metrics are null.
+    settings_id: its settings digest, or None (an older results file).
+    **variant: ``base_method``, ``knob`` and ``value`` of a frontier point.
+  """
+  if matrix is None:
+    matrix = np.array([[0.9, 0.1], [0.6, 0.8]])
+    if rng is not None:
+      matrix = np.clip(matrix + rng.normal(0, 0.02, (2, 2)), 0, 1)
+  matrix = np.asarray(matrix, dtype=float)
   baseline = [0.1, 0.1]
-  steps = [0, 10, 20, 30, 40]
   fraction = [0.5, 0.4, 0.3, 0.2, 0.1] if classp else [None] * 5
-  return {
+  run = {
       "method": method, "seed": seed, "accuracy_matrix": matrix.tolist(), "baseline": baseline,
       **continual_metrics(matrix, np.array(baseline)), "param_count": 100,
       "state_bytes": 400 if classp else 0, "steps": [20, 20], "epochs": [4, 1],
-      "wall_time_s": 12.0,
+      "epoch_loss": [0.3, 0.4], "epoch_accuracy": [0.9, 0.8], "wall_time_s": 12.0,
       "history": {"step": [10, 20, 30, 40], "task": [0, 0, 1, 1],
                   "accuracy": [[0.5, 0.1], matrix[0].tolist(), [0.7, 0.5], matrix[1].tolist()]},
-      "logs": {"step": steps, "loss": [1.0] * 5, "penalty": [0.0] * 5,
+      "logs": {"step": [0, 10, 20, 30, 40], "loss": [1.0] * 5, "penalty": [0.0] * 5,
                "update_fraction": fraction,
                "capacity_used": [0.5, 0.6, 0.7, 0.8, 0.9] if classp else [None] * 5},
       "paper_protocol": {"accuracy_matrix": (matrix + 0.05).clip(0, 1).tolist(),
                          **continual_metrics(matrix + 0.05)},
       **variant,
   }
+  if validation is not None:
+    run["validation_accuracy_matrix"] = np.asarray(validation, dtype=float).tolist()
+  if settings_id is not None:
+    run.update(settings_id=settings_id, settings={"method": {"optimizer": "sgd"}, "seed": seed})
+  if diverged_at is not None:
+    task, step = diverged_at
+    run.update(diverged=True, diverged_at={"task": task, "step": step},
+               acc=None, bwt=None, forgetting=None, fwt=None,
+               accuracy_matrix=run["accuracy_matrix"][:task], steps=run["steps"][:task + 1],
+               epochs=run["epochs"][:task + 1], epoch_loss=[0.3, None][:task + 1],
+               epoch_accuracy=[0.9, 0.1][:task + 1], paper_protocol=None)
+    run["history"] = {k: v[:2 * task] for k, v in run["history"].items()}
+    run["logs"] = {k: v[:2 + 2 * task] for k, v in run["logs"].items()}
+    if validation is not None:
+      run["validation_accuracy_matrix"] = run["validation_accuracy_matrix"][:task]
+  return run
 
 
-def write_results(folder, runs):
+def results_dict(runs, **extra):
+  return {"experiment": "mnist_fashion", "description": "a synthetic study", "tasks": TASKS,
+          "devices": 1, "platform": "cpu",
+          "loop": {"batch_size": 32, "epochs": [4, 1], "loss_target": None, "max_epochs": 50},
+          "options": {"command": "classp-jax run mnist_fashion"}, "runs": runs, **extra}
+
+
+def write_results(folder, runs, **extra):
   folder.mkdir(parents=True)
-  results = {"experiment": "mnist_fashion", "description": "a synthetic study",
-             "tasks": ["mnist", "fashion_mnist"], "devices": 1, "platform": "cpu",
-             "loop": {"batch_size": 32, "epochs": [4, 1], "loss_target": None, "max_epochs": 50},
-             "options": {"command": "classp-jax run mnist_fashion"}, "runs": runs}
-  (folder / "results.json").write_text(json.dumps(results))
+  (folder / "results.json").write_text(json.dumps(results_dict(runs, **extra), allow_nan=False))
   return folder
+
+
+def frontier_point(value, seed, test_acc, validation_acc, *, method="classp",
+                   knob="learning_rate", **kwargs):
+  """A frontier run whose final test row averages to ``test_acc`` and validation row to
+  ``validation_acc`` (old task 0.1 above, last task 0.1 below each)."""
+  test = [[0.9, 0.1], [test_acc + 0.1, test_acc - 0.1]]
+  validation = [[0.9, 0.1], [validation_acc + 0.1, validation_acc - 0.1]]
+  return fake_run(f"{method}[{knob}={value:g}]", seed, matrix=test, validation=validation,
+                  base_method=method, knob=knob, value=value, **kwargs)
 
 
 @pytest.fixture
@@ -64,9 +114,11 @@ def test_report_writes_markdown_tables_and_plots(run_folders, tmp_path, capsys):
   assert report.startswith("# CLASSP-JAX results\n\n## Conclusions")
   assert "## mnist_fashion" in report and "`classp-jax run mnist_fashion`: batch 32" in report
   assert "| classp | 3 |" in report and "| ewc | 3 |" in report  # the methods' table
-  assert "Paper protocol: training-split accuracy, dropout on" in report
+  assert "paper protocol, training-split accuracy, dropout on" in report
   assert "| classp | threshold | 1e-06 | 2 |" in report  # the frontier's table
-  assert "classp[threshold" not in report.split("### Stability-plasticity frontier")[0]
+  assert "classp[threshold" not in report.split("stability-plasticity frontier")[0]
+  # No validation split was recorded: the selection says it used the test data.
+  assert "selected on TEST ACC" in report and "| classp | threshold |" in report
   plots = sorted(p.name for p in out.glob("*.png"))
   assert plots == [f"mnist_fashion_{kind}.png" for kind in (
       "accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")]
@@ -84,26 +136,250 @@ def test_folders_of_one_experiment_merge_without_duplicates(run_folders):
       str(methods / "results.json"), str(frontier / "results.json")]
 
 
+def test_seeds_of_one_setting_merge_across_files_and_repeats_count_once(tmp_path):
+  a = write_results(tmp_path / "a", [fake_run("sgd", s, settings_id="abc123") for s in (0, 1)])
+  b = write_results(tmp_path / "b", [fake_run("sgd", s, settings_id="abc123") for s in (1, 2)])
+  (merged,) = load_results([a, b])
+  assert sorted(r["seed"] for r in merged["runs"]) == [0, 1, 2]
+
+
+def test_one_method_name_with_different_settings_is_refused(tmp_path):
+  a = write_results(tmp_path / "a", [fake_run("classp", 0, settings_id="aaaa")])
+  b = write_results(tmp_path / "b", [fake_run("classp", 0, settings_id="bbbb")])
+  with pytest.raises(ValueError) as error:
+    load_results([a, b])
+  message = str(error.value)
+  assert "\n" not in message and "'classp'" in message
+  assert str(a / "results.json") in message and str(b / "results.json") in message
+  old = write_results(tmp_path / "old", [fake_run("classp", 1)])  # no settings recorded
+  with pytest.raises(ValueError, match="no recorded settings"):
+    load_results([a, old])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"experiment": "mnist_fashion", "runs": [', "not valid JSON"),
+    ('{"experiment": "x", "acc": NaN}', "NaN is not JSON"),
+    ('{"experiment": "x", "acc": -Infinity}', "-Infinity is not JSON"),
+    ('{"experiment": "x"}', "lacks description, tasks"),
+])
+def test_a_damaged_results_file_is_an_error_naming_it(tmp_path, text, expected):
+  path = tmp_path / "results.json"
+  path.write_text(text)
+  with pytest.raises(ValueError, match=expected) as error:
+    load_results([tmp_path])
+  assert str(error.value).startswith(f"{path}: ")
+
+
+def test_a_run_missing_a_key_or_with_null_metrics_is_an_error_naming_it(tmp_path):
+  run = fake_run("sgd", 3)
+  del run["accuracy_matrix"]
+  bad = write_results(tmp_path / "bad", [run])
+  with pytest.raises(ValueError, match=r"run 0 \(sgd, seed 3\) lacks accuracy_matrix"):
+    read_results(bad)
+  nulls = write_results(tmp_path / "nulls", [{**fake_run("sgd", 0), "acc": None}])
+  with pytest.raises(ValueError, match="acc null but the run is not marked diverged"):
+    read_results(nulls)
+  short = write_results(tmp_path / "short", [fake_run("sgd", 0, validation=[[0.9, 0.1]])])
+  with pytest.raises(ValueError, match="validation_accuracy_matrix is not 2 x 2"):
+    read_results(short)
+  (tmp_path / "flat.json").write_text(json.dumps({**results_dict([]), "runs": {"sgd": 1}}))
+  with pytest.raises(ValueError, match="flat.json: tasks and runs must be lists"):
+    read_results(tmp_path / "flat.json")
+
+
+def test_results_are_written_as_strict_json_without_temporary_files(tmp_path):
+  run = {**fake_run("sgd", 0, diverged_at=(1, 35)), "logs": {"loss": [1.0, float("nan")]}}
+  path = tmp_path / "results.json"
+  write_json_atomically(results_dict([run]), path)
+  assert "NaN" not in path.read_text() and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+  assert read_results(path)["runs"][0]["logs"]["loss"] == [1.0, None]
+
+
+def diverging_study():
+  """classp: 3 seeds, none diverged; ewc: seed 1 diverged in task 2; si: every seed
+  diverged, in task 1 (no finished task at all)."""
+  classp = [fake_run("classp", s, matrix=[[0.9, 0.1], [0.8, 0.7 + 0.1 * s]]) for s in range(3)]
+  ewc = [fake_run("ewc", s, matrix=[[0.9, 0.1], [0.5, 0.6]]) for s in (0, 2)]
+  ewc.insert(1, fake_run("ewc", 1, diverged_at=(1, 35)))
+  si = [fake_run("si", s, diverged_at=(0, 2)) for s in range(2)]
+  return results_dict(classp + ewc + si)
+
+
+def test_the_terminal_summary_shows_diverged_seeds_not_zero_forgetting(capsys):
+  print_summary(diverging_study())
+  out = capsys.readouterr().out
+  assert "nan" not in out.lower()
+  lines = {line.split("  ")[0]: line for line in out.splitlines()}
+  cells = {name: re.split(r"\s{2,}", line.strip()) for name, line in lines.items()}
+  si = lines["si"]
+  assert "diverged (2/2 seeds)" in si and "0.000" not in si
+  assert "seeds 0, 1 in task 1 (mnist), steps 2, 2" in si
+  ewc = lines["ewc"]
+  assert "diverged (1/3 seeds)" in ewc and "seed 1 in task 2 (fashion_mnist), step 35" in ewc
+  # ACC of [[0.9, 0.1], [0.5, 0.6]] is 0.55, BWT -0.4, forgetting 0.4, on both seeds.
+  assert cells["ewc: the 2 seed(s) that did not diverge"][1:5] == [
+      "2", "0.550 ± 0.000", "-0.400 ± 0.000", "0.400 ± 0.000"]
+  assert "si: diverged (2/2 seeds)" in out  # its (absent) accuracy matrix
+
+
+def test_the_report_shows_diverged_seeds_and_pairs_only_sound_seeds(tmp_path):
+  folder = write_results(tmp_path / "runs", diverging_study()["runs"])
+  out = tmp_path / "report"
+  write_report([folder], out)
+  report = (out / "report.md").read_text()
+  assert "nan" not in report.lower()
+  assert ("| si | 2 | diverged (2/2 seeds) | — | — | — | — | — | diverged: seeds 0, 1 in "
+          "task 1" in report)
+  assert "| ewc: the 2 seed(s) that did not diverge | 2 | 0.550 ± 0.000 |" in report
+  # classp's ACC: 0.5 * (0.8 + 0.7 + 0.1 s) = 0.75, 0.8, 0.85; ewc's 0.55 on seeds 0 and 2.
+  assert "| ewc | 2 | 0.250 ± 0.071 | 2/2 | 1 |" in report
+  assert "| si | 0 | — | 0/0 | 2 |" in report
+  rows = {row[0]: row for row in paired_rows(diverging_study()["runs"])}
+  assert rows["ewc"][1:] == ["2", "0.250 ± 0.071", "2/2", "1"]
+
+
 def test_classp_is_compared_with_each_method_seed_by_seed(run_folders):
   runs = load_results([run_folders[0]])[0]["runs"]
   rows = {row[0]: row for row in paired_rows(runs)}
   assert set(rows) == {"sgd", "ewc"} and rows["sgd"][1] == "3"
-  assert rows["sgd"][3].endswith("/3")
+  assert rows["sgd"][3].endswith("/3") and rows["sgd"][4] == "0"
+
+
+def validation_frontier():
+  """A learning-rate grid where validation and test disagree: validation ACC peaks at 0.01,
+  test ACC at 0.1; 1.0 diverged on one seed with the highest validation ACC of all."""
+  runs = []
+  for seed in range(2):
+    runs += [frontier_point(0.001, seed, 0.60, 0.62), frontier_point(0.01, seed, 0.70, 0.80),
+             frontier_point(0.1, seed, 0.75 + 0.02 * seed, 0.70)]
+  runs += [frontier_point(1.0, 0, 0.9, 0.95),
+           {**frontier_point(1.0, 1, 0.9, 0.95, diverged_at=(1, 50))}]
+  return runs
+
+
+def test_frontier_selection_is_on_validation_and_reports_test_there():
+  (selection,) = select_points(validation_frontier())
+  assert selection.selected_on == "validation" and selection.selected.value == 0.01
+  assert selection.edge == "no"
+  (on_test,) = select_points(validation_frontier(), "test")
+  assert on_test.selected.value == 0.1 and on_test.edge == "no"
+
+
+def test_the_selected_points_table_reports_test_accuracy_at_the_validation_choice(tmp_path):
+  folder = write_results(tmp_path / "frontier", validation_frontier())
+  out = tmp_path / "report"
+  write_report([folder], out)
+  report = (out / "report.md").read_text()
+  assert "selected on validation ACC (held out from the training data)" in report
+  # At lr 0.01: validation ACC 0.80, test ACC 0.70, old tasks 0.80, last task 0.60.
+  assert ("| classp | learning_rate | 0.01 | validation | 0.800 ± 0.000 | 0.700 ± 0.000 | "
+          "0.800 ± 0.000 | 0.600 ± 0.000 | 2 | no |") in report
+  assert "| classp | learning_rate | 1 | 2 | diverged (1/2 seeds) | — | — | — |  |" in report
+  write_report([folder], out, select="test")
+  report = (out / "report.md").read_text()
+  assert "selected on TEST ACC" in report
+  assert "| classp | learning_rate | 0.1 | test | 0.700 ± 0.000 | 0.760 ± 0.014 |" in report
+
+
+@pytest.mark.parametrize("scores, edge", [
+    ({0.001: 0.9, 0.01: 0.8, 0.1: 0.7}, "yes-low"),
+    ({0.001: 0.7, 0.01: 0.8, 0.1: 0.9}, "yes-high"),
+    ({0.001: 0.7, 0.01: 0.9, 0.1: 0.8}, "no"),
+])
+def test_a_selected_point_at_the_edge_of_its_grid_is_flagged(tmp_path, scores, edge):
+  runs = [frontier_point(lr, 0, 0.5, score) for lr, score in scores.items()]
+  (selection,) = select_points(runs)
+  assert selection.edge == edge
+  out = tmp_path / "report"
+  write_report([write_results(tmp_path / "frontier", runs)], out)
+  report = (out / "report.md").read_text()
+  assert report.count(f"| 1 | {edge} |") == 1
+  if edge != "no":
+    assert f"selected (grid edge: {edge[4:]})" in report
+
+
+def test_first_tasks_selection_scores_the_first_tasks_and_reports_the_full_stream(tmp_path):
+  # After task 1, lr 0.1 learned task 1 best (validation 0.95 against 0.85); after both,
+  # lr 0.01 is best (0.8 against 0.7).
+  def point(lr, after_first, final):
+    run = frontier_point(lr, 0, 0.6, final)
+    run["validation_accuracy_matrix"][0] = [after_first, 0.1]
+    return run
+
+  runs = [point(0.01, 0.85, 0.8), point(0.1, 0.95, 0.7), point(1.0, 0.5, 0.5)]
+  assert select_points(runs)[0].selected.value == 0.01
+  (selection,) = select_points(runs, "first-tasks:1")
+  assert selection.selected.value == 0.1 and selection.selected_on == "validation, first 1 tasks"
+  out = tmp_path / "report"
+  write_report([write_results(tmp_path / "frontier", runs)], out, select="first-tasks:1")
+  assert "| 0.1 | validation, first 1 tasks | 0.700 | 0.600 |" in (out / "report.md").read_text()
+  with pytest.raises(ValueError, match="fewer than 3 tasks"):
+    select_points(runs, "first-tasks:3")
+  with pytest.raises(ValueError, match="first-tasks:K"):
+    select_points(runs, "first-tasks:0")
+
+
+def test_validation_selection_needs_validation_accuracy():
+  runs = [fake_run("sgd[learning_rate=0.1]", 0, base_method="sgd", knob="learning_rate",
+                   value=0.1)]
+  assert select_points(runs)[0].selected_on == "test"
+  with pytest.raises(ValueError, match=r"sgd \(learning_rate\) has runs without a validation"):
+    select_points(runs, "validation")
+
+
+def test_a_curve_whose_every_point_diverged_selects_nothing():
+  runs = [frontier_point(v, 0, 0.5, 0.5, diverged_at=(0, 3)) for v in (1.0, 10.0)]
+  (selection,) = select_points(runs)
+  assert selection.selected is None and selection.edge == "n/a"
+
+
+def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
+  runs = [fake_run("classp", 0, classp=True), fake_run("sgd", 0),
+          frontier_point(0.1, 0, 0.7, 0.8), frontier_point(0.01, 0, 0.6, 0.7)]
+  folder = write_results(tmp_path / "runs", runs, scenario="class")
+  out = tmp_path / "report"
+  written = write_report([folder], out)
+  report = (out / "report.md").read_text()
+  headings = [line for line in report.splitlines() if line.startswith("#")][1:]
+  assert headings and all("mnist_fashion (class-incremental)" in h for h in headings)
+  assert {p.name for p in written[1:]} == {f"mnist_fashion_class_{kind}.png" for kind in (
+      "accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")}
+  print_summary(results_dict(runs, scenario="class"))
+  assert "mnist_fashion (class-incremental): held-out test metrics" in capsys.readouterr().out
+
+
+def test_plots_are_written_with_diverged_runs_and_points(tmp_path):
+  runs = diverging_study()["runs"] + validation_frontier() + [
+      frontier_point(s, 0, 0.5 + 0.1 * k, 0.5 + 0.1 * k, method="ewc", knob="strength")
+      for k, s in enumerate((1.0, 10.0))] + [
+      frontier_point(100.0, 0, 0.5, 0.5, method="ewc", knob="strength", diverged_at=(1, 7))]
+  out = tmp_path / "report"
+  written = write_report([write_results(tmp_path / "runs", runs)], out)
+  assert {p.name for p in written if p.suffix == ".png"} == {
+      f"mnist_fashion_{kind}.png" for kind in (
+          "accuracy_matrices", "accuracy_over_training", "frontier")}
+  for path in written[1:]:
+    assert 2_000 < path.stat().st_size < 150_000
 
 
 def test_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
   assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
-  assert "cannot read the runs" in capsys.readouterr().err
+  error = capsys.readouterr().err
+  assert "cannot read" in error and str(tmp_path / "nope") in error
 
 
 def test_report_shows_where_each_task_stopped_under_targets(tmp_path):
   rng = np.random.default_rng(1)
   runs = []
-  for method, loss in (("classp", 0.31), ("sgd", 0.42), ("ewc", float("nan"))):
+  for method, loss in (("classp", 0.31), ("sgd", 0.42)):
     for seed in range(2):
       run = fake_run(method, seed, rng)
       runs.append({**run, "epochs": [7, 3 + seed], "epoch_loss": [0.004, loss + 0.01 * seed],
                    "epoch_accuracy": [1.0, 0.85 + 0.01 * seed]})
+  runs += [{**fake_run("ewc", 0, rng), "epochs": [7, 3], "epoch_loss": [0.004, 0.3],
+            "epoch_accuracy": [1.0, 0.85]},
+           {**fake_run("ewc", 1, diverged_at=(1, 80)), "epochs": [7, 2],
+            "epoch_loss": [0.004, None], "epoch_accuracy": [1.0, 0.1]}]
   folder = write_results(tmp_path / "targets", runs)
   results = json.loads((folder / "results.json").read_text())
   results["loop"].update(loss_target=[0.005, None], accuracy_target=[None, 0.85])
@@ -112,12 +388,27 @@ def test_report_shows_where_each_task_stopped_under_targets(tmp_path):
   assert main(["report", str(folder), "--out", str(out)]) == 0
   report = (out / "report.md").read_text()
   assert "accuracy target [None, 0.85]" in report
-  table = report.split("### Where each task stopped")[1]
-  assert "| classp | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss 0.315 ± 0.007" in table
-  assert "| sgd |" in table and "| ewc | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss NaN (diverged)" in table
+  table = report.split("where each task stopped")[1]
+  assert ("| classp | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss 0.315 ± 0.007"
+          in table)
+  assert "| sgd |" in table
+  assert "| ewc | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | diverged (1/2 seeds) |" in table
 
 
 def test_report_has_no_stopping_table_without_targets(run_folders, tmp_path):
   out = tmp_path / "report"
   assert main(["report", str(run_folders[0]), "--out", str(out)]) == 0
-  assert "Where each task stopped" not in (out / "report.md").read_text()
+  assert "where each task stopped" not in (out / "report.md").read_text()
+
+
+def test_replay_methods_show_their_buffer_and_get_their_own_panel(tmp_path):
+  from classp_jax.report import method_family, report_header, report_rows
+
+  replay = [{**fake_run("sgd+replay", s), "buffer_bytes": 1_250_000} for s in range(2)]
+  runs = [fake_run("sgd", 0), *replay]
+  header = report_header(runs)
+  rows = {row[0]: dict(zip(header, row)) for row in report_rows(runs)}
+  assert rows["sgd+replay"]["replay buffer"] == "1.25 MB" and rows["sgd"]["replay buffer"] == "0 B"
+  assert [method_family(r) for r in runs] == ["optimizers", "replay", "replay"]
+  assert [method_family(fake_run(m, 0)) for m in ("classp+ewc", "ewc_lr_tuned", "si", "adam")] == [
+      "CLASSP", "regularizers", "regularizers", "optimizers"]
