@@ -168,11 +168,19 @@ def _build_parser() -> argparse.ArgumentParser:
       "its methods and its frontier, are merged) into one markdown report: per experiment, "
       "tables of ACC/BWT/forgetting/FWT over seeds, memory and time, the paper-protocol "
       "numbers apart, and PNG plots (accuracy matrices, accuracy over training, the "
-      "stability-plasticity frontier, CLASSP's update fraction and capacity used).")
+      "stability-plasticity frontier, CLASSP's update fraction and capacity used), and each "
+      "frontier's selected point (see --select). Runs of one method name with different "
+      "settings are refused; diverged runs are shown as diverged.")
   report.add_argument("runs", nargs="+", metavar="RUN_DIR",
                       help="a run folder (holding results.json) or a results.json")
   report.add_argument("--out", default="report", help="report folder (default: report)")
   report.add_argument("--notes", help="a markdown file to put after the title, e.g. conclusions")
+  report.add_argument("--select", metavar="validation|test|first-tasks:K",
+                      help="what each frontier's best point is chosen on: validation (the "
+                      "validation split carved from each task's training data), test "
+                      "(optimistic), or first-tasks:K (validation accuracy on tasks 1..K after "
+                      "task K, test accuracy on the full stream). Default: validation for every "
+                      "frontier whose runs all recorded it, else test; the report says which")
   return parser
 
 
@@ -357,9 +365,9 @@ def report_command(args) -> int:
   from classp_jax.report import write_report
 
   try:
-    written = write_report(args.runs, args.out, notes=args.notes)
-  except (FileNotFoundError, ValueError, KeyError) as e:
-    raise UsageError(f"cannot read the runs: {e}") from None
+    written = write_report(args.runs, args.out, notes=args.notes, select=args.select)
+  except (OSError, ValueError, KeyError) as e:  # the messages name the file
+    raise UsageError(str(e)) from None
   for path in written:
     print(f"wrote {path}")
   return 0

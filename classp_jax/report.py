@@ -24,12 +24,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 import numpy as np
+
+from classp_jax.results import read_strict_json
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
 MISSING = "—"
@@ -217,50 +218,6 @@ def _save(fig, path: Path, dpi: int, layout: bool = True) -> None:
   _pyplot().close(fig)
 
 
-def strict_json(data: Any) -> Any:
-  """``data`` with every non-finite float (NaN, ±Infinity) replaced by None.
-
-  Examples:
-    >>> strict_json({"acc": float("nan"), "logs": [1.0, float("inf")], "seed": 0})
-    {'acc': None, 'logs': [1.0, None], 'seed': 0}
-  """
-  if isinstance(data, dict):
-    return {k: strict_json(v) for k, v in data.items()}
-  if isinstance(data, (list, tuple)):
-    return [strict_json(v) for v in data]
-  if isinstance(data, (float, np.floating)):
-    return float(data) if math.isfinite(data) else None
-  return data
-
-
-def write_json_atomically(data: Any, path: Path) -> None:
-  """Writes strict JSON (`strict_json`) to ``path`` atomically.
-
-  The text goes to a uniquely named temporary file in the same folder, which
-  then replaces ``path``: a reader never sees half a file, and two writers
-  never share a temporary file.
-  """
-  text = json.dumps(strict_json(data), indent=1, allow_nan=False)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results.json private
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
-
-
-def write_run_outputs(results: dict[str, Any], out: Path) -> list[Path]:
-  """Writes ``results.json`` and ``accuracy_over_training.png`` to ``out``."""
-  out.mkdir(parents=True, exist_ok=True)
-  paths = [out / "results.json", out / "accuracy_over_training.png"]
-  write_json_atomically(results, paths[0])
-  plot_accuracy_over_training(results, paths[1])
-  return paths
-
-
 # The report: `classp-jax report RUN_DIR... --out DIR`.
 
 REFERENCE_METHOD = "classp"
@@ -280,10 +237,6 @@ def _results_path(path: str | os.PathLike) -> Path:
   return path / "results.json" if path.is_dir() else path
 
 
-def _reject_constant(name: str):
-  raise ValueError(f"{name} is not JSON (results must hold null, never NaN or Infinity)")
-
-
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
   """One run folder's (or results.json file's) results, checked.
 
@@ -293,16 +246,7 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
       needs.
   """
   path = _results_path(path)
-  try:
-    text = path.read_text()
-  except OSError as e:
-    raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
-  try:
-    results = json.loads(text, parse_constant=_reject_constant)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON, truncated or garbled ({e})") from None
-  except ValueError as e:
-    raise ValueError(f"{path}: {e}") from None
+  results = read_strict_json(path)
   if not isinstance(results, dict):
     raise ValueError(f"{path}: not a results dict")
   missing = [k for k in TOP_LEVEL_KEYS if k not in results]

@@ -20,33 +20,67 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 RESULTS_FILE = "results.json"
 _LOCK_FILE = ".results.lock"
 
 
-def strict_json(value: Any) -> Any:
-  """``value`` with every non-finite float replaced by None (recursively)."""
-  if isinstance(value, float):
-    return value if math.isfinite(value) else None
-  if isinstance(value, dict):
-    return {k: strict_json(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [strict_json(v) for v in value]
-  return value
+def strict_json(data: Any) -> Any:
+  """``data`` with every non-finite float (NaN, ±Infinity) replaced by None.
+
+  Examples:
+    >>> strict_json({"acc": float("nan"), "logs": [1.0, float("inf")], "seed": 0})
+    {'acc': None, 'logs': [1.0, None], 'seed': 0}
+  """
+  if isinstance(data, dict):
+    return {k: strict_json(v) for k, v in data.items()}
+  if isinstance(data, (list, tuple)):
+    return [strict_json(v) for v in data]
+  if isinstance(data, (float, np.floating)):
+    return float(data) if math.isfinite(data) else None
+  return data
 
 
 def write_json_atomically(data: Any, path: Path) -> None:
-  """Writes strict JSON to ``path`` through a unique temporary file and an atomic rename."""
+  """Writes strict JSON (`strict_json`) to ``path`` atomically.
+
+  The text goes to a uniquely named temporary file in the same folder, which
+  then replaces ``path``: a reader never sees half a file, and two writers
+  never share a temporary file.
+  """
   text = json.dumps(strict_json(data), indent=1, allow_nan=False)
-  descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
-    with os.fdopen(descriptor, "w") as file:
-      file.write(text)
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results.json private
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
     os.replace(tmp, path)
   except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(tmp)
+    Path(tmp).unlink(missing_ok=True)
     raise
+
+
+def _reject_constant(name: str):
+  raise ValueError(f"{name} is not JSON (results must hold null, never NaN or Infinity)")
+
+
+def read_strict_json(path: Path) -> Any:
+  """Parses a JSON file strictly (no NaN or Infinity).
+
+  Raises:
+    ValueError: naming the file, when it cannot be read or is not strict JSON.
+  """
+  try:
+    text = Path(path).read_text()
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
+  try:
+    return json.loads(text, parse_constant=_reject_constant)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON, truncated or garbled ({e})") from None
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from None
 
 
 def check_writable(out: Path) -> None:
@@ -74,22 +108,18 @@ def _locked(out: Path) -> Iterator[None]:
       fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def read_results(path: Path) -> dict[str, Any]:
-  """Reads a results.json strictly.
-
-  Raises:
-    ValueError: naming the file, when it is not strict JSON of a results dict.
-  """
-  def reject(constant: str):
-    raise ValueError(f"{constant} is not JSON")
-
-  try:
-    results = json.loads(Path(path).read_text(), parse_constant=reject)
-  except (OSError, ValueError) as error:
-    raise ValueError(f"{path}: not a readable results file ({error})") from None
-  if not isinstance(results, dict) or not isinstance(results.get("runs"), list):
+def _check_same_stream(path: Path, experiment: str, tasks: list[str]) -> dict[str, Any] | None:
+  """The results already in ``path`` (None if there are none), if they are of the same stream."""
+  if not path.exists():
+    return None
+  earlier = read_strict_json(path)
+  if not isinstance(earlier, dict) or not isinstance(earlier.get("runs"), list):
     raise ValueError(f"{path}: not a results file (no list of runs)")
-  return results
+  if (earlier.get("experiment"), earlier.get("tasks")) != (experiment, tasks):
+    raise ValueError(
+        f"{path} holds results of {earlier.get('experiment')!r} on tasks {earlier.get('tasks')}: "
+        f"write {experiment!r} to another --out")
+  return earlier
 
 
 def save_results(out: Path, results: dict[str, Any]) -> Path:
@@ -104,13 +134,8 @@ def save_results(out: Path, results: dict[str, Any]) -> Path:
   path = out / RESULTS_FILE
   with _locked(out):
     runs = results["runs"]
-    if path.exists():
-      earlier = read_results(path)
-      if (earlier.get("experiment"), earlier.get("tasks")) != (results["experiment"],
-                                                                results["tasks"]):
-        raise ValueError(
-            f"{path} holds results of {earlier.get('experiment')!r} on tasks "
-            f"{earlier.get('tasks')}: write {results['experiment']!r} to another --out")
+    earlier = _check_same_stream(path, results["experiment"], results["tasks"])
+    if earlier is not None:
       new = {(r["method"], r["seed"]) for r in runs}
       runs = [r for r in earlier["runs"] if (r["method"], r["seed"]) not in new] + runs
     write_json_atomically({**results, "runs": runs}, path)
@@ -119,11 +144,4 @@ def save_results(out: Path, results: dict[str, Any]) -> Path:
 
 def check_compatible(out: Path, experiment: str, tasks: list[str]) -> None:
   """Raises ValueError, before training, if ``out`` holds another experiment's results."""
-  path = out / RESULTS_FILE
-  if not path.exists():
-    return
-  earlier = read_results(path)
-  if (earlier.get("experiment"), earlier.get("tasks")) != (experiment, tasks):
-    raise ValueError(
-        f"{path} holds results of {earlier.get('experiment')!r} on tasks {earlier.get('tasks')}: "
-        f"write {experiment!r} to another --out")
+  _check_same_stream(out / RESULTS_FILE, experiment, tasks)

@@ -9,7 +9,8 @@ import pytest
 from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
 from classp_jax.report import (load_results, paired_rows, print_summary, read_results,
-                               select_points, write_json_atomically, write_report)
+                               select_points, write_report)
+from classp_jax.results import write_json_atomically
 
 TASKS = ["mnist", "fashion_mnist"]
 
@@ -412,3 +413,12 @@ def test_replay_methods_show_their_buffer_and_get_their_own_panel(tmp_path):
   assert [method_family(r) for r in runs] == ["optimizers", "replay", "replay"]
   assert [method_family(fake_run(m, 0)) for m in ("classp+ewc", "ewc_lr_tuned", "si", "adam")] == [
       "CLASSP", "regularizers", "regularizers", "optimizers"]
+
+
+def test_select_is_a_report_option(tmp_path, capsys):
+  folder = write_results(tmp_path / "frontier", validation_frontier())
+  out = tmp_path / "report"
+  assert main(["report", str(folder), "--out", str(out), "--select", "test"]) == 0
+  assert "selected on TEST ACC" in (out / "report.md").read_text()
+  assert main(["report", str(folder), "--out", str(out), "--select", "bogus"]) == 2
+  assert "first-tasks:K" in capsys.readouterr().err
