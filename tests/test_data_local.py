@@ -246,6 +246,13 @@ def test_a_missing_split_or_label_is_an_error(tmp_path, cache_dir, form, removed
   assert cache_files(cache_dir) == []
 
 
+def test_an_empty_review_is_an_error(tmp_path, cache_dir):
+  tree = write_aclimdb_tree(tmp_path)
+  (tree / "train" / "pos" / "0_9.txt").write_bytes(b"")
+  with pytest.raises(ValueError, match="train/pos/0_9.txt is empty"):
+    load_local("imdb_reviews", tmp_path, cache_dir)
+
+
 @pytest.mark.parametrize("form", ["tree", "archive"])
 def test_counts_off_the_full_set_warn_on_every_load(tmp_path, cache_dir, form):
   tree = write_aclimdb_tree(tmp_path / "data")

@@ -85,8 +85,8 @@ def read_aclimdb(location: Path) -> dict[str, Split]:
   Raises:
       ValueError: naming `location`: a damaged or truncated archive (a failed gzip CRC, a
           bad deflate stream, a member header that does not parse, no end-of-archive
-          marker), a review twice in the archive, a review that is not UTF-8, or a split or
-          label with no reviews.
+          marker), a review twice in the archive, an empty review, a review that is not
+          UTF-8, or a split or label with no reviews.
   """
   reviews: dict[str, tuple[str, int, str]] = {}  # path below aclImdb/ -> (split, label, text)
 
@@ -97,6 +97,8 @@ def read_aclimdb(location: Path) -> dict[str, Split]:
     tree_path = match[0].lstrip("/")  # the same for the folder and the archive
     if tree_path in reviews:
       raise ValueError(f"{location}: {path} appears twice")
+    if not data:  # no review is empty: a file cut off, as by an interrupted extraction
+      raise ValueError(f"{location}: {path} is empty")
     try:
       text = data.decode("utf-8")
     except UnicodeDecodeError as error:

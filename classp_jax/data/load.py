@@ -275,9 +275,15 @@ def load_dataset(
       The dataset.
 
   Raises:
-      ValueError: an unknown name or source, or corrupt files.
+      ValueError: an unknown name or source; or files that are damaged, truncated or
+          incomplete (a failed CRC, a bad header, a label or class missing, ...), naming
+          the file. Nothing is cached then.
       FileNotFoundError: the files are not there; the message names the files expected and
           where to get them (`TfdsUnavailableError` for TFDS).
+
+  Warns:
+      DataSizeWarning: imdb_reviews or financial_phrasebank with other counts than the
+          standard distribution (a subset, or a damaged copy), on every load.
 
   >>> digits = load_dataset("digits")
   >>> digits.train.inputs.shape, digits.train.inputs.dtype, len(digits.test), digits.num_classes
