@@ -547,6 +547,19 @@ def test_two_processes_building_one_entry_at_once_both_succeed(tmp_path, cache_d
   assert [path.suffix for path in cache_files(cache_dir)] == [".npz"]
 
 
+def test_temporary_files_of_killed_writers_are_removed_once_stale(tmp_path, cache_dir):
+  write_idx_folder(tmp_path / "data")
+  load_local("mnist", tmp_path / "data", cache_dir)
+  (entry,) = cache_files(cache_dir)
+  stale, fresh = cache_dir / f"{entry.name}killed.tmp", cache_dir / f"{entry.name}live.tmp"
+  stale.write_bytes(b"half")
+  fresh.write_bytes(b"half")
+  os.utime(stale, (time.time() - 2 * 3600,) * 2)
+  entry.unlink()  # the next load writes the entry again
+  load_local("mnist", tmp_path / "data", cache_dir)
+  assert cache_files(cache_dir) == [entry, fresh]
+
+
 def test_cache_dir_comes_from_the_environment(tmp_path, monkeypatch):
   write_idx_folder(tmp_path / "data")
   monkeypatch.setenv("CLASSP_JAX_CACHE_DIR", str(tmp_path / "env-cache"))

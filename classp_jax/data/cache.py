@@ -17,7 +17,8 @@ with `os.replace`, which is atomic. So an interrupted write leaves no entry, a r
 either no entry or a whole one (never a half-written file), and processes that build the
 same entry at once each write their own temporary file and all succeed: the last rename
 wins, and each entry holds the same data. An unreadable entry (truncated, garbage, wrong
-key) is ignored with a warning and rebuilt.
+key) is ignored with a warning and rebuilt. Temporary files left by a killed writer are
+removed by the next write of that entry once they are an hour old.
 
 Nothing partial is cached: a dataset is stored only after `build` returned it and `check`
 passed, and readers raise on damaged or incomplete files (see `classp_jax.data.checks`).
@@ -28,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,6 +41,8 @@ from classp_jax.data.containers import Dataset, Split
 CACHE_DIR_ENV = "CLASSP_JAX_CACHE_DIR"
 # Bump when the stored layout or any loader's output changes, to orphan old entries.
 _FORMAT_VERSION = 1
+# A temporary file this old was left by a killed writer (a live one writes for seconds).
+_STALE_TEMPORARY_SECONDS = 3600
 
 
 def default_cache_dir() -> Path:
@@ -142,6 +146,7 @@ def _write_atomically(path: Path, key: str, dataset: Dataset) -> None:
       arrays[f"{split_name}_images"] = split.inputs
     arrays[f"{split_name}_labels"] = split.labels
   path.parent.mkdir(parents=True, exist_ok=True)
+  _remove_stale_temporaries(path)
   fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as tmp:
@@ -152,6 +157,15 @@ def _write_atomically(path: Path, key: str, dataset: Dataset) -> None:
   except BaseException:
     os.unlink(tmp_name)
     raise
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+  for temporary in path.parent.glob(f"{path.name}*.tmp"):
+    try:
+      if time.time() - temporary.stat().st_mtime > _STALE_TEMPORARY_SECONDS:
+        temporary.unlink()
+    except FileNotFoundError:  # another writer renamed or removed it meanwhile
+      pass
 
 
 def _read(path: Path, key: str, name: str) -> Dataset:
