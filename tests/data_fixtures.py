@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import tarfile
 from pathlib import Path
 
@@ -20,13 +21,16 @@ def idx_bytes(array: np.ndarray) -> bytes:
 def write_idx_folder(
   folder: Path,
   *,
-  n_train: int = 12,
-  n_test: int = 6,
+  n_train: int = 20,
+  n_test: int = 10,
   gz: bool = True,
   seed: int = 0,
   size: int = 4,
 ) -> dict[str, np.ndarray]:
-  """Writes the four MNIST-family files (size x size images, labels 0..9); returns them."""
+  """Writes the four MNIST-family files (size x size images, labels 0..9 in turn); returns them.
+
+  Every digit occurs in each split when `n_train` and `n_test` are at least 10.
+  """
   rng = np.random.default_rng(seed)
   arrays = {
     "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, size, size), dtype=np.uint8),
@@ -63,19 +67,57 @@ def write_aclimdb_tree(root: Path, reviews=IMDB_REVIEWS) -> Path:
   for split, label, file_name, text in reviews:
     (tree / split / label).mkdir(parents=True, exist_ok=True)
     (tree / split / label / file_name).write_text(text, encoding="utf-8")
-  (tree / "train" / "unsup").mkdir()
+  (tree / "train" / "unsup").mkdir(parents=True)
   (tree / "train" / "unsup" / "0_0.txt").write_text("unlabelled", encoding="utf-8")
   (tree / "README").write_text("readme", encoding="utf-8")
   return tree
 
 
-def write_aclimdb_archive(tree: Path, archive: Path) -> Path:
-  """Tars and gzips an `aclImdb` tree, in reverse order to check the loader sorts."""
-  with tarfile.open(archive, "w:gz") as tar:
+def aclimdb_tar_bytes(tree: Path) -> bytes:
+  """An uncompressed tar of an `aclImdb` tree, in reverse order to check the loader sorts."""
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w") as tar:
     for path in sorted(tree.rglob("*"), reverse=True):
       if path.is_file():
         tar.add(path, arcname=path.relative_to(tree.parent).as_posix())
+  return buffer.getvalue()
+
+
+def write_aclimdb_archive(tree: Path, archive: Path, tar: bytes | None = None) -> Path:
+  """Gzips `tar` (default: `aclimdb_tar_bytes(tree)`) into `archive`."""
+  archive.write_bytes(gzip.compress(aclimdb_tar_bytes(tree) if tar is None else tar))
   return archive
+
+
+def damage_tar(tar: bytes, damage: str) -> bytes:
+  """A tar with one kind of damage that `tarfile` alone reads past without an error.
+
+  Args:
+      tar: an uncompressed tar of at least three members.
+      damage: "header" garbles the name field of the middle member's header (its checksum
+          no longer matches); "no_end" cuts the end-of-archive marker and padding off;
+          "trailing" puts data after the end-of-archive marker.
+  """
+  with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+    members = archive.getmembers()
+  if damage == "header":
+    offset = members[len(members) // 2].offset
+    return tar[:offset] + b"\xff" * 16 + tar[offset + 16 :]
+  end = members[-1].offset_data + -(-members[-1].size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+  if damage == "no_end":
+    return tar[:end]
+  if damage == "trailing":
+    return tar[:end] + bytes(2 * tarfile.BLOCKSIZE) + b"stray data"
+  raise ValueError(f"unknown damage {damage!r}")
+
+
+def flip_bytes(path: Path, count: int = 64) -> None:
+  """Inverts `count` bytes in the middle of a file (or all of it, if it is shorter)."""
+  data = bytearray(path.read_bytes())
+  start = max(0, len(data) // 2 - count // 2)
+  for i in range(start, min(len(data), start + count)):
+    data[i] ^= 0xFF
+  path.write_bytes(bytes(data))
 
 
 PHRASEBANK_LINES = [

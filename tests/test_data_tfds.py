@@ -67,3 +67,18 @@ def test_failing_to_download_says_what_preparing_needs(tmp_path):
   # With data_dir and source="auto", the message also names the local files looked for.
   with offline, pytest.raises(FileNotFoundError, match="no mnist files.*t10k-images"):
     load_dataset("mnist", data_dir=tmp_path, cache=False)
+
+
+@pytest.mark.parametrize(
+  "train_labels, problem", [([], "train: the split is empty"), ([3, 10], "labels outside 0..9")]
+)
+def test_empty_splits_and_labels_outside_the_classes_are_errors(tmp_path, train_labels, problem):
+  def split(labels):
+    return [{"image": np.zeros((28, 28, 1), np.uint8), "label": label} for label in labels]
+
+  prepared = mock.patch(
+    "tensorflow_datasets.data_source", return_value=[split(train_labels), split([1])]
+  )
+  with prepared, pytest.raises(ValueError, match=problem):
+    load_dataset("mnist", source="tfds", data_dir=tmp_path, download=False, cache_dir=tmp_path)
+  assert list(tmp_path.iterdir()) == []  # nothing cached

@@ -7,25 +7,43 @@ unlabelled `train/unsup` reviews are skipped. Labels follow TFDS: 0 = neg, 1 = p
 
 Reviews are returned raw (HTML `<br />` tags included), sorted by their path inside the tree,
 so the folder and the archive give identical datasets.
+
+Damage is an error, never a smaller dataset. `tarfile` alone stops quietly at the first
+member header it cannot parse, and a gzip stream's CRC is checked only once it is read to
+its end, so the archive reader reads the whole stream (gzip then checks the CRC and length)
+and requires the members to end at a real end-of-archive marker followed only by zero
+padding. A split or label with no reviews is an error; counts other than the full set's
+12,500 per split and label are a `DataSizeWarning` (`check_aclimdb_counts`).
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 import tarfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from classp_jax.data.checks import warn_unless_standard
 from classp_jax.data.containers import Split
 
 IMDB_CLASS_NAMES = ("neg", "pos")
+IMDB_SPLITS = ("train", "test")
+IMDB_STANDARD_PER_LABEL = 12_500  # reviews per split and label in the full set
 # A labelled review's path inside the tree, e.g. "aclImdb/train/pos/0_9.txt".
 _REVIEW_PATH = re.compile(r"(?:^|/)(train|test)/(neg|pos)/[^/]+\.txt$")
+_SOURCE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/"
+_CHUNK = 1 << 20
 
 
 def find_aclimdb(data_dir: Path) -> Path | None:
   """Finds the aclImdb tree or archive in `data_dir`.
+
+  A folder with any of `{train,test}/{neg,pos}/` is taken for the tree, so that a tree
+  missing a split or label is reported as such rather than as absent.
 
   Args:
       data_dir: where to look.
@@ -34,7 +52,8 @@ def find_aclimdb(data_dir: Path) -> Path | None:
       The folder holding `train/` and `test/`, or the `.tar.gz`; None if neither is there.
   """
   for folder in (data_dir, data_dir / "aclImdb"):
-    if (folder / "train" / "pos").is_dir() and (folder / "test" / "pos").is_dir():
+    label_dirs = [folder / split / label for split in IMDB_SPLITS for label in IMDB_CLASS_NAMES]
+    if any(path.is_dir() for path in label_dirs):
       return folder
   archives = sorted(data_dir.glob("aclImdb*.tar.gz"))
   return archives[0] if archives else None
@@ -51,11 +70,11 @@ def aclimdb_source_files(location: Path) -> list[Path]:
   """
   if location.is_file():
     return [location]
-  return [path for split in ("train", "test") for path in (location / split).glob("*/*.txt")]
+  return [path for split in IMDB_SPLITS for path in (location / split).glob("*/*.txt")]
 
 
 def read_aclimdb(location: Path) -> dict[str, Split]:
-  """Reads the labelled reviews from the tree or the archive (streamed once).
+  """Reads the labelled reviews from the tree or the archive (streamed once), checking both.
 
   Args:
       location: from `find_aclimdb`.
@@ -64,38 +83,103 @@ def read_aclimdb(location: Path) -> dict[str, Split]:
       {"train": Split, "test": Split}: raw review strings and int32 labels (0 = neg).
 
   Raises:
-      ValueError: a damaged archive or a review that is not UTF-8.
+      ValueError: naming `location`: a damaged or truncated archive (a failed gzip CRC, a
+          bad deflate stream, a member header that does not parse, no end-of-archive
+          marker), a review twice in the archive, an empty review, a review that is not
+          UTF-8, or a split or label with no reviews.
   """
-  reviews: list[tuple[str, str, int, str]] = []  # (split, path below aclImdb/, label, text)
+  reviews: dict[str, tuple[str, int, str]] = {}  # path below aclImdb/ -> (split, label, text)
 
   def add(path: str, data: bytes) -> None:
     match = _REVIEW_PATH.search(path)
     if match is None:
       return
+    tree_path = match[0].lstrip("/")  # the same for the folder and the archive
+    if tree_path in reviews:
+      raise ValueError(f"{location}: {path} appears twice")
+    if not data:  # no review is empty: a file cut off, as by an interrupted extraction
+      raise ValueError(f"{location}: {path} is empty")
     try:
       text = data.decode("utf-8")
     except UnicodeDecodeError as error:
       raise ValueError(f"{location}: {path} is not UTF-8 ({error})") from error
-    tree_path = match[0].lstrip("/")  # the same for the folder and the archive
-    reviews.append((match[1], tree_path, IMDB_CLASS_NAMES.index(match[2]), text))
+    reviews[tree_path] = (match[1], IMDB_CLASS_NAMES.index(match[2]), text)
 
   if location.is_file():
-    try:
-      with tarfile.open(location, "r:gz") as archive:
-        for member in archive:  # one sequential pass over the gzip stream
-          if member.isfile() and _REVIEW_PATH.search(member.name):
-            add(member.name, archive.extractfile(member).read())
-    except (tarfile.TarError, EOFError, OSError) as error:
-      raise ValueError(f"{location}: not a readable .tar.gz archive ({error})") from error
+    _read_archive(location, add)
   else:
     for path in aclimdb_source_files(location):
       add(path.relative_to(location).as_posix(), path.read_bytes())
 
-  reviews.sort(key=lambda review: review[1])
   splits = {}
-  for split_name in ("train", "test"):
-    chosen = [r for r in reviews if r[0] == split_name]
+  for split_name in IMDB_SPLITS:
+    chosen = [reviews[path] for path in sorted(reviews) if reviews[path][0] == split_name]
     texts = np.empty(len(chosen), object)
-    texts[:] = [r[3] for r in chosen]
-    splits[split_name] = Split(texts, np.array([r[2] for r in chosen], np.int32))
+    texts[:] = [text for _, _, text in chosen]
+    splits[split_name] = Split(texts, np.array([label for _, label, _ in chosen], np.int32))
+  counts = _label_counts(splits)
+  missing = [key for key, count in counts.items() if count == 0]
+  if missing:
+    found = ", ".join(f"{key} {count:,}" for key, count in counts.items())
+    raise ValueError(
+      f"{location}: no {', '.join(missing)} reviews (found {found}); the aclImdb tree holds "
+      f"{{train,test}}/{{neg,pos}}/<id>_<rating>.txt, {IMDB_STANDARD_PER_LABEL:,} in each "
+      "for the full set"
+    )
   return splits
+
+
+def check_aclimdb_counts(splits: dict[str, Split], location: Path) -> None:
+  """Warns (`DataSizeWarning`) unless each split holds 12,500 reviews of each label.
+
+  Args:
+      splits: from `read_aclimdb`.
+      location: the tree or archive, named in the warning.
+  """
+  counts = _label_counts(splits)
+  warn_unless_standard(str(location), counts, dict.fromkeys(counts, IMDB_STANDARD_PER_LABEL))
+
+
+def _label_counts(splits: dict[str, Split]) -> dict[str, int]:
+  return {
+    f"{split}/{label}": int(np.sum(splits[split].labels == index))
+    for split in IMDB_SPLITS
+    for index, label in enumerate(IMDB_CLASS_NAMES)
+  }
+
+
+def _read_archive(location: Path, add: Callable[[str, bytes], None]) -> None:
+  """Streams every member of the `.tar.gz` through `add(path, bytes)`, then checks the end."""
+  try:
+    with gzip.open(location, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
+      for member in archive:  # one sequential pass over the gzip stream
+        if member.isfile() and _REVIEW_PATH.search(member.name):
+          add(member.name, archive.extractfile(member).read())
+      # `tarfile` ends the iteration quietly at a header it cannot parse: what stopped it
+      # must be an end-of-archive marker (a zero block), and only zero padding may follow.
+      # Reading to the end makes gzip check the CRC and length of the whole stream.
+      end = archive.offset
+      stream.seek(end)
+      marker = stream.read(tarfile.BLOCKSIZE)
+      nonzero_after = False
+      while chunk := stream.read(_CHUNK):
+        nonzero_after = nonzero_after or chunk.count(0) != len(chunk)
+  except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+    # BadGzipFile (CRC, length, header) is an OSError; a truncated stream an EOFError.
+    raise ValueError(_damaged(location, f"{type(error).__name__}: {error}")) from error
+  if len(marker) < tarfile.BLOCKSIZE:
+    problem = f"the tar stream ends at byte {end:,} without an end-of-archive marker"
+    raise ValueError(_damaged(location, problem + " (truncated)"))
+  if marker.count(0) != len(marker):
+    problem = f"the tar member header at byte {end:,} does not parse"
+    raise ValueError(_damaged(location, problem + ", so the members after it cannot be read"))
+  if nonzero_after:
+    problem = f"data follows the end-of-archive marker at byte {end:,}"
+    raise ValueError(_damaged(location, problem))
+
+
+def _damaged(location: Path, problem: str) -> str:
+  return (
+    f"{location}: damaged .tar.gz archive: {problem}. Nothing was loaded; download it again "
+    f"from {_SOURCE_URL}"
+  )

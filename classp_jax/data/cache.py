@@ -11,10 +11,17 @@ fingerprint of the source files (their resolved path, size and modification time
 nanoseconds). Replacing or editing a source file changes its size or mtime, so a stale
 entry is never found; hashing the file contents instead would cost as much as a load.
 
-Crash safety: entries are written to a temporary file in the same folder and renamed over
-the final name with `os.replace`, which is atomic, so an interrupted write leaves no
-entry. An unreadable entry (truncated, garbage, wrong key) is ignored with a warning and
-rebuilt.
+Crash and concurrency safety: an entry is written to a temporary file with a unique name
+(`tempfile.mkstemp`) in the same folder, flushed to disk, and renamed over the final name
+with `os.replace`, which is atomic. So an interrupted write leaves no entry, a reader sees
+either no entry or a whole one (never a half-written file), and processes that build the
+same entry at once each write their own temporary file and all succeed: the last rename
+wins, and each entry holds the same data. An unreadable entry (truncated, garbage, wrong
+key) is ignored with a warning and rebuilt. Temporary files left by a killed writer are
+removed by the next write of that entry once they are an hour old.
+
+Nothing partial is cached: a dataset is stored only after `build` returned it and `check`
+passed, and readers raise on damaged or incomplete files (see `classp_jax.data.checks`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +41,8 @@ from classp_jax.data.containers import Dataset, Split
 CACHE_DIR_ENV = "CLASSP_JAX_CACHE_DIR"
 # Bump when the stored layout or any loader's output changes, to orphan old entries.
 _FORMAT_VERSION = 1
+# A temporary file this old was left by a killed writer (a live one writes for seconds).
+_STALE_TEMPORARY_SECONDS = 3600
 
 
 def default_cache_dir() -> Path:
@@ -64,15 +74,22 @@ def fingerprint_files(paths: Iterable[Path]) -> str:
 
 
 def cached_dataset(
-  build: Callable[[], Dataset], *, key: str, name: str, cache_dir: Path | None
+  build: Callable[[], Dataset],
+  *,
+  key: str,
+  name: str,
+  cache_dir: Path | None,
+  check: Callable[[Dataset], None] = lambda dataset: None,
 ) -> Dataset:
   """Returns the cached dataset for `key`, building and storing it on a miss.
 
   Args:
-      build: makes the dataset from its source.
+      build: makes the dataset from its source; it raises rather than return partial data.
       key: identifies the dataset, its load options and its source files' fingerprint.
       name: the dataset's name, used in the file name.
       cache_dir: the cache folder, or None for `default_cache_dir()`.
+      check: run once on the dataset returned, whether built (before it is stored) or
+          read from the cache, so that its warnings are given on every load.
 
   Returns:
       The dataset, from the cache or from `build`.
@@ -80,12 +97,17 @@ def cached_dataset(
   folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
   full_key = f"v{_FORMAT_VERSION}:{key}"
   path = folder / f"{name}-{hashlib.sha256(full_key.encode()).hexdigest()[:24]}.npz"
-  if path.exists():
-    try:
-      return _read(path, full_key, name)
-    except Exception as error:  # any unreadable entry is rebuilt, whatever broke it
-      warnings.warn(f"ignoring unreadable cache file {path} ({error!r}); rebuilding")
+  try:
+    dataset = _read(path, full_key, name)
+  except FileNotFoundError:  # a miss (no exists() first: the entry may come and go meanwhile)
+    pass
+  except Exception as error:  # any unreadable entry is rebuilt, whatever broke it
+    warnings.warn(f"ignoring unreadable cache file {path} ({error!r}); rebuilding")
+  else:
+    check(dataset)
+    return dataset
   dataset = build()
+  check(dataset)
   try:
     _write_atomically(path, full_key, dataset)
   except OSError as error:  # a read-only or full disk must not stop training
@@ -124,6 +146,7 @@ def _write_atomically(path: Path, key: str, dataset: Dataset) -> None:
       arrays[f"{split_name}_images"] = split.inputs
     arrays[f"{split_name}_labels"] = split.labels
   path.parent.mkdir(parents=True, exist_ok=True)
+  _remove_stale_temporaries(path)
   fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as tmp:
@@ -134,6 +157,15 @@ def _write_atomically(path: Path, key: str, dataset: Dataset) -> None:
   except BaseException:
     os.unlink(tmp_name)
     raise
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+  for temporary in path.parent.glob(f"{path.name}*.tmp"):
+    try:
+      if time.time() - temporary.stat().st_mtime > _STALE_TEMPORARY_SECONDS:
+        temporary.unlink()
+    except FileNotFoundError:  # another writer renamed or removed it meanwhile
+      pass
 
 
 def _read(path: Path, key: str, name: str) -> Dataset:

@@ -3,6 +3,11 @@
 The format (http://yann.lecun.com/exdb/mnist/): a big-endian header of two zero bytes, a type
 byte (0x08 = unsigned byte), a byte giving the number of dimensions, then one uint32 per
 dimension, then the data in C order.
+
+Damage is an error naming the file: a gzip stream that fails its CRC or length check or is
+cut short, a wrong magic number, data shorter or longer than the header says, image and label
+counts that differ, train and test images of different sizes, a label outside 0..9, or a
+digit missing from a split. Subsets (such as the first 10,000 training images) are fine.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classp_jax.data.checks import class_counts
 from classp_jax.data.containers import Split
 
 # (images, labels) of each split, without the optional ".gz".
@@ -21,6 +27,7 @@ IDX_FILES = {
   "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _UBYTE = 0x08
+_CLASS_NAMES = tuple(str(d) for d in range(10))  # the label values of MNIST and Fashion-MNIST
 
 
 def find_idx_files(folder: Path) -> dict[str, Path] | None:
@@ -90,7 +97,9 @@ def read_idx_splits(files: dict[str, Path]) -> dict[str, Split]:
       {"train": Split, "test": Split}, images uint8 (N, H, W, 1), labels int32.
 
   Raises:
-      ValueError: a corrupt file, or image and label counts that differ.
+      ValueError: naming the file: a corrupt file, image and label counts that differ, train
+          and test images of different sizes, a label outside 0..9, or a class missing
+          from a split.
   """
   splits = {}
   for split_name, (images_name, labels_name) in IDX_FILES.items():
@@ -101,5 +110,12 @@ def read_idx_splits(files: dict[str, Path]) -> dict[str, Split]:
         f"{files[images_name]} holds {len(images)} images but "
         f"{files[labels_name]} holds {len(labels)} labels"
       )
+    class_counts({split_name: labels}, _CLASS_NAMES, str(files[labels_name]))
     splits[split_name] = Split(images[..., None], labels.astype(np.int32))
+  train_shape, test_shape = (splits[name].inputs.shape[1:3] for name in ("train", "test"))
+  if train_shape != test_shape:
+    raise ValueError(
+      f"{files['train-images-idx3-ubyte']} holds {train_shape[0]}x{train_shape[1]} images but "
+      f"{files['t10k-images-idx3-ubyte']} holds {test_shape[0]}x{test_shape[1]} images"
+    )
   return splits

@@ -16,6 +16,10 @@ split: a seeded stratified split holds out `test_fraction` of each class (see
 
 Decoded datasets from files are cached (see `classp_jax.data.cache`); digits is not, as it
 loads in milliseconds.
+
+Damaged or partial files are a `ValueError` naming the file, raised before anything is
+cached; sizes other than the standard distribution's are a `DataSizeWarning` on every load
+(see `classp_jax.data.checks` and each reader).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from classp_jax.data.aclimdb import (
   IMDB_CLASS_NAMES,
   aclimdb_source_files,
+  check_aclimdb_counts,
   find_aclimdb,
   read_aclimdb,
 )
@@ -35,7 +40,12 @@ from classp_jax.data.cache import cached_dataset, fingerprint_files
 from classp_jax.data.containers import Dataset, Split
 from classp_jax.data.digits import DIGITS_CLASS_NAMES, read_digits
 from classp_jax.data.idx import find_idx_files, read_idx_splits
-from classp_jax.data.phrasebank import PHRASEBANK_CLASS_NAMES, find_phrasebank, read_phrasebank
+from classp_jax.data.phrasebank import (
+  PHRASEBANK_CLASS_NAMES,
+  check_phrasebank_size,
+  find_phrasebank,
+  read_phrasebank,
+)
 from classp_jax.data.stratified import stratified_split
 from classp_jax.data.tfds_source import TfdsUnavailableError, prepare_tfds, read_tfds
 
@@ -52,7 +62,9 @@ class _LocalFiles:
 
   expected: str  # what the files are and where to get them, for error messages
   find: Callable[[Path, _Options], list[Path] | None]  # the source files, or None
-  read: Callable[[list[Path], _Options], dict[str, Split]]
+  read: Callable[[list[Path], _Options], dict[str, Split]]  # raises on damaged files
+  # Warns about a size other than the standard one, on every load (cached or not).
+  check: Callable[[Dataset, list[Path]], None] = lambda dataset, files: None
 
 
 @dataclass(frozen=True)
@@ -94,11 +106,18 @@ def _find_imdb(folder: Path, options: _Options) -> list[Path] | None:
   return aclimdb_source_files(location) if location else None
 
 
+def _aclimdb_location(files: list[Path]) -> Path:
+  if files[0].name.endswith(".tar.gz"):  # the archive
+    return files[0]
+  return files[0].parents[2]  # review files sit at <tree>/<split>/<label>/<id>.txt
+
+
 def _read_imdb(files: list[Path], options: _Options) -> dict[str, Split]:
-  if len(files) == 1:  # the archive
-    return read_aclimdb(files[0])
-  # Review files sit at <tree>/<split>/<label>/<id>.txt.
-  return read_aclimdb(files[0].parents[2])
+  return read_aclimdb(_aclimdb_location(files))
+
+
+def _check_imdb(dataset: Dataset, files: list[Path]) -> None:
+  check_aclimdb_counts({"train": dataset.train, "test": dataset.test}, _aclimdb_location(files))
 
 
 def _find_phrasebank(folder: Path, options: _Options) -> list[Path] | None:
@@ -108,10 +127,17 @@ def _find_phrasebank(folder: Path, options: _Options) -> list[Path] | None:
 
 def _read_phrasebank(files: list[Path], options: _Options) -> dict[str, Split]:
   sentences, labels = read_phrasebank(files[0])
-  train, test = stratified_split(
-    sentences, labels, test_fraction=options.test_fraction, seed=options.split_seed
-  )
+  try:
+    train, test = stratified_split(
+      sentences, labels, test_fraction=options.test_fraction, seed=options.split_seed
+    )
+  except ValueError as error:  # a class too small to split
+    raise ValueError(f"{files[0]}: {error}") from error
   return {"train": train, "test": test}
+
+
+def _check_phrasebank(dataset: Dataset, files: list[Path]) -> None:
+  check_phrasebank_size(len(dataset.train) + len(dataset.test), files[0])
 
 
 _SPECS: dict[str, _Spec] = {
@@ -128,7 +154,7 @@ _SPECS: dict[str, _Spec] = {
         _LocalFiles(
             "the aclImdb folder (train/ and test/ with neg/ and pos/) or aclImdb_v1.tar.gz, "
             "from https://ai.stanford.edu/~amaas/data/sentiment/",
-            _find_imdb, _read_imdb,
+            _find_imdb, _read_imdb, _check_imdb,
         ),
     ),
     "financial_phrasebank": _Spec(
@@ -137,7 +163,7 @@ _SPECS: dict[str, _Spec] = {
             "Sentences_50Agree.txt (or 66Agree, 75Agree, AllAgree), from FinancialPhraseBank-"
             "v1.0.zip at https://www.researchgate.net/publication/251231364 "
             "(or https://huggingface.co/datasets/takala/financial_phrasebank)",
-            _find_phrasebank, _read_phrasebank,
+            _find_phrasebank, _read_phrasebank, _check_phrasebank,
         ),
         options_in_key=("phrasebank_agreement", "test_fraction", "split_seed"),
     ),
@@ -249,9 +275,15 @@ def load_dataset(
       The dataset.
 
   Raises:
-      ValueError: an unknown name or source, or corrupt files.
+      ValueError: an unknown name or source; or files that are damaged, truncated or
+          incomplete (a failed CRC, a bad header, a label or class missing, ...), naming
+          the file. Nothing is cached then.
       FileNotFoundError: the files are not there; the message names the files expected and
           where to get them (`TfdsUnavailableError` for TFDS).
+
+  Warns:
+      DataSizeWarning: imdb_reviews or financial_phrasebank with other counts than the
+          standard distribution (a subset, or a damaged copy), on every load.
 
   >>> digits = load_dataset("digits")
   >>> digits.train.inputs.shape, digits.train.inputs.dtype, len(digits.test), digits.num_classes
@@ -272,22 +304,34 @@ def load_dataset(
     splits = read_digits(test_fraction=test_fraction, seed=split_seed)
     return Dataset(name, splits["train"], splits["test"], spec.class_names, "embedded")
 
-  def load(files: list[Path], origin: str, read: Callable[[], dict[str, Split]]) -> Dataset:
+  def load(
+    files: list[Path],
+    origin: str,
+    read: Callable[[], dict[str, Split]],
+    check: Callable[[Dataset], None] = lambda dataset: None,
+  ) -> Dataset:
     def build() -> Dataset:
       splits = read()
       return Dataset(name, splits["train"], splits["test"], spec.class_names, origin)
 
     if not cache:
-      return build()
+      dataset = build()
+      check(dataset)
+      return dataset
     options_key = ",".join(f"{o}={getattr(options, o)}" for o in spec.options_in_key)
     key = f"{name}:{origin}:{options_key}:{fingerprint_files(files)}"
-    return cached_dataset(build, key=key, name=name, cache_dir=cache_folder)
+    return cached_dataset(build, key=key, name=name, cache_dir=cache_folder, check=check)
 
   local_problem = None
   if source in ("local", "auto") and spec.local is not None and data_dir is not None:
     files = _find_local_files(spec, options, data_dir, name)
     if files:
-      return load(files, "local", lambda: spec.local.read(files, options))
+      return load(
+        files,
+        "local",
+        lambda: spec.local.read(files, options),
+        lambda dataset: spec.local.check(dataset, files),
+      )
     local_problem = (
       f"no {name} files in {data_dir} or its subfolders "
       f"{', '.join(_folder_patterns(name))}: expected {spec.local.expected}"
@@ -309,7 +353,12 @@ def load_dataset(
     return load(
       files,
       "tfds",
-      lambda: read_tfds(spec.tfds_name, data_dir=data_dir, input_key=spec.input_key),
+      lambda: read_tfds(
+        spec.tfds_name,
+        data_dir=data_dir,
+        input_key=spec.input_key,
+        class_names=spec.class_names,
+      ),
     )
   except TfdsUnavailableError as error:
     if local_problem is None:

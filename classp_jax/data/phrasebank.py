@@ -4,6 +4,10 @@ Each line is `sentence@label`, label in {negative, neutral, positive}. The origi
 are ISO-8859-1; UTF-8 copies (with or without a byte-order mark) are accepted too, with LF
 or CRLF line ends. The four files differ in how many annotators had to agree:
 `Sentences_50Agree.txt` (4,846 sentences), `66Agree`, `75Agree`, `AllAgree`.
+
+A file with a class missing, or a malformed line (as a file cut mid-line has), is an error;
+one with another number of sentences than the distributed file is a `DataSizeWarning`
+(`check_phrasebank_size`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from classp_jax.data.checks import warn_unless_standard
+
 PHRASEBANK_CLASS_NAMES = ("negative", "neutral", "positive")
 PHRASEBANK_AGREEMENTS = ("50Agree", "66Agree", "75Agree", "AllAgree")
+# Sentences in each distributed `Sentences_<agreement>.txt` (Malo et al. 2014).
+PHRASEBANK_STANDARD_SIZES = {"50Agree": 4846, "66Agree": 4217, "75Agree": 3453, "AllAgree": 2264}
 
 
 def find_phrasebank(data_dir: Path, agreement: str | None = None) -> Path | None:
@@ -66,7 +74,8 @@ def read_phrasebank(path: Path) -> tuple[np.ndarray, np.ndarray]:
       `PHRASEBANK_CLASS_NAMES`.
 
   Raises:
-      ValueError: naming the file and line number of a line that is not `sentence@label`.
+      ValueError: naming the file: the line number of a line that is not `sentence@label`,
+          or a class with no sentences.
   """
   # Split on "\n" only: str.splitlines would also split on "\x85", a Latin-1 character.
   lines = decode_phrasebank(path.read_bytes()).split("\n")
@@ -84,6 +93,26 @@ def read_phrasebank(path: Path) -> tuple[np.ndarray, np.ndarray]:
       )
     sentences.append(sentence.strip())
     labels.append(PHRASEBANK_CLASS_NAMES.index(label))
+  counts = np.bincount(np.array(labels, np.int64), minlength=len(PHRASEBANK_CLASS_NAMES))
+  if (counts == 0).any():
+    missing = [name for name, count in zip(PHRASEBANK_CLASS_NAMES, counts) if count == 0]
+    raise ValueError(
+      f"{path}: no {', '.join(missing)} sentences among the {len(labels)} read; the "
+      "distributed files have all three classes: is this file complete?"
+    )
   texts = np.empty(len(sentences), object)
   texts[:] = sentences
   return texts, np.array(labels, np.int32)
+
+
+def check_phrasebank_size(num_sentences: int, path: Path) -> None:
+  """Warns (`DataSizeWarning`) unless a distributed file holds its standard number of sentences.
+
+  Args:
+      num_sentences: how many were read from `path`.
+      path: a `Sentences_<agreement>.txt`; other names are not checked.
+  """
+  agreement = path.stem.removeprefix("Sentences_")
+  if agreement in PHRASEBANK_STANDARD_SIZES:
+    standard = {"sentences": PHRASEBANK_STANDARD_SIZES[agreement]}
+    warn_unless_standard(str(path), {"sentences": num_sentences}, standard)

@@ -25,6 +25,10 @@ def stratified_split(
   Returns:
       (train, test).
 
+  Raises:
+      ValueError: `test_fraction` outside (0, 1), or a class too small to have examples in
+          both splits.
+
   >>> train, test = stratified_split(np.arange(10), np.array([0] * 5 + [1] * 5, np.int32),
   ...                                test_fraction=0.4, seed=0)
   >>> len(train), len(test), np.bincount(test.labels).tolist()
@@ -37,6 +41,11 @@ def stratified_split(
   for label in np.unique(labels):
     members = np.flatnonzero(labels == label)
     n_test = int(round(len(members) * test_fraction))
+    if not 0 < n_test < len(members):  # the class would be missing from one split
+      raise ValueError(
+        f"class {label} has {len(members)} examples: too few to hold out a fraction "
+        f"{test_fraction} of them for test and keep the rest for training"
+      )
     is_test[rng.permutation(members)[:n_test]] = True
   return (
     Split(inputs[~is_test], labels[~is_test]),

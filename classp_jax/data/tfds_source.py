@@ -10,11 +10,13 @@ Nothing is read from Google Cloud Storage (`try_gcs=False`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from classp_jax.data.checks import class_counts
 from classp_jax.data.containers import Split
 
 
@@ -58,19 +60,23 @@ def prepare_tfds(tfds_name: str, *, data_dir: Path | None, download: bool) -> li
   return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
 
 
-def read_tfds(tfds_name: str, *, data_dir: Path | None, input_key: str) -> dict[str, Split]:
+def read_tfds(
+  tfds_name: str, *, data_dir: Path | None, input_key: str, class_names: Sequence[str]
+) -> dict[str, Split]:
   """Reads the train and test splits of a prepared dataset with `tfds.data_source`.
 
   Args:
       tfds_name: the TFDS name, e.g. "mnist".
       data_dir: the TFDS data folder, or None for TFDS's default.
       input_key: the feature holding the inputs, "image" or "text".
+      class_names: the dataset's classes; every label must index them.
 
   Returns:
       {"train": Split, "test": Split}: uint8 images (N, H, W, C) or raw strings; int32 labels.
 
   Raises:
       TfdsUnavailableError: the dataset is not prepared in the array_record format.
+      ValueError: an empty split, or a label outside the classes.
   """
   import tensorflow_datasets as tfds
 
@@ -85,10 +91,16 @@ def read_tfds(tfds_name: str, *, data_dir: Path | None, input_key: str) -> dict[
       "internet and TensorFlow), or data_dir holding it prepared with "
       f"`tfds build {tfds_name} --file_format=array_record`, or use source='local'."
     ) from error
-  return {
+  splits = {
     split_name: _to_split(source, input_key, f"TFDS {tfds_name!r} {split_name}")
     for split_name, source in zip(("train", "test"), sources)
   }
+  where = f"TFDS {tfds_name!r} in {_where(data_dir)}"
+  # TFDS checks its own files; a class may legitimately be absent from a small split.
+  class_counts(
+    {name: split.labels for name, split in splits.items()}, class_names, where, every_class=False
+  )
+  return splits
 
 
 def _to_split(source: Any, input_key: str, what: str) -> Split:
