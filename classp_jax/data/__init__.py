@@ -10,6 +10,7 @@
 """
 
 from classp_jax.data.cache import CACHE_DIR_ENV, default_cache_dir
+from classp_jax.data.checks import DataSizeWarning
 from classp_jax.data.containers import Dataset, Split, Task, TaskStream
 from classp_jax.data.load import KNOWN_DATASETS, dataset_folders, find_local_files, load_dataset
 from classp_jax.data.stratified import stratified_split
@@ -26,6 +27,7 @@ from classp_jax.data.tfds_source import TfdsUnavailableError
 
 __all__ = [
   "CACHE_DIR_ENV",
+  "DataSizeWarning",
   "KNOWN_DATASETS",
   "PAD_ID",
   "SENTIMENT_CLASSES",
