@@ -10,7 +10,7 @@ experiments for those.
 import dataclasses
 
 from classp_jax.data import digits_stream
-from classp_jax.experiments import Experiment
+from classp_jax.experiments import VALIDATION_FRACTION, Experiment
 from classp_jax.loop import LoopConfig
 from classp_jax.methods import MethodSpec
 from classp_jax.models import MLP
@@ -21,7 +21,7 @@ EXPERIMENT = Experiment(
     stream=lambda options: digits_stream(),
     model=lambda stream: MLP(num_classes=stream.num_classes, hidden=(128, 128)),
     # One step per call: as fast as unrolled chunks here, and it compiles once.
-    loop=LoopConfig(batch_size=32, epochs=5, evals_per_task=2, eval_batch_size=512),
+    loop=LoopConfig(validation_fraction=VALIDATION_FRACTION, batch_size=32, epochs=5, evals_per_task=2, eval_batch_size=512),
     methods={
         "classp": MethodSpec("classp", {"learning_rate": 0.05, "threshold": 1e-4}),
         "sgd": MethodSpec("sgd", {"learning_rate": 0.05}),

@@ -21,7 +21,7 @@ one took about 2 s per 750-example step on one shared core.
 import dataclasses
 
 from classp_jax.data import text_stream
-from classp_jax.experiments import Experiment
+from classp_jax.experiments import VALIDATION_FRACTION, Experiment
 from classp_jax.experiments.comparison import METHODS, comparison_frontier, comparison_methods
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
@@ -51,7 +51,7 @@ EXPERIMENT = Experiment(
     stream=_stream(25_000),
     model=lambda stream: TextTransformer(vocab_size=len(stream.vocab),
                                          num_classes=stream.num_classes),
-    loop=LoopConfig(batch_size=750, loss_target=(FPB_LOSS_TARGET, None),
+    loop=LoopConfig(validation_fraction=VALIDATION_FRACTION, batch_size=750, loss_target=(FPB_LOSS_TARGET, None),
                     accuracy_target=(None, IMDB_ACCURACY_TARGET),
                     max_epochs=100, evals_per_task=0, eval_batch_size=2500, steps_per_call=1,
                     log_every=1, paper_eval=True),

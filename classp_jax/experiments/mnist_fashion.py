@@ -20,7 +20,7 @@ beside the held-out test accuracy.
 """
 
 from classp_jax.data import sequential_stream
-from classp_jax.experiments import Experiment
+from classp_jax.experiments import VALIDATION_FRACTION, Experiment
 from classp_jax.experiments.comparison import METHODS, comparison_frontier, comparison_methods
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
@@ -46,7 +46,7 @@ EXPERIMENT = Experiment(
     stream=lambda options: sequential_stream(
         load_datasets(("mnist", "fashion_mnist"), options), name="mnist->fashion_mnist"),
     model=lambda stream: PaperCNN(num_classes=stream.num_classes),
-    loop=LoopConfig(batch_size=32, epochs=(4, 1), evals_per_task=4, eval_batch_size=1000,
+    loop=LoopConfig(validation_fraction=VALIDATION_FRACTION, batch_size=32, epochs=(4, 1), evals_per_task=4, eval_batch_size=1000,
                     steps_per_call=8, paper_eval=True),
     methods={**_METHODS, **{
         f"{m}_lr_tuned": with_hyperparameter(m, _METHODS[m], "learning_rate", TUNED_LEARNING_RATE)
