@@ -972,7 +972,10 @@ def _settings(results: dict[str, Any]) -> list[str]:
   for source in results["sources"]:
     loop = source["loop"]
     validation = loop.get("validation_fraction")
-    lines.append(f"- `{source['options'].get('command', '(not recorded)')}`: batch "
+    command = source["options"].get("command", "(not recorded)")
+    if source["options"].get("data_dir"):  # a machine's path says nothing to a reader
+      command = command.replace(source["options"]["data_dir"], "ROOT")
+    lines.append(f"- `{command}`: batch "
                  f"{loop['batch_size']}, epochs {loop['epochs']}, loss target "
                  f"{loop.get('loss_target')}, accuracy target {loop.get('accuracy_target')} "
                  f"(at most {loop.get('max_epochs')} epochs)"

@@ -9,7 +9,7 @@
 # given to two invocations at once run side by side (on 2 cores, a small-MLP
 # stage beside fpb_imdb_cpu uses the cores better than either alone).
 #
-# DATA_ROOT holds one folder per dataset (here /work/shared/data: mnist-10k/,
+# DATA_ROOT (required) holds one folder per dataset (e.g. mnist-10k/,
 # fashion-mnist/, imdb/, financial-phrasebank/). Each method is its own run
 # folder, so a crash loses one method, and a finished one is skipped when the
 # script is run again. The stages are in priority order; `report` at the end
@@ -24,7 +24,7 @@
 # - permuted_mnist: 3 seeds.
 # For the full protocol, drop --subsample and run fpb_imdb on a GPU.
 set -euo pipefail
-DATA=${1:-/work/shared/data}
+DATA=${1:?usage: experiments/run_report.sh DATA_ROOT [RUNS_DIR] [STAGE...]}
 RUNS=${2:-runs}
 shift $(( $# < 2 ? $# : 2 ))
 STAGES=${*:-mnist_fashion mnist_fashion_frontiers split_mnist permuted_mnist fpb_imdb_cpu split_mnist_frontiers report}
