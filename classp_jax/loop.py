@@ -395,7 +395,9 @@ class ContinualRun:
     self.evaluator = Evaluator(self.fns, [t.test for t in tasks], validations,
                                [t.train for t in tasks], self.mesh)
     dummy = np.zeros((1, *stream.input_shape), tasks[0].train.inputs.dtype)
-    params = model.init({"params": init_key}, dummy, train=False)["params"]
+    # Jitted: run eagerly, init compiles each of its ops apart (seconds before step one).
+    params = jax.jit(lambda key, x: model.init({"params": key}, x, train=False)["params"])(
+        init_key, dummy)
     self.state = replicate(
         TrainState(params, method.tx.init(params), method.regularizer.init(params)), self.mesh)
     self.progress, self.record = Progress(), RunRecord()

@@ -2,7 +2,7 @@
 # Regenerates experiments/results/report.md on a 2-core CPU (about 5 hours in all, most of
 # it in the frontiers; the split_mnist frontiers come last and may be cut short).
 #
-#   experiments/run_report.sh [DATA_ROOT] [RUNS_DIR] [STAGE...]
+#   experiments/run_report.sh DATA_ROOT [RUNS_DIR] [STAGE...]
 #
 # STAGEs (default: all, in this order): mnist_fashion mnist_fashion_frontiers
 # split_mnist permuted_mnist fpb_imdb_cpu split_mnist_frontiers report. Stages
