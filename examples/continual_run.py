@@ -90,6 +90,8 @@ def main(argv=None) -> dict[str, dict]:
 
   results = {"tasks": [t.name for t in stream.tasks], "runs": runs}
   print_summary(results)
+  print("(time/run includes compiling each method's step; the first run also compiles "
+        "the evaluation)")
   args.out.parent.mkdir(parents=True, exist_ok=True)
   plot_accuracy_over_training(results, args.out)
   print(f"\nplot: {args.out}")
