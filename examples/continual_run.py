@@ -10,7 +10,7 @@ consolidation, the metrics), prints each method's accuracy matrix
 ``R[i][j]`` (accuracy on task j after training task i) with ACC, BWT and
 forgetting, and saves the accuracy-over-training plot.
 
-Run from the project root (offline, well under a minute on a CPU)::
+Run from the project root (offline, under a minute on a 2-core CPU)::
 
     python examples/continual_run.py                          # plot under the temp dir
     python examples/continual_run.py --out /tmp/rotated.png

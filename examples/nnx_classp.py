@@ -9,7 +9,7 @@ the threshold leaves small gradients unapplied) and the fraction CLASSP has
 ever updated (``classp_jax.capacity_used`` of the optimizer state: the
 capacity left for later tasks is the rest).
 
-Run from the project root (offline, a few seconds on a CPU)::
+Run from the project root (offline, under a minute on a 2-core CPU)::
 
     python examples/nnx_classp.py            # 10 epochs
     python examples/nnx_classp.py --quick    # 2 epochs (what the tests run)

@@ -21,7 +21,7 @@ task 1 is exactly that Fisher.
 Any optax optimizer works in place of ``optax.sgd`` (``classp_jax.classp``
 too: ``classp+ewc``).
 
-Run from the project root (offline, a few seconds on a CPU)::
+Run from the project root (offline, under a minute on a 2-core CPU)::
 
     python examples/own_loop_ewc.py            # 10 epochs per task
     python examples/own_loop_ewc.py --quick    # 3 epochs per task (what the tests run)

@@ -5,8 +5,8 @@ shared 5-way head), with the library's Linen MLP:
 
 1. ``optax.inject_hyperparams(classp_jax.classp)``: the learning rate and the
    threshold live in the optimizer state, so a task boundary sets new values
-   (here a smaller step and a higher threshold for task 2, to protect task 1)
-   and the jitted step never recompiles; the accumulator carries over.
+   (here a threshold for task 2, so that small gradients leave the weights
+   alone) and the jitted step never recompiles; the accumulator carries over.
 2. ``optax.multi_transform``: CLASSP on the hidden layer, plain SGD on the
    output layer. ``classp_jax.capacity_used`` finds CLASSP's accumulator
    inside it. (Here the SGD output layer forgets task 1 much more than part 1,
@@ -16,7 +16,7 @@ For each it prints, per task, the hyperparameters, the fraction of weights
 updated by the task's last step, the capacity used, and the test accuracy on
 both tasks.
 
-Run from the project root (offline, a few seconds on a CPU)::
+Run from the project root (offline, under a minute on a 2-core CPU)::
 
     python examples/per_task_schedule.py            # 10 epochs per task
     python examples/per_task_schedule.py --quick    # 3 epochs per task (what the tests run)
