@@ -76,7 +76,7 @@ def main(argv=None) -> dict[str, dict]:
   if args.quick:
     stream = subsample_stream(stream, 300, seed=args.seed)
   model = SmallCNN(stream.num_classes)
-  config = LoopConfig(batch_size=32, epochs=1 if args.quick else 3, evals_per_task=4)
+  config = LoopConfig(batch_size=32, epochs=1 if args.quick else 3)
   specs = {
       # Every hyperparameter explicit, so the run does not depend on the defaults.
       "classp": MethodSpec("classp", {"learning_rate": 0.05, "threshold": 0.0, "power": 1.0,

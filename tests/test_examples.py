@@ -38,6 +38,7 @@ def test_nnx_classp(capsys):
   assert "CLASSP has updated" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # three methods, each compiling its step and Fisher: ~15 s
 def test_own_loop_ewc(capsys):
   result = run_example("own_loop_ewc", "--quick")
   kept = result["task1_after_task2"]
@@ -49,6 +50,7 @@ def test_own_loop_ewc(capsys):
   assert "task 1 after task 2" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # two methods through the continual loop: ~20 s
 def test_continual_run(tmp_path, capsys):
   plot = tmp_path / "plots" / "rotated.png"
   runs = run_example("continual_run", "--quick", "--out", str(plot))
