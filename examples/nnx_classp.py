@@ -7,7 +7,8 @@ the fraction of weights the epoch's last step updated
 (``classp_jax.update_fraction`` of the updates ``optimizer.update`` returns;
 the threshold leaves small gradients unapplied) and the fraction CLASSP has
 ever updated (``classp_jax.capacity_used`` of the optimizer state: the
-capacity left for later tasks is the rest).
+capacity left for later tasks is the rest). It needs flax >= 0.12.7, whose
+``nnx.Optimizer.update(model, grads)`` returns the updates.
 
 Run from the project root (offline, under a minute on a 2-core CPU)::
 
