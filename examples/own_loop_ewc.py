@@ -64,13 +64,13 @@ def make_step(tx: optax.GradientTransformation, reg: classp_jax.Regularizer):
 
   @jax.jit
   def step(params, opt_state, reg_state, inputs, labels):
-    loss, grads = jax.value_and_grad(task_loss)(params, inputs, labels)
-    penalty, penalty_grads = jax.value_and_grad(reg.penalty, argnums=1)(reg_state, params)
+    grads = jax.grad(task_loss)(params, inputs, labels)
+    penalty_grads = jax.grad(reg.penalty, argnums=1)(reg_state, params)
     updates, opt_state = tx.update(jax.tree.map(jnp.add, grads, penalty_grads), opt_state, params)
     new_params = optax.apply_updates(params, updates)
     # The task-loss gradients alone, as SI's path integral is defined.
     reg_state = reg.accumulate(reg_state, params, new_params, grads)
-    return new_params, opt_state, reg_state, loss, penalty
+    return new_params, opt_state, reg_state
 
   return step
 
@@ -93,8 +93,7 @@ def train_two_tasks(tasks, reg, *, epochs, seed, batch_size=32):
     steps = len(y) // batch_size
     for _ in range(epochs):
       for batch in rng.permutation(len(y))[: steps * batch_size].reshape(steps, batch_size):
-        params, opt_state, reg_state, loss, penalty = step(
-            params, opt_state, reg_state, x[batch], y[batch])
+        params, opt_state, reg_state = step(params, opt_state, reg_state, x[batch], y[batch])
     after_task.append(params)
     if t + 1 == len(tasks):
       break  # no task follows that a consolidation would serve
@@ -118,7 +117,7 @@ def main(argv=None) -> dict[str, object]:
   test2 = (jnp.asarray(tasks[1].test.inputs), jnp.asarray(tasks[1].test.labels))
 
   regularizers = {
-      "sgd (no penalty)": classp_jax.ewc(0.0),
+      "sgd (no penalty)": classp_jax.ewc(0.0),  # strength 0: the same loop, plain SGD
       "sgd+ewc": classp_jax.ewc(strength=100.0),
       "sgd+si": classp_jax.si(strength=0.3),
   }
@@ -139,7 +138,7 @@ def main(argv=None) -> dict[str, object]:
   gap = max(float(jnp.max(jnp.abs(f - i)))
             for f, i in zip(jax.tree.leaves(fisher), jax.tree.leaves(ewc_state.importance)))
   print("diagonal Fisher after task 1, mean per layer:",
-        ", ".join(f"{name} {float(v.mean()):.2e}" for name, v in
+        ", ".join(f"{layer} {float(v.mean()):.2e}" for layer, v in
                   [("w1", fisher[0]["w"]), ("b1", fisher[0]["b"]),
                    ("w2", fisher[1]["w"]), ("b2", fisher[1]["b"])]))
   print(f"EWC's importance after task 1 equals it: max |difference| = {gap:.1e}")
