@@ -18,7 +18,9 @@ from classp_jax.diagnostics import update_fraction
 # --- baselines (fisher.py, regularizers.py) ---
 from classp_jax.fisher import fisher_diagonal
 from classp_jax.regularizers import AnchoredState
+from classp_jax.regularizers import ConsolidationContext
 from classp_jax.regularizers import EwcState
+from classp_jax.regularizers import Regularizer
 from classp_jax.regularizers import SiState
 from classp_jax.regularizers import ewc
 from classp_jax.regularizers import l2
@@ -40,7 +42,9 @@ __all__ = [
     "update_fraction",
     "fisher_diagonal",
     "AnchoredState",
+    "ConsolidationContext",
     "EwcState",
+    "Regularizer",
     "SiState",
     "ewc",
     "l2",
