@@ -88,7 +88,7 @@ def main(argv=None) -> dict[str, dict]:
     method = build_method(name, spec, len(stream.tasks))
     runs.append(run_continual(model, stream, method, config, seed=args.seed, progress=False))
 
-  results = {"tasks": [t.name for t in stream.tasks], "runs": runs}
+  results = {"experiment": stream.name, "tasks": [t.name for t in stream.tasks], "runs": runs}
   print_summary(results)
   print("(time/run includes compiling each method's step; the first run also compiles "
         "the evaluation)")

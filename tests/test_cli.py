@@ -193,6 +193,11 @@ def test_logs_are_written_per_method_and_seed(tmp_path):
   run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
   assert len(steps) - 1 == len(run["logs"]["step"])
   assert float(steps[1].split(",")[2]) == pytest.approx(run["logs"]["loss"][0])
-  evaluations = (folder / "evaluations.csv").read_text().splitlines()
-  assert len(evaluations) - 1 == len(run["history"]["step"]) - 1  # all but the random init
+  evaluations = [line.split(",") for line in (folder / "evaluations.csv").read_text().splitlines()]
+  splits = [row[2] for row in evaluations[1:]]
+  assert splits.count("test") == len(run["history"]["step"]) - 1  # all but the random init
+  assert splits.count("validation") == len(run["validation_accuracy_matrix"]) == 5
+  last_validation = [float(v) for v in evaluations[-1][3:]]
+  assert evaluations[-1][2] == "validation"
+  assert last_validation == pytest.approx(run["validation_accuracy_matrix"][-1])
   assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
