@@ -255,7 +255,8 @@ def threshold_mask(
     >>> updates, _ = tx.update(g, tx.init(g))
     >>> print(updates)
     [ 0.  -0.8  2.   0. ]
-    >>> tx = classp_jax.threshold_mask(1.0, relative=True)  # mean(g**2) = 1.1625
+    >>> # mean(g**2) = 1.1625: only 2.0**2 is above it.
+    >>> tx = classp_jax.threshold_mask(1.0, relative=True)
     >>> updates, _ = tx.update(g, tx.init(g))
     >>> print(updates)
     [0. 0. 2. 0.]
