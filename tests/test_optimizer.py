@@ -19,19 +19,25 @@ from strategies import GRADIENT_VALUES
 # An independent model of the rule: plain NumPy, element by element, float64.
 
 
-def _model_element(g, s, lr, threshold, power, eps):
-  """One step for one weight: returns (update, new accumulator)."""
+def _model_element(g, s, lr, threshold, power, eps, include_current=True):
+  """One step for one weight: returns (update, new accumulator).
+
+  ``include_current=False`` is the paper's Equation (1): the step is scaled
+  by the accumulator before this gradient is added.
+  """
   g32 = np.float32(g)
   if g32 * g32 <= np.float32(threshold):  # the mask is decided in float32
     return 0.0, s
   g = float(g)
-  s = s + abs(g) ** power
-  if s == 0.0:
-    return 0.0, s
-  return -lr * g / (eps + s) ** (1.0 / power), s
+  s_new = s + abs(g) ** power
+  scale = s_new if include_current else s
+  if eps + scale == 0.0:  # nothing to scale by: no step, and no NaN
+    return 0.0, s_new
+  return -lr * g / (eps + scale) ** (1.0 / power), s_new
 
 
-def model_classp(grads_seq, lr, threshold, power, eps, initial=0.0):
+def model_classp(grads_seq, lr, threshold, power, eps, initial=0.0,
+                 include_current=True):
   """Updates for each step and the final accumulator, for a list of trees."""
   leaves0, treedef = jax.tree.flatten(grads_seq[0])
   acc = [np.full(np.shape(l), initial, np.float64) for l in leaves0]
@@ -44,7 +50,7 @@ def model_classp(grads_seq, lr, threshold, power, eps, initial=0.0):
       flat_u, flat_s, flat_g = u.reshape(-1), acc[i].reshape(-1), g.reshape(-1)
       for j in range(flat_g.size):
         flat_u[j], flat_s[j] = _model_element(
-            flat_g[j], flat_s[j], lr, threshold, power, eps
+            flat_g[j], flat_s[j], lr, threshold, power, eps, include_current
         )
       ups.append(u)
     all_updates.append(jax.tree.unflatten(treedef, ups))
@@ -59,12 +65,13 @@ TREES = (
 
 
 @functools.cache
-def _injected_step(tree_index):
+def _injected_step(tree_index, include_current=True):
   del tree_index  # one compiled step per tree structure
 
   @jax.jit
   def step(grads, state):
-    tx = optax.inject_hyperparams(classp_jax.classp)(learning_rate=0.1)
+    tx = optax.inject_hyperparams(classp_jax.classp)(
+        learning_rate=0.1, include_current_gradient=include_current)
     return tx.update(grads, state)
 
   return step
@@ -75,10 +82,11 @@ def _injected_init(params, **hps):
 
 
 @st.composite
-def _grads_seq(draw):
+def _grads_seq(draw, steps=None):
   tree_index = draw(st.integers(0, len(TREES) - 1))
   shapes = TREES[tree_index]
-  steps = draw(st.integers(1, 4))
+  if steps is None:
+    steps = draw(st.integers(1, 4))
   value = GRADIENT_VALUES
 
   def leaf(shape):
@@ -99,18 +107,20 @@ def _grads_seq(draw):
     power=st.one_of(st.sampled_from([1.0, 2.0]), st.floats(0.5, 3.0)),
     eps=st.one_of(st.just(0.0), st.floats(1e-6, 1e-2)),
     initial=st.sampled_from([0.0, 0.1]),
+    include_current=st.booleans(),
 )
-def test_classp_matches_numpy_model(data, lr, threshold, power, eps, initial):
+def test_classp_matches_numpy_model(data, lr, threshold, power, eps, initial,
+                                    include_current):
   tree_index, grads_seq = data
   params = jax.tree.map(jnp.zeros_like, grads_seq[0])
   state = _injected_init(
       params, learning_rate=lr, threshold=threshold, power=power, eps=eps,
       initial_accumulator_value=initial,
   )
-  step = _injected_step(tree_index)
+  step = _injected_step(tree_index, include_current)
   expected_updates, expected_acc = model_classp(
       grads_seq, lr, np.float32(threshold), np.float32(power),
-      np.float32(eps), np.float32(initial),
+      np.float32(eps), np.float32(initial), include_current,
   )
   for grads, expected in zip(grads_seq, expected_updates):
     updates, state = step(grads, state)
@@ -118,6 +128,228 @@ def test_classp_matches_numpy_model(data, lr, threshold, power, eps, initial):
   chex.assert_trees_all_close(
       state.inner_state[0].accumulator, expected_acc, rtol=1e-5, atol=1e-6
   )
+
+
+# ---------------------------------------------------------------------------
+# The relative threshold: a NumPy model of the mask, on random pytrees.
+
+
+def model_relative_mask(grads, threshold):
+  """Per leaf: the expected masked gradient, and where the decision is a tie.
+
+  ``g**2`` is formed in float32 as the optimizer does; the leaf's mean and
+  the cutoff in float64. Entries within float32 rounding of the cutoff are
+  ties, which the float32 reduction may decide either way.
+  """
+  def leaf(g):
+    g = np.asarray(g, np.float32)
+    sq = (g * g).astype(np.float64)
+    cutoff = float(threshold) * sq.mean() if g.size else 0.0
+    kept = np.where(sq > cutoff, g, np.float32(0))
+    tie = np.abs(sq - cutoff) <= 1e-5 * cutoff
+    return kept, tie
+
+  pairs = jax.tree.map(leaf, grads)
+  is_pair = lambda x: isinstance(x, tuple) and len(x) == 2
+  kept = jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair)
+  ties = jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair)
+  return kept, ties
+
+
+@st.composite
+def _grads_with_zero_leaves(draw):
+  """A gradient tree of one of `TREES`, some of its leaves all zero."""
+  tree_index, (grads,) = draw(_grads_seq(steps=1))
+  return jax.tree.map(
+      lambda g: np.zeros_like(g) if draw(st.booleans()) else g, grads)
+
+
+@jax.jit
+def _relative_mask(grads, threshold):
+  tx = classp_jax.threshold_mask(threshold, relative=True)
+  return tx.update(grads, tx.init(grads))[0]
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+    grads=_grads_with_zero_leaves(),
+    threshold=st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 8.0)),
+)
+def test_relative_mask_matches_numpy_model(grads, threshold):
+  out = _relative_mask(grads, np.float32(threshold))  # traced threshold
+  expected, ties = model_relative_mask(grads, np.float32(threshold))
+  for o, e, tie, g in zip(jax.tree.leaves(out), jax.tree.leaves(expected),
+                          jax.tree.leaves(ties), jax.tree.leaves(grads)):
+    o = np.asarray(o)
+    assert not np.isnan(o).any()
+    np.testing.assert_array_equal(o[~tie], e[~tie])
+    assert np.all((o[tie] == 0) | (o[tie] == g[tie]))  # either decision
+    if not np.any(g):  # mean(g**2) = 0: nothing passes
+      np.testing.assert_array_equal(o, np.zeros_like(g))
+
+
+def test_relative_mask_by_hand_zero_nan_and_empty_leaves():
+  grads = {
+      # mean(g**2) = (0.01 + 0.64 + 4) / 4 = 1.1625; cutoff 0.58125 at 0.5.
+      "a": jnp.array([0.1, -0.8, 2.0, 0.0]),
+      "zero": jnp.zeros(3),
+      "nan": jnp.array([jnp.nan, 0.1, 0.0]),
+      "empty": jnp.zeros((0, 2)),
+      # Scale-free: 1000x the gradient of "a" keeps the same entries.
+      "big": 1000 * jnp.array([0.1, -0.8, 2.0, 0.0]),
+  }
+  tx = classp_jax.threshold_mask(0.5, relative=True)
+  out = tx.update(grads, tx.init(grads))[0]
+  np.testing.assert_array_equal(out["a"], np.float32([0, -0.8, 2.0, 0]))
+  np.testing.assert_array_equal(out["zero"], np.zeros(3))
+  # A NaN makes the leaf's mean NaN: the whole leaf passes, as documented.
+  np.testing.assert_array_equal(out["nan"], np.float32([np.nan, 0.1, 0.0]))
+  assert out["empty"].shape == (0, 2)
+  np.testing.assert_array_equal(out["big"], np.float32([0, -800, 2000, 0]))
+
+
+@pytest.mark.parametrize("threshold, power, include_current", [
+    (0.0, 1.0, True), (1.0, 1.0, False), (1.0, 2.0, True), (4.0, 1.3, False),
+    (0.5, 1.3, True),
+])
+def test_fused_relative_classp_equals_its_chain(threshold, power,
+                                                include_current):
+  chained = optax.chain(
+      classp_jax.threshold_mask(threshold, relative=True),
+      classp_jax.scale_by_generalized_adagrad(
+          power, eps=1e-5, include_current_gradient=include_current),
+      optax.scale_by_learning_rate(0.1),
+  )
+  fused = classp_jax.classp(0.1, threshold=threshold, power=power, eps=1e-5,
+                            relative_threshold=True,
+                            include_current_gradient=include_current)
+  params = {"w": jnp.zeros((5, 4)), "b": jnp.zeros(4), "z": jnp.zeros(3)}
+  s1, s2 = chained.init(params), fused.init(params)
+  for key in jax.random.split(jax.random.key(7), 3):
+    grads = jax.tree.map(lambda p: jax.random.normal(key, p.shape), params)
+    grads["z"] = jnp.zeros(3)  # a zero leaf
+    u1, s1 = jax.jit(chained.update)(grads, s1)
+    u2, s2 = jax.jit(fused.update)(grads, s2)
+    chex.assert_trees_all_close(u1, u2, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(u2["z"], np.zeros(3))
+  chex.assert_trees_all_close(s1[1].accumulator, s2[0].accumulator, rtol=1e-6)
+
+
+def test_relative_threshold_needs_a_threshold():
+  with pytest.raises(ValueError, match="needs a threshold"):
+    classp_jax.scale_by_generalized_adagrad(relative_threshold=True)
+
+
+# ---------------------------------------------------------------------------
+# Equation (1): the step scaled by the accumulator before this gradient.
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 1.5])
+def test_equation_1_first_steps_against_numpy(power):
+  lr, eps = 0.1, 1e-5
+  tx = classp_jax.classp(lr, threshold=0.0, power=power, eps=eps,
+                         include_current_gradient=False)
+  g1 = np.float32([0.3, -0.02, 0.0, 1.5])
+  g2 = np.float32([0.1, 0.4, -0.7, 0.0])
+  state = tx.init(jnp.zeros(4))
+  u1, state = jax.jit(tx.update)(jnp.asarray(g1), state)
+  u2, state = jax.jit(tx.update)(jnp.asarray(g2), state)
+  g1, g2 = g1.astype(np.float64), g2.astype(np.float64)
+  # First step: S = 0, so g / eps**(1/p): 1e5 g for p = 1.
+  np.testing.assert_allclose(u1, -lr * g1 / eps ** (1 / power), rtol=1e-5)
+  s1 = np.abs(g1) ** power
+  expected_u2 = -lr * g2 / (eps + s1) ** (1 / power)
+  np.testing.assert_allclose(u2, expected_u2, rtol=1e-5)
+  np.testing.assert_allclose(state[0].accumulator,
+                             s1 + np.abs(g2) ** power, rtol=1e-6)
+
+
+def test_equation_1_with_eps_0_skips_a_weights_first_step():
+  tx = classp_jax.classp(1.0, threshold=0.0, eps=0.0,
+                         include_current_gradient=False)
+  state = tx.init(jnp.zeros(2))
+  u, state = tx.update(jnp.array([2.0, 0.0]), state)
+  np.testing.assert_array_equal(u, [0.0, 0.0])  # 0, not g / 0
+  np.testing.assert_array_equal(state[0].accumulator, [2.0, 0.0])
+  u, state = tx.update(jnp.array([2.0, 1.0]), state)
+  np.testing.assert_array_equal(u, [-1.0, 0.0])  # 2 / 2; 1 / 0 skipped
+
+
+@pytest.mark.parametrize("include_current", [True, False])
+def test_new_knobs_are_injectable_and_traced_under_jit(include_current):
+  params = {"w": jnp.zeros((4, 5)), "b": jnp.zeros(5)}
+  grads = _random_grads(jax.random.key(8), params, 3)
+  tx = optax.inject_hyperparams(classp_jax.classp)(
+      learning_rate=0.1, threshold=1.0, relative_threshold=True,
+      include_current_gradient=include_current)
+  state = tx.init(params)
+  assert "threshold" in state.hyperparams
+  assert "relative_threshold" not in state.hyperparams  # static booleans
+  update = jax.jit(tx.update)
+  fresh_acc = None
+  for threshold, g in zip((1.0, 4.0, 0.0), grads):
+    state = _set(state, threshold=threshold)
+    fresh = classp_jax.classp(0.1, threshold=threshold,
+                              relative_threshold=True,
+                              include_current_gradient=include_current)
+    fresh_state = fresh.init(params)
+    if fresh_acc is not None:
+      fresh_state = (fresh_state[0]._replace(accumulator=fresh_acc),
+                     fresh_state[1])
+    u, state = update(g, state)
+    fu, fresh_state = fresh.update(g, fresh_state)
+    chex.assert_trees_all_close(u, fu, rtol=1e-6, atol=0)
+    fresh_acc = fresh_state[0].accumulator
+  assert update._cache_size() == 1
+  # capacity_used still finds the accumulator.
+  assert 0 < float(classp_jax.capacity_used(state).overall) <= 1
+
+
+# ---------------------------------------------------------------------------
+# The defaults learn on an ordinary mean-reduced loss.
+
+
+def _blobs(rng, n):
+  """4 classes in 16 dims, inputs in [0, 1] like pixels."""
+  labels = rng.integers(0, 4, n)
+  centres = np.eye(4, 16) * 0.8 + 0.1
+  inputs = centres[labels] + 0.15 * rng.normal(size=(n, 16))
+  return np.clip(inputs, 0, 1).astype(np.float32), labels.astype(np.int32)
+
+
+def _mlp(params, x):
+  return jax.nn.relu(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
+
+
+def _train_mlp(tx, seed, steps=150, batch=32):
+  """Test accuracy of a 16-32-4 MLP after ``steps`` steps of ``tx``."""
+  rng = np.random.default_rng(seed)
+  x_train, y_train = _blobs(rng, steps * batch)
+  x_test, y_test = _blobs(rng, 1000)
+  params = {"w1": rng.normal(size=(16, 32)) / 4, "b1": np.zeros(32),
+            "w2": rng.normal(size=(32, 4)) / 32**0.5, "b2": np.zeros(4)}
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+
+  def loss(p, x, y):  # an ordinary mean-reduced loss
+    return optax.softmax_cross_entropy_with_integer_labels(_mlp(p, x), y).mean()
+
+  def step(carry, xy):
+    p, s = carry
+    u, s = tx.update(jax.grad(loss)(p, *xy), s, p)
+    return (optax.apply_updates(p, u), s), None
+
+  batches = (x_train.reshape(steps, batch, 16), y_train.reshape(steps, batch))
+  train = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), batches)[0][0])
+  params = train(params)
+  return float(np.mean(np.argmax(_mlp(params, x_test), -1) == y_test))
+
+
+def test_defaults_learn_on_a_mean_reduced_loss_and_the_papers_do_not():
+  assert _train_mlp(classp_jax.classp(0.05), seed=0) > 0.9
+  # The paper's vision threshold, absolute: no g**2 of a mean loss reaches 0.5.
+  assert _train_mlp(classp_jax.classp(0.05, threshold=0.5), seed=0) < 0.5
+  relative = classp_jax.classp(0.05, threshold=1.0, relative_threshold=True)
+  assert _train_mlp(relative, seed=0) > 0.9
 
 
 # ---------------------------------------------------------------------------
@@ -389,14 +621,15 @@ def test_masked_and_multi_transform():
   params = {"a": jnp.zeros(3), "b": jnp.zeros(3)}
   grads = {"a": jnp.array([0.1, 1.0, -2.0]), "b": jnp.array([0.1, 1.0, -2.0])}
   tx = optax.multi_transform(
-      {"classp": classp_jax.classp(0.5), "sgd": optax.sgd(0.5)},
+      {"classp": classp_jax.classp(0.5, threshold=0.5), "sgd": optax.sgd(0.5)},
       {"a": "classp", "b": "sgd"},
   )
   updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["a"], [0.0, -0.5, 0.5], rtol=1e-4)
   np.testing.assert_allclose(updates["b"], -0.5 * grads["b"])
 
-  masked = optax.masked(classp_jax.classp(0.5), {"a": True, "b": False})
+  masked = optax.masked(classp_jax.classp(0.5, threshold=0.5),
+                        {"a": True, "b": False})
   updates, _ = jax.jit(masked.update)(grads, masked.init(params), params)
   np.testing.assert_allclose(updates["a"], [0.0, -0.5, 0.5], rtol=1e-4)
   np.testing.assert_array_equal(updates["b"], grads["b"])  # passed through

@@ -13,7 +13,8 @@ CLASSP did best on its frontier (0.02; `TUNED_LEARNING_RATE`), so that the
 threshold's frontier can also be traced at a tuned learning rate, not only at
 the paper's 0.2. ``ewc_lr_tuned`` gives EWC the same learning rate, so that
 its lambda frontier is not held back by SGD at 0.2, where large lambdas
-diverge.
+diverge. ``classp_relative`` and ``classp_eq1`` (see
+`classp_jax.experiments.comparison`) also run at that learning rate.
 
 The paper scored training splits with dropout on; ``paper_eval`` reports that
 beside the held-out test accuracy.
@@ -35,8 +36,10 @@ THRESHOLDS = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 0.5)
 _METHODS = comparison_methods(
     learning_rate=LEARNING_RATE, threshold=0.5, eps=1e-5,
     released={"apply_scaling": (False, True), "threshold": (0.5, 0.0)},
-    ewc_strength=5000.0, importance_examples=1000)
-_FRONTIER = comparison_frontier(learning_rate=LEARNING_RATE, thresholds=THRESHOLDS)
+    ewc_strength=5000.0, importance_examples=1000,
+    threshold_free_learning_rate=TUNED_LEARNING_RATE)
+_FRONTIER = comparison_frontier(learning_rate=LEARNING_RATE, thresholds=THRESHOLDS,
+                                threshold_free_learning_rate=TUNED_LEARNING_RATE)
 _TUNED = ("classp", "ewc")  # also run at TUNED_LEARNING_RATE, as METHOD_lr_tuned
 
 EXPERIMENT = Experiment(
