@@ -5,7 +5,7 @@ jitted steps, and is checkpointed and restored like params. Its functions are pu
 jittable: `init_buffer`, `reservoir_add`, `sample`, and `buffer_bytes` for the results.
 
 Storage is the cheapest exact form. Images arrive as float32 ``x / 255`` of uint8 pixels
-(`classp_jax.data.scale_images`) and are kept as the uint8 ``round(x * 255)``, 4x smaller and
+(`classp_jax.data.streams.scale_images`) and are kept as the uint8 ``round(x * 255)``, 4x smaller and
 bit-exact on the way back; token ids keep their integer dtype; labels take the smallest
 unsigned integer that holds every class; DER++'s logits are float32. 200 MNIST images take
 0.16 MB (0.63 MB as float32).
@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from classp_jax.data.streams import scale_images
 
 
 class Buffer(NamedTuple):
@@ -79,12 +81,6 @@ class ReplayBatch(NamedTuple):
   valid: jax.Array
 
 
-def _image_table() -> np.ndarray:
-  # XLA turns a division by 255 into a multiplication by 1/255, which is not exact:
-  # decoding by table gives the very bits of `scale_images`.
-  return np.divide(np.arange(256, dtype=np.uint8), np.float32(255), dtype=np.float32)
-
-
 def _storage_dtype(input_dtype) -> np.dtype:
   input_dtype = np.dtype(input_dtype)
   return np.dtype(np.uint8) if np.issubdtype(input_dtype, np.floating) else input_dtype
@@ -98,7 +94,9 @@ def _encode(inputs: jax.Array, dtype) -> jax.Array:
 
 def _decode(stored: jax.Array) -> jax.Array:
   if stored.dtype == jnp.uint8:
-    return jnp.asarray(_image_table())[stored]
+    # By table: XLA turns a division by 255 into a multiplication by 1/255, which is not
+    # exact; the table holds the very bits of `scale_images`.
+    return jnp.asarray(scale_images(np.arange(256, dtype=np.uint8)))[stored]
   return stored
 
 
