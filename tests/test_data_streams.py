@@ -173,5 +173,9 @@ def test_task_stream_checks_its_scenario():
   narrow = Task("n", split, split, 1, classes=(0,))
   with pytest.raises(ValueError, match="test labels"):
     TaskStream("s", (narrow,), 2, (1,), scenario="task")
+  stray = Task("x", Split(split.inputs, np.array([0, 1], np.int32)),
+               Split(split.inputs, np.array([0, 0], np.int32)), 1, classes=(0,))
+  with pytest.raises(ValueError, match="training labels no task owns"):
+    TaskStream("s", (stray,), 2, (1,), scenario="task")
   with pytest.raises(ValueError, match="needs its classes"):
     TaskStream("s", (Task("c", split, split, 2),), 2, (1,), scenario="task")

@@ -288,7 +288,9 @@ def joint_stream(stream: TaskStream) -> TaskStream:
   of tasks 0..t together, so its accuracy matrix is evaluated exactly like the others' (task
   t's row after training task t). Training costs grow with t (the last task trains on the
   whole stream). Test splits, `Task.classes` (the task's identity, which task-IL masking
-  uses) and everything else are unchanged; only the training splits grow.
+  uses) and everything else are unchanged; only the training splits grow, so a training
+  batch mixes tasks and, in the task-incremental scenario, each example takes its own task's
+  mask (`label_class_masks`).
 
   Args:
       stream: any stream, image or text, in any scenario.
