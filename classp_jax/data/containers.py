@@ -163,7 +163,8 @@ class TaskStream:
       if not np.isin(task.test.labels, task.classes).all():
         raise ValueError(f"task {task.name!r}: test labels outside the task's classes")
     if (owners > 1).any():
-      raise ValueError(f"task-incremental tasks share classes {np.flatnonzero(owners > 1).tolist()}")
+      shared = np.flatnonzero(owners > 1).tolist()
+      raise ValueError(f"task-incremental tasks share classes {shared}")
     for task in self.tasks:  # a joint stream's training splits hold earlier tasks' classes
       if not (owners[task.train.labels] == 1).all():
         raise ValueError(f"task {task.name!r}: training labels no task owns")
