@@ -6,8 +6,8 @@ jittable: `init_buffer`, `reservoir_add`, `sample`, and `buffer_bytes` for the r
 
 Storage is the cheapest exact form. Images arrive as float32 ``x / 255`` of uint8 pixels
 (`classp_jax.data.streams.scale_images`) and are kept as the uint8 ``round(x * 255)``, 4x
-smaller and bit-exact on the way back; token ids keep their integer dtype; labels take the smallest
-unsigned integer that holds every class; DER++'s logits are float32. 200 MNIST images take
+smaller and bit-exact on the way back; token ids keep their integer dtype; labels take the
+smallest unsigned integer that holds every class; DER++'s logits are float32. 200 MNIST images take
 0.16 MB (0.63 MB as float32).
 
 Data parallelism (a ``data`` mesh axis in `jax.shard_map`, as in `classp_jax.parallel`):
