@@ -2,8 +2,10 @@
 
 - `load_dataset` (load.py): TFDS, local standard files, or the embedded `digits`.
 - `Split`, `Dataset`, `Task`, `TaskStream` (containers.py): the contracts the loop relies on.
-- `sequential_stream`, `split_stream`, `permuted_stream`, `digits_stream`, `subsample_stream`
-  (streams.py).
+- `SCENARIOS`: "task", "domain", "class" (containers.py; `TaskStream.scenario`).
+- `sequential_stream`, `split_stream`, `permuted_stream`, `digits_stream`, `joint_stream`,
+  `subsample_stream`, and the logit masks of the scenarios `class_mask`,
+  `label_class_masks`, `seen_class_mask` (streams.py).
 - `tokenize`, `Vocabulary`, `build_vocabulary` (vocabulary.py); `text_stream` (text.py).
 - The cache of decoded arrays (cache.py), TFDS reading (tfds_source.py), and one reader per
   local file format (idx.py, aclimdb.py, phrasebank.py, digits.py).
@@ -11,12 +13,16 @@
 
 from classp_jax.data.cache import CACHE_DIR_ENV, default_cache_dir
 from classp_jax.data.checks import DataSizeWarning
-from classp_jax.data.containers import Dataset, Split, Task, TaskStream
+from classp_jax.data.containers import SCENARIOS, Dataset, Split, Task, TaskStream
 from classp_jax.data.load import KNOWN_DATASETS, dataset_folders, find_local_files, load_dataset
 from classp_jax.data.stratified import stratified_split
 from classp_jax.data.streams import (
+  class_mask,
   digits_stream,
+  joint_stream,
+  label_class_masks,
   permuted_stream,
+  seen_class_mask,
   sequential_stream,
   split_stream,
   subsample_stream,
@@ -30,6 +36,7 @@ __all__ = [
   "DataSizeWarning",
   "KNOWN_DATASETS",
   "PAD_ID",
+  "SCENARIOS",
   "SENTIMENT_CLASSES",
   "UNK_ID",
   "Dataset",
@@ -39,12 +46,16 @@ __all__ = [
   "TfdsUnavailableError",
   "Vocabulary",
   "build_vocabulary",
+  "class_mask",
   "dataset_folders",
   "default_cache_dir",
   "digits_stream",
   "find_local_files",
+  "joint_stream",
+  "label_class_masks",
   "load_dataset",
   "permuted_stream",
+  "seen_class_mask",
   "sentiment_labels",
   "sequential_stream",
   "split_stream",

@@ -10,6 +10,9 @@ import numpy as np
 
 from classp_jax.data.vocabulary import Vocabulary
 
+# The three continual-learning scenarios (van de Ven, Tuytelaars and Tolias 2022).
+SCENARIOS = ("task", "domain", "class")
+
 
 @dataclass(frozen=True)
 class Split:
@@ -118,6 +121,12 @@ class TaskStream:
       num_classes: size of the model's output layer (shared head).
       input_shape: the shape of one example, e.g. (28, 28, 1) or (30,).
       vocab: the vocabulary of text streams; None for image streams.
+      scenario: one of `SCENARIOS` (van de Ven, Tuytelaars and Tolias 2022):
+          "domain": a shared head over the same labels in every task, no task identity;
+          "class": one head over all classes, no task identity;
+          "task": task identity at training and test time: a task's predictions use only
+          the head outputs in its `Task.classes` (see `classp_jax.data.class_mask`), so
+          its tasks' classes must be disjoint and its test labels within them.
   """
 
   name: str
@@ -125,10 +134,13 @@ class TaskStream:
   num_classes: int
   input_shape: tuple[int, ...]
   vocab: Vocabulary | None = None
+  scenario: str = "domain"
 
   def __post_init__(self) -> None:
     if not self.tasks:
       raise ValueError(f"task stream {self.name!r} has no tasks")
+    if self.scenario not in SCENARIOS:
+      raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {SCENARIOS}")
     for task in self.tasks:
       for split in (task.train, task.test):
         if split.inputs.shape[1:] != self.input_shape:
@@ -138,6 +150,24 @@ class TaskStream:
           )
         if split.labels.min() < 0 or split.labels.max() >= self.num_classes:
           raise ValueError(f"task {task.name!r}: labels outside [0, {self.num_classes})")
+    if self.scenario == "task":
+      self._check_task_identity()
+
+  def _check_task_identity(self) -> None:
+    """Task-IL masks logits to `Task.classes`: each label must have exactly one owner task."""
+    owners = np.zeros(self.num_classes, np.int32)
+    for task in self.tasks:
+      if not task.classes:
+        raise ValueError(f"task {task.name!r}: a task-incremental task needs its classes")
+      owners[list(task.classes)] += 1
+      if not np.isin(task.test.labels, task.classes).all():
+        raise ValueError(f"task {task.name!r}: test labels outside the task's classes")
+    if (owners > 1).any():
+      shared = np.flatnonzero(owners > 1).tolist()
+      raise ValueError(f"task-incremental tasks share classes {shared}")
+    for task in self.tasks:  # a joint stream's training splits hold earlier tasks' classes
+      if not (owners[task.train.labels] == 1).all():
+        raise ValueError(f"task {task.name!r}: training labels no task owns")
 
   def __len__(self) -> int:
     return len(self.tasks)
