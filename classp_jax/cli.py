@@ -22,9 +22,12 @@ from typing import Any, NamedTuple, Sequence
 EPILOG = """\
 overrides (--set, repeatable):
   KEY=VALUE           a training setting, e.g. batch_size=64, epochs=4,1,
-                      loss_target=0.005, steps_per_call=8, checkpoint_every=500
+                      loss_target=0.005, steps_per_call=8, checkpoint_every=500,
+                      validation_fraction=0.1, reset_optimizer_state=true, or the
+                      scenario: scenario=domain|class|task (split streams)
   METHOD.KEY=VALUE    a method's hyperparameter, e.g. classp.learning_rate=0.1,
-                      classp.threshold=0.5,0.0 (one value per task), ewc.strength=100
+                      classp.threshold=0.5,0.0 (one value per task), ewc.strength=100,
+                      er.buffer_size=500
   Values are Python literals; a comma-separated list gives one value per task.
 
 data (--data-dir ROOT):
@@ -98,9 +101,17 @@ def apply_overrides(experiment, overrides: Sequence[str]):
     if not sep or not key:
       raise UsageError(f"--set takes KEY=VALUE or METHOD.KEY=VALUE, got {item!r}")
     value = _parse_value(text)
+    if key == "scenario":
+      if value not in experiment.scenarios:
+        raise UsageError(f"{experiment.name} runs in the scenarios "
+                         f"{', '.join(experiment.scenarios)}, not {value!r}")
+      experiment = dataclasses.replace(
+          experiment, scenarios=(value, *(s for s in experiment.scenarios if s != value)))
+      continue
     if "." not in key:
       if key not in loop_fields:
-        raise UsageError(f"unknown setting {key!r}; known: {', '.join(sorted(loop_fields))}")
+        raise UsageError(f"unknown setting {key!r}; known: scenario, "
+                         f"{', '.join(sorted(loop_fields))}")
       loop_changes[key] = value
       continue
     method_name, _, name = key.partition(".")
@@ -292,12 +303,14 @@ def run_command(args) -> int:
       out = Path(args.out or f"runs/{experiment.name}")
       if lead:
         check_writable(out)
-      stream = experiment.stream(registry.DataOptions(args.source, args.data_dir))
+      stream = experiment.stream(registry.DataOptions(args.source, args.data_dir,
+                                                      experiment.scenarios[0]))
       task_names = [t.name for t in stream.tasks]
       if lead:
-        check_compatible(out, experiment.name, task_names)
+        check_compatible(out, experiment.name, stream.scenario, task_names)
       methods = [build_method(p.name, p.spec, len(stream.tasks)) for p in planned]
-      check_config(experiment.loop, stream, jax.device_count())
+      for method in methods:
+        check_config(experiment.loop, stream, jax.device_count(), method)
       model = experiment.model(stream)
       if args.checkpoint_dir is not None:
         stack.enter_context(_exclusive(Path(args.checkpoint_dir)))
@@ -314,6 +327,7 @@ def run_command(args) -> int:
     header = {
         "experiment": experiment.name,
         "description": experiment.description,
+        "scenario": stream.scenario,
         "tasks": task_names,
         "devices": jax.device_count(),
         "platform": jax.devices()[0].platform,

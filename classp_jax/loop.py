@@ -41,7 +41,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from classp_jax.checkpoint import Checkpointer
-from classp_jax.data import Split, TaskStream, stratified_split
+from classp_jax.continual_losses import mask_logits
+from classp_jax.data import (Split, TaskStream, class_mask, joint_stream, label_class_masks,
+                             seen_class_mask, stratified_split)
+from classp_jax.memories import ExampleSpec, memory_bytes
 from classp_jax.methods import Method, per_task, set_hyperparams
 from classp_jax.metric_logs import STEP_METRICS, MetricLogger
 from classp_jax.metrics import continual_metrics
@@ -130,8 +133,12 @@ def _per_task_values(value: Any) -> list[Any]:
   return list(value) if isinstance(value, (tuple, list)) else [value]
 
 
-def check_config(config: LoopConfig, stream: TaskStream, num_devices: int) -> None:
+def check_config(config: LoopConfig, stream: TaskStream, num_devices: int,
+                 method: Method | None = None) -> None:
   """Raises ValueError, before any training, for settings the run cannot honour."""
+  if method is not None and method.memory is not None and config.microbatch_size is not None:
+    raise ValueError(f"{method.name}: microbatch_size does not combine with a replay or "
+                     "distillation method")
   for name in ("batch_size", "max_epochs", "eval_batch_size", "log_every", "steps_per_call"):
     value = getattr(config, name)
     _require(_is_int(value) and value >= 1, name, "a positive integer", value)
@@ -215,7 +222,8 @@ def run_settings(model: nn.Module, stream: TaskStream, method: Method, config: L
   every hyperparameter, and the loop by all of `LoopConfig`.
   """
   return _json_ready({
-      "stream": {"name": stream.name, "num_classes": stream.num_classes,
+      "stream": {"name": stream.name, "scenario": stream.scenario,
+                 "num_classes": stream.num_classes,
                  "input_shape": stream.input_shape,
                  "tasks": [{"name": t.name, "train": len(t.train), "test": len(t.test)}
                            for t in stream.tasks],
@@ -308,11 +316,12 @@ def _model_fns(model: nn.Module, mesh, eval_batch_size: int) -> _ModelFns:
 
 
 @functools.lru_cache(maxsize=32)
-def _train_chunk(model_fns: _ModelFns, tx, regularizer, mesh, unroll: bool,
-                 microbatch_size: int | None):
+def _train_chunk(model_fns: _ModelFns, tx, regularizer, memory, mesh, unroll: bool,
+                 microbatch_size: int | None, masked: bool):
   """The jitted training chunk of a method, shared by runs that differ only in seed."""
   return make_train_chunk(model_fns.train_apply, tx, regularizer, mesh, unroll=unroll,
-                          microbatch_size=microbatch_size)
+                          microbatch_size=microbatch_size, memory=memory,
+                          eval_apply_fn=model_fns.eval_apply, masked=masked)
 
 
 class Evaluator:
@@ -327,24 +336,27 @@ class Evaluator:
   """
 
   def __init__(self, fns: _ModelFns, tests: Sequence[Split], validations: Sequence[Split] | None,
-               trains: Sequence[Split], mesh):
+               trains: Sequence[Split], masks: Sequence[np.ndarray | None], mesh):
     self._fns, self._mesh, self._trains = fns, mesh, trains
+    self._masks = [None if m is None else replicate(m, mesh) for m in masks]
     self._tests = [replicate((s.inputs, s.labels), mesh) for s in tests]
     self._validations = (None if validations is None else
                          [replicate((s.inputs, s.labels), mesh) for s in validations])
 
   def test(self, params) -> list[float]:
-    return [self._fns.evaluate(params, x, y) for x, y in self._tests]
+    return [self._fns.evaluate(params, x, y, mask=m) for (x, y), m in zip(self._tests, self._masks)]
 
   def validation(self, params) -> list[float] | None:
     if self._validations is None:
       return None
-    return [self._fns.evaluate(params, x, y) for x, y in self._validations]
+    return [self._fns.evaluate(params, x, y, mask=m)
+            for (x, y), m in zip(self._validations, self._masks)]
 
   def paper_protocol(self, params, rng) -> list[float]:
     """Training-split accuracy with dropout on, as the authors scored it."""
     return [self._fns.evaluate_train_mode(params, *replicate((s.inputs, s.labels), self._mesh),
-                                          rng=rng) for s in self._trains]
+                                          rng=rng, mask=m)
+            for s, m in zip(self._trains, self._masks)]
 
 
 @jax.jit
@@ -372,6 +384,11 @@ def split_validation(stream: TaskStream, fraction: float) -> tuple[TaskStream, l
   return dataclasses.replace(stream, tasks=tuple(tasks)), validations
 
 
+def _masked_apply(apply_fn: Callable, mask: np.ndarray, params, inputs) -> jax.Array:
+  """``apply_fn`` with the logits masked to a task's outputs (task-incremental consolidation)."""
+  return mask_logits(apply_fn(params, inputs), mask)
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 class ContinualRun:
@@ -381,25 +398,33 @@ class ContinualRun:
                seed: int, checkpoint_dir: str | None, progress: bool,
                on_step: Callable[[int], None] | None, loggers: Sequence[MetricLogger]):
     self.mesh = data_mesh()
-    check_config(config, stream, self.mesh.shape[DATA])
+    check_config(config, stream, self.mesh.shape[DATA], method)
     self.settings = run_settings(model, stream, method, config, seed)
     self.stream, validations = split_validation(stream, config.validation_fraction)
+    # The upper bound trains on the union of the tasks so far; it is evaluated like the others.
+    self.train_stream = joint_stream(self.stream) if method.spec.joint else self.stream
     self.method, self.config, self.seed = method, config, seed
     self.show_progress, self.on_step, self.loggers = progress, on_step, list(loggers)
     self.fns = _model_fns(model, self.mesh, config.eval_batch_size)
-    self.train_chunk = _train_chunk(self.fns, method.tx, method.regularizer, self.mesh,
-                                    config.unroll, config.microbatch_size)
+    # Task identity (the task-incremental scenario): logits masked to the task's outputs.
+    self.masked = stream.scenario == "task"
+    self.train_chunk = _train_chunk(self.fns, method.tx, method.regularizer, method.memory,
+                                    self.mesh, config.unroll, config.microbatch_size, self.masked)
+    self.label_masks = replicate(label_class_masks(stream), self.mesh)
     (init_key, self.dropout_key, self.consolidate_key,
      self.paper_key) = jax.random.split(jax.random.key(seed), 4)
     tasks = self.stream.tasks
+    self.task_masks = [class_mask(stream, t) if self.masked else None for t in range(len(tasks))]
     self.evaluator = Evaluator(self.fns, [t.test for t in tasks], validations,
-                               [t.train for t in tasks], self.mesh)
+                               [t.train for t in tasks], self.task_masks, self.mesh)
     dummy = np.zeros((1, *stream.input_shape), tasks[0].train.inputs.dtype)
     # Jitted: run eagerly, init compiles each of its ops apart (seconds before step one).
     params = jax.jit(lambda key, x: model.init({"params": key}, x, train=False)["params"])(
         init_key, dummy)
-    self.state = replicate(
-        TrainState(params, method.tx.init(params), method.regularizer.init(params)), self.mesh)
+    memory = () if method.memory is None else method.memory.init(params, ExampleSpec(
+        stream.input_shape, tasks[0].train.inputs.dtype, stream.num_classes))
+    self.state = replicate(TrainState(params, method.tx.init(params),
+                                      method.regularizer.init(params), memory), self.mesh)
     self.progress, self.record = Progress(), RunRecord()
     self.checkpointer = (None if checkpoint_dir is None else
                          Checkpointer(checkpoint_dir, self.settings))
@@ -493,7 +518,7 @@ class ContinualRun:
 
   def _train_task(self, t: int, started: float) -> dict[str, float] | None:
     """Trains task ``t`` to its end; returns its last epoch's means, or None if it diverged."""
-    config, progress, task = self.config, self.progress, self.stream.tasks[t]
+    config, progress, task = self.config, self.progress, self.train_stream.tasks[t]
     inputs, labels = replicate((task.train.inputs, task.train.labels), self.mesh)
     num_examples = len(task.train.labels)
     steps_per_epoch = num_examples // config.batch_size
@@ -524,7 +549,7 @@ class ContinualRun:
                      steps_per_epoch)
           self.state, metrics = self.train_chunk(
               self.state, inputs, labels, shard_batch(order[first:last], self.mesh),
-              self.dropout_key, jnp.int32(progress.global_step))
+              self.dropout_key, jnp.int32(progress.global_step), self.label_masks)
           sums = {k: v + metrics[k].sum() for k, v in sums.items()}  # on device: no sync
           self.pending_metrics.append((progress.global_step, t, metrics))
           progress.global_step += last - first
@@ -558,20 +583,34 @@ class ContinualRun:
     finally:
       bar.close()
 
+  def _consolidate(self, t: int) -> None:
+    """The regularizer's and the memory's consolidation at the end of task ``t``."""
+    task = self.train_stream.tasks[t]
+    inputs, labels = replicate((task.train.inputs, task.train.labels), self.mesh)
+    apply_fn = self.fns.eval_apply
+    if self.masked:
+      mask = self.task_masks[t]
+      apply_fn = functools.partial(_masked_apply, apply_fn, mask)
+    context = ConsolidationContext(
+        apply_fn=apply_fn, inputs=inputs, labels=labels,
+        rng=jax.random.fold_in(self.consolidate_key, t), task_index=t,
+        seen_classes=seen_class_mask(self.stream, t + 1))
+    state = self.state
+    reg_state = self.method.regularizer.consolidate(state.reg_state, state.params, context)
+    memory = state.memory
+    if self.method.memory is not None:
+      memory = self.method.memory.consolidate(memory, state.params, context)
+    # A copy: consolidation may keep the params themselves (an anchor), and the step
+    # donates params and method state, which must not share a buffer.
+    self.state = state._replace(reg_state=jax.tree.map(jnp.copy, reg_state),
+                                memory=replicate(jax.tree.map(to_host, memory), self.mesh))
+
   def _end_task(self, t: int, means: dict[str, float]) -> None:
     """Consolidation, the task-end evaluations, and the record of where the task stopped."""
     tasks, progress, record = self.stream.tasks, self.progress, self.record
     self._flush_metrics()
     if t + 1 < len(tasks):  # after the last task it would serve no task (EWC's Fisher is costly)
-      task = tasks[t]
-      inputs, labels = replicate((task.train.inputs, task.train.labels), self.mesh)
-      reg_state = self.method.regularizer.consolidate(
-          self.state.reg_state, self.state.params, ConsolidationContext(
-              apply_fn=self.fns.eval_apply, inputs=inputs, labels=labels,
-              rng=jax.random.fold_in(self.consolidate_key, t), task_index=t))
-      # A copy: consolidation may keep the params themselves (an anchor), and the step
-      # donates params and regularizer state, which must not share a buffer.
-      self.state = self.state._replace(reg_state=jax.tree.map(jnp.copy, reg_state))
+      self._consolidate(t)
     record.rows.append(self._evaluate(t))
     validation = self.evaluator.validation(self.state.params)
     if validation is not None:
@@ -616,6 +655,7 @@ class ContinualRun:
   def result(self) -> dict[str, Any]:
     record, state = self.record, self.state
     diverged = record.diverged_at is not None
+    buffer_bytes = memory_bytes(state.memory)
     metrics = (dict.fromkeys(("acc", "bwt", "forgetting", "fwt")) if diverged else
                continual_metrics(np.array(record.rows), np.array(record.baseline)))
     result = {
@@ -629,7 +669,9 @@ class ContinualRun:
         "baseline": record.baseline,
         **metrics,
         "param_count": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))),
-        "state_bytes": tree_bytes((state.opt_state, state.reg_state)),
+        "scenario": self.stream.scenario,
+        "state_bytes": tree_bytes((state.opt_state, state.reg_state, state.memory)) - buffer_bytes,
+        "buffer_bytes": buffer_bytes,
         "steps": record.steps,
         "epochs": record.epochs,
         "epoch_loss": record.epoch_loss,

@@ -1,10 +1,15 @@
-"""Continual-learning methods: an optax optimizer plus an optional regularizer.
+"""Continual-learning methods: an optax optimizer plus an optional regularizer or memory.
 
 A method is what `--methods` names on the command line. Its optimizer is any
 `optax.GradientTransformation` (CLASSP, SGD, Adam, ...). Its regularizer, if
 any, adds a penalty to the task loss and consolidates what it has learned after
-each task (EWC, SI, MAS, L2). Any regularizer combines with any optimizer, so
-`classp+ewc` is simply the CLASSP optimizer with the EWC regularizer.
+each task (EWC, SI, MAS, L2; `classp_jax.regularizers`). Its memory, if any,
+keeps past data or the past model and uses them in every step (ER, DER++,
+A-GEM, LwF; `classp_jax.memories`). Either combines with any optimizer, so
+``classp+ewc`` is the CLASSP optimizer with the EWC regularizer and
+``classp+er`` CLASSP with experience replay. ``finetune`` is plain SGD (the
+lower bound) and ``joint`` SGD trained on the union of the tasks so far (the
+upper bound); ``OPTIMIZER+joint`` trains another optimizer that way.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import optax
 
+from classp_jax import memories as mems
 from classp_jax import regularizers as regs
+from classp_jax.memories import Memory
 from classp_jax.regularizers import NO_REGULARIZER, Regularizer
 
 
@@ -32,7 +39,7 @@ def per_task(value: Any, task_index: int) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
-  """A named method of an experiment: an optimizer and an optional regularizer.
+  """A named method of an experiment: an optimizer and an optional regularizer or memory.
 
   Attributes:
     optimizer: a key of `optimizers()`.
@@ -40,6 +47,10 @@ class MethodSpec:
       task (the last repeating), e.g. ``{"threshold": (0.5, 0.0)}``.
     regularizer: a key of `regularizers()`, or None.
     reg_hparams: the regularizer's keyword arguments.
+    memory: a key of `memories()`, or None.
+    memory_hparams: the memory's keyword arguments.
+    joint: train each task on the union of the tasks so far (the upper bound;
+      `classp_jax.data.joint_stream`).
     loss_targets: per-task training-loss targets for this method, replacing
       the experiment's loss and accuracy targets (the paper's "controlled"
       sentiment protocol stops each method at its own target; a run with an
@@ -51,6 +62,9 @@ class MethodSpec:
   regularizer: str | None = None
   reg_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   loss_targets: tuple[float | None, ...] | None = None
+  memory: str | None = None
+  memory_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  joint: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +78,7 @@ class Method:
     task_hparams: for each task, the injected hyperparameter values.
     regularizer: the regularizer (one that does nothing for plain optimizers).
     spec: what it was built from.
+    memory: the replay or distillation memory, or None.
   """
 
   name: str
@@ -71,6 +86,7 @@ class Method:
   task_hparams: tuple[dict[str, Any], ...]
   regularizer: Regularizer
   spec: MethodSpec
+  memory: Memory | None = None
 
   @property
   def loss_targets(self) -> tuple[float | None, ...] | None:
@@ -102,51 +118,78 @@ def regularizers() -> dict[str, Callable[..., Regularizer]]:
   }
 
 
+def memories() -> dict[str, Callable[..., Memory]]:
+  """The replay and distillation memories a method can name, with their defaults."""
+  return {"er": mems.er, "derpp": mems.derpp, "agem": mems.agem, "lwf": mems.lwf}
+
+
+# Names the field uses for plain SGD (the lower bound) and joint training (the upper bound).
+ALIASES = ("finetune", "joint")
+
+
 def resolve_method(name: str, specs: Mapping[str, MethodSpec]) -> MethodSpec:
   """The `MethodSpec` a method name stands for.
 
-  ``name`` is a key of ``specs``, a bare optimizer or regularizer name (a
-  regularizer alone trains with ``specs["sgd"]``'s optimizer), or
-  ``a+b``: ``a``'s optimizer with ``b``'s regularizer, e.g. ``classp+ewc``.
+  ``name`` is a key of ``specs``; a bare optimizer; a regularizer or memory
+  (alone it trains with ``specs["sgd"]``'s optimizer); ``finetune`` (SGD) or
+  ``joint`` (SGD on the union of the tasks so far); or ``a+b``: ``a``'s
+  optimizer with ``b``'s regularizer or memory (``classp+ewc``,
+  ``classp+er``), or trained jointly (``adam+joint``).
 
   Raises:
     ValueError: for an unknown name, listing the known ones.
   """
+  sgd = specs.get("sgd", MethodSpec("sgd"))
   if "+" in name:
-    optimizer_name, _, regularizer_name = name.partition("+")
+    optimizer_name, _, addition_name = name.partition("+")
     base = resolve_method(optimizer_name, specs)
-    penalty = resolve_method(regularizer_name, specs)
-    if base.regularizer is not None or penalty.regularizer is None:
-      raise ValueError(
-          f"in {name!r}, {optimizer_name!r} must be an optimizer without a regularizer "
-          f"and {regularizer_name!r} a regularizer")
-    return dataclasses.replace(base, regularizer=penalty.regularizer,
-                               reg_hparams=penalty.reg_hparams)
+    if base.regularizer is not None or base.memory is not None or base.joint:
+      raise ValueError(f"in {name!r}, {optimizer_name!r} must be a plain optimizer")
+    if addition_name == "joint":
+      return dataclasses.replace(base, joint=True)
+    addition = resolve_method(addition_name, specs)
+    if addition.regularizer is None and addition.memory is None:
+      raise ValueError(f"in {name!r}, {addition_name!r} must be a regularizer, a memory or joint")
+    return dataclasses.replace(base, regularizer=addition.regularizer,
+                               reg_hparams=addition.reg_hparams, memory=addition.memory,
+                               memory_hparams=addition.memory_hparams)
   if name in specs:
     return specs[name]
   if name in optimizers():
     return MethodSpec(name)
+  if name == "finetune":
+    return sgd
+  if name == "joint":
+    return dataclasses.replace(sgd, joint=True)
   if name in regularizers():
-    return dataclasses.replace(specs.get("sgd", MethodSpec("sgd")), regularizer=name)
-  known = sorted(set(specs) | set(optimizers()) | set(regularizers()))
-  raise ValueError(f"unknown method {name!r}; known: {', '.join(known)}, or OPTIMIZER+REGULARIZER")
+    return dataclasses.replace(sgd, regularizer=name)
+  if name in memories():
+    return dataclasses.replace(sgd, memory=name)
+  known = sorted(set(specs) | set(optimizers()) | set(regularizers()) | set(memories())
+                 | set(ALIASES))
+  raise ValueError(f"unknown method {name!r}; known: {', '.join(known)}, or "
+                   "OPTIMIZER+REGULARIZER, OPTIMIZER+MEMORY, OPTIMIZER+joint")
 
 
 def with_hyperparameter(method_name: str, spec: MethodSpec, name: str, value: Any) -> MethodSpec:
-  """``spec`` with its regularizer's or else its optimizer's hyperparameter ``name`` set.
+  """``spec`` with its regularizer's, memory's or else its optimizer's hyperparameter ``name`` set.
 
   Raises:
-    ValueError: neither takes ``name``; the message lists what they take.
+    ValueError: none takes ``name``; the message lists what they take.
   """
   reg_params = (inspect.signature(regularizers()[spec.regularizer]).parameters
                 if spec.regularizer else {})
+  memory_params = (inspect.signature(memories()[spec.memory]).parameters
+                   if spec.memory else {})
   opt_params = inspect.signature(optimizers()[spec.optimizer]).parameters
   if name in reg_params:
     return dataclasses.replace(spec, reg_hparams={**spec.reg_hparams, name: value})
+  if name in memory_params:
+    return dataclasses.replace(spec, memory_hparams={**spec.memory_hparams, name: value})
   if name in opt_params:
     return dataclasses.replace(spec, hparams={**spec.hparams, name: value})
   raise ValueError(f"{method_name} has no hyperparameter {name!r}; known: "
-                   f"{', '.join(sorted(set(opt_params) | set(reg_params)))}")
+                   f"{', '.join(sorted(set(opt_params) | set(reg_params) | set(memory_params)))}")
 
 
 def _check_hyperparameters(name: str, factory: Callable, values: Mapping[str, Any]) -> None:
@@ -207,8 +250,18 @@ def build_method(name: str, spec: MethodSpec, num_tasks: int) -> Method:
       regularizer = reg_factory(**spec.reg_hparams)
     except TypeError as error:
       raise ValueError(f"{name}: {error}") from None
+  memory = None
+  if spec.memory is not None:
+    if spec.memory not in memories():
+      raise ValueError(f"unknown memory {spec.memory!r}; known: {', '.join(memories())}")
+    memory_factory = memories()[spec.memory]
+    _check_hyperparameters(name, memory_factory, spec.memory_hparams)
+    try:
+      memory = memory_factory(**spec.memory_hparams)
+    except TypeError as error:
+      raise ValueError(f"{name}: {error}") from None
   return Method(name, tx, tuple({k: h[k] for k in varying} for h in per_task_values),
-                regularizer, spec)
+                regularizer, spec, memory)
 
 
 def set_hyperparams(opt_state: Any, values: Mapping[str, Any], put: Callable[[Any], Any]) -> Any:

@@ -25,7 +25,9 @@ import optax
 from jax import lax
 from jax.sharding import AxisType, Mesh, NamedSharding
 
+from classp_jax.continual_losses import agem_project, mask_logits
 from classp_jax.diagnostics import capacity_used, update_fraction
+from classp_jax.memories import Memory, StepBatch
 from classp_jax.regularizers import Regularizer
 
 DATA = "data"
@@ -63,6 +65,7 @@ class TrainState(NamedTuple):
   params: Any
   opt_state: Any
   reg_state: Any
+  memory: Any = ()  # a replay buffer or a kept model (`classp_jax.memories`)
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -113,6 +116,9 @@ def make_train_chunk(
     *,
     unroll: bool = True,
     microbatch_size: int | None = None,
+    memory: Memory | None = None,
+    eval_apply_fn: Callable[..., jax.Array] | None = None,
+    masked: bool = False,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds the jitted, data-parallel function that runs a chunk of steps.
 
@@ -129,59 +135,90 @@ def make_train_chunk(
       are equal). It bounds activation memory; on XLA:CPU with YNNPACK on
       it also made batch-256 steps of the paper CNN 2.6x faster, but without
       YNNPACK (`CPU_COMPILER_OPTIONS`) one pass is as fast.
-      Each micro-batch draws its own dropout. None: one pass.
+      Each micro-batch draws its own dropout. None: one pass. Not with a memory.
+    memory: the method's replay or distillation memory, or None.
+    eval_apply_fn: ``eval_apply_fn(params, inputs) -> logits`` in eval mode
+      (for a memory's kept model).
+    masked: mask each example's logits to its label's outputs (``label_masks``:
+      the task-incremental scenario).
 
   Returns:
-    ``chunk(state, inputs, labels, indices, rng, step) -> (state, metrics)``.
+    ``chunk(state, inputs, labels, indices, rng, step, label_masks) -> (state, metrics)``.
     ``inputs``/``labels`` are the task's replicated training data,
     ``indices`` int32 ``(K, global_batch)`` sharded over ``data`` (see
     `shard_batch`), ``step`` the global index of the chunk's first step, which
-    with ``rng`` seeds each step's dropout. ``state`` is donated. ``metrics``
+    with ``rng`` seeds each step's dropout, ``label_masks`` bool ``(C, C)``
+    (`classp_jax.data.label_class_masks`). ``state`` is donated. ``metrics``
     holds per-step ``(K,)`` arrays: ``loss`` (task loss), ``accuracy`` (on
-    the training batch, dropout on), ``penalty``,
-    ``update_fraction`` and, for CLASSP-style optimizers, ``capacity_used``.
+    the training batch, dropout on), ``penalty`` (every term added to the task
+    loss), ``update_fraction`` and, for CLASSP-style optimizers, ``capacity_used``.
   """
-
+  if memory is not None and microbatch_size is not None:
+    raise ValueError("microbatch_size does not combine with a replay or distillation method")
   num_devices = mesh.shape[DATA]
 
-  def train_step(state: TrainState, batch: tuple[jax.Array, jax.Array], rng: jax.Array):
+  def train_step(state: TrainState, batch: tuple[jax.Array, jax.Array], rng: jax.Array,
+                 label_masks: jax.Array):
     """One step on this device's slice of the batch: pure in (state, batch, rng)."""
     x, y = batch
+    shared_key = jax.random.fold_in(rng, 1 << 30)  # the same on every device: the buffer's
     rng = jax.random.fold_in(rng, lax.axis_index(DATA))  # own dropout per device
+
+    def step_batch(logits, rng):
+      return StepBatch(apply_fn, eval_apply_fn, x, y, logits, label_masks,
+                       jax.random.fold_in(rng, 1), shared_key, DATA)
+
     # pmap semantics (check_vma=False below): each device differentiates its own
     # slice, and the gradients are averaged explicitly.
-    def loss_and_accuracy(params, x, y, rng):
+    def objective(params, x, y, rng):
       logits = apply_fn(params, x, rng)
-      return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y, dtype=jnp.float32)
+      scored = mask_logits(logits, label_masks[y]) if masked else logits
+      task_loss = cross_entropy(scored, y)
+      accuracy = jnp.mean(jnp.argmax(scored, -1) == y, dtype=jnp.float32)
+      extra = (jnp.zeros((), jnp.float32) if memory is None
+               else memory.loss(state.memory, params, step_batch(logits, rng)))
+      return task_loss + extra, (task_loss, accuracy, extra, logits)
 
-    loss_and_grads = jax.value_and_grad(loss_and_accuracy, has_aux=True)
+    value_and_grads = jax.value_and_grad(objective, has_aux=True)
     if microbatch_size is None or microbatch_size >= y.shape[0]:
-      (task_loss, accuracy), task_grads = loss_and_grads(state.params, x, y, rng)
+      (_, (task_loss, accuracy, extra, logits)), grads = value_and_grads(state.params, x, y, rng)
     else:
       m = microbatch_size
-      parts = [loss_and_grads(state.params, x[k:k + m], y[k:k + m], jax.random.fold_in(rng, k))
+      parts = [value_and_grads(state.params, x[k:k + m], y[k:k + m], jax.random.fold_in(rng, k))
                for k in range(0, y.shape[0], m)]
-      (task_loss, accuracy), task_grads = jax.tree.map(lambda *v: sum(v) / len(parts), *parts)
+      (task_loss, accuracy, extra), grads = jax.tree.map(
+          lambda *v: sum(v) / len(parts), *[((a[0], a[1], a[2]), g) for (_, a), g in parts])
+      logits = None
     if num_devices > 1:  # over one device the all-reduce is an identity XLA:CPU still pays for
-      task_loss, accuracy, task_grads = lax.pmean((task_loss, accuracy, task_grads), DATA)
+      task_loss, accuracy, extra, grads = lax.pmean((task_loss, accuracy, extra, grads), DATA)
+    if memory is not None and memory.reference_loss is not None:
+      reference_grads = jax.grad(memory.reference_loss, argnums=1)(
+          state.memory, state.params, step_batch(logits, rng))
+      if num_devices > 1:
+        reference_grads = lax.pmean(reference_grads, DATA)
+      grads = agem_project(grads, reference_grads)
+    task_grads = grads
     penalty, penalty_grads = jax.value_and_grad(regularizer.penalty, argnums=1)(
         state.reg_state, state.params)
     grads = jax.tree.map(jnp.add, task_grads, penalty_grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     reg_state = regularizer.accumulate(state.reg_state, state.params, params, task_grads)
-    metrics = {"loss": task_loss, "accuracy": accuracy, "penalty": penalty,
+    memory_state = state.memory
+    if memory is not None:
+      memory_state = memory.observe(memory_state, step_batch(lax.stop_gradient(logits), rng))
+    metrics = {"loss": task_loss, "accuracy": accuracy, "penalty": penalty + extra,
                "update_fraction": update_fraction(updates).overall}
     capacity = capacity_used(opt_state)
     if capacity is not None:  # a static fact about the optimizer's state structure
       metrics["capacity_used"] = capacity.overall
-    return TrainState(params, opt_state, reg_state), metrics
+    return TrainState(params, opt_state, reg_state, memory_state), metrics
 
-  def per_device_chunk(state, inputs, labels, indices, rng, step):
+  def per_device_chunk(state, inputs, labels, indices, rng, step, label_masks):
     def body(state, xs):
       local_indices, step = xs
       batch = (inputs[local_indices], labels[local_indices])
-      return train_step(state, batch, jax.random.fold_in(rng, step))
+      return train_step(state, batch, jax.random.fold_in(rng, step), label_masks)
 
     steps = step + jnp.arange(indices.shape[0])
     if not unroll:
@@ -199,7 +236,7 @@ def make_train_chunk(
   # or psum over one device cost 14% of a batch-32 CNN step.
   chunk = jax.shard_map(
       per_device_chunk, mesh=mesh,
-      in_specs=(P(), P(), P(), P(None, DATA), P(), P()),
+      in_specs=(P(), P(), P(), P(None, DATA), P(), P(), P()),
       out_specs=(P(), P()), check_vma=False)
   return jax.jit(chunk, donate_argnums=0, compiler_options=compiler_options(mesh))
 
@@ -207,7 +244,7 @@ def make_train_chunk(
 def make_evaluate(
     apply_fn: Callable[..., jax.Array], mesh: Mesh, batch_size: int = 1000
 ) -> Callable[..., float]:
-  """Builds ``evaluate(params, inputs, labels, rng=None) -> accuracy``.
+  """Builds ``evaluate(params, inputs, labels, rng=None, mask=None) -> accuracy``.
 
   The split is processed in batches of ``batch_size`` (rounded up to a multiple
   of the device count), each split over ``data``; the last batch is padded and
@@ -221,26 +258,31 @@ def make_evaluate(
     batch_size: examples per evaluation batch.
 
   Returns:
-    A function of ``(params, inputs, labels, rng=None)``, with ``inputs`` and
-    ``labels`` replicated device arrays (as the loop holds them), returning
-    the accuracy as a Python float.
+    A function of ``(params, inputs, labels, rng=None, mask=None)``, with
+    ``inputs`` and ``labels`` replicated device arrays (as the loop holds
+    them), returning the accuracy as a Python float. ``mask``, bool ``(C,)``,
+    restricts the predictions to those outputs (the task-incremental
+    scenario's task identity).
   """
   n = mesh.shape[DATA]
   batch_size = -(-batch_size // n) * n
 
-  def per_device(params, inputs, labels, indices, valid, rng):
+  def per_device(params, inputs, labels, indices, valid, rng, mask):
     if rng is not None:
       rng = jax.random.fold_in(rng, lax.axis_index(DATA))
-    predictions = jnp.argmax(apply_fn(params, inputs[indices], rng), axis=-1)
+    logits = apply_fn(params, inputs[indices], rng)
+    if mask is not None:
+      logits = mask_logits(logits, mask)
+    predictions = jnp.argmax(logits, axis=-1)
     correct = jnp.sum((predictions == labels[indices]) & valid)
     return lax.psum(correct, DATA)
 
   count = jax.jit(jax.shard_map(
       per_device, mesh=mesh,
-      in_specs=(P(), P(), P(), P(DATA), P(DATA), P()), out_specs=P()),
+      in_specs=(P(), P(), P(), P(DATA), P(DATA), P(), P()), out_specs=P()),
       compiler_options=compiler_options(mesh))
 
-  def evaluate(params, inputs, labels, rng=None) -> float:
+  def evaluate(params, inputs, labels, rng=None, mask=None) -> float:
     size = labels.shape[0]
     if size == 0:
       raise ValueError("cannot evaluate on an empty split")
@@ -251,7 +293,7 @@ def make_evaluate(
       batch_rng = None if rng is None else jax.random.fold_in(rng, start)
       counts.append(count(params, inputs, labels,
                           shard_batch(np.minimum(indices, size - 1), mesh),
-                          shard_batch(valid, mesh), batch_rng))
+                          shard_batch(valid, mesh), batch_rng, mask))
     return sum(int(to_host(c)) for c in counts) / size
 
   return evaluate

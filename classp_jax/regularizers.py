@@ -33,13 +33,15 @@ class ConsolidationContext:
     labels: the finished task's training labels.
     rng: a PRNG key for this consolidation.
     task_index: index of the finished task, from 0.
+    seen_classes: bool (C,), the head outputs the tasks so far trained (None: all).
   """
 
   apply_fn: Callable[[Params, jax.Array], jax.Array]
   inputs: jax.Array
   labels: jax.Array
   rng: jax.Array
-  task_index: int
+  task_index: int = 0
+  seen_classes: jax.Array | None = None
 
 
 class Regularizer(NamedTuple):

@@ -108,24 +108,26 @@ def _locked(out: Path) -> Iterator[None]:
       fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _check_same_stream(path: Path, experiment: str, tasks: list[str]) -> dict[str, Any] | None:
+def _check_same_stream(path: Path, experiment: str, scenario: str | None,
+                       tasks: list[str]) -> dict[str, Any] | None:
   """The results already in ``path`` (None if there are none), if they are of the same stream."""
   if not path.exists():
     return None
   earlier = read_strict_json(path)
   if not isinstance(earlier, dict) or not isinstance(earlier.get("runs"), list):
     raise ValueError(f"{path}: not a results file (no list of runs)")
-  if (earlier.get("experiment"), earlier.get("tasks")) != (experiment, tasks):
+  found = (earlier.get("experiment"), earlier.get("scenario"), earlier.get("tasks"))
+  if found != (experiment, scenario, tasks):
     raise ValueError(
-        f"{path} holds results of {earlier.get('experiment')!r} on tasks {earlier.get('tasks')}: "
-        f"write {experiment!r} to another --out")
+        f"{path} holds results of {found[0]!r} ({found[1]} scenario) on tasks {found[2]}: "
+        f"write {experiment!r} ({scenario} scenario) to another --out")
   return earlier
 
 
 def save_results(out: Path, results: dict[str, Any]) -> Path:
   """Merges ``results`` into ``out/results.json`` under a lock, and writes it atomically.
 
-  Earlier runs in the file (of the same experiment and tasks) are kept unless
+  Earlier runs in the file (of the same experiment, scenario and tasks) are kept unless
   ``results`` has a run of the same method and seed, which replaces them.
 
   Raises:
@@ -134,7 +136,8 @@ def save_results(out: Path, results: dict[str, Any]) -> Path:
   path = out / RESULTS_FILE
   with _locked(out):
     runs = results["runs"]
-    earlier = _check_same_stream(path, results["experiment"], results["tasks"])
+    earlier = _check_same_stream(path, results["experiment"], results.get("scenario"),
+                                 results["tasks"])
     if earlier is not None:
       new = {(r["method"], r["seed"]) for r in runs}
       runs = [r for r in earlier["runs"] if (r["method"], r["seed"]) not in new] + runs
@@ -142,6 +145,6 @@ def save_results(out: Path, results: dict[str, Any]) -> Path:
   return path
 
 
-def check_compatible(out: Path, experiment: str, tasks: list[str]) -> None:
-  """Raises ValueError, before training, if ``out`` holds another experiment's results."""
-  _check_same_stream(out / RESULTS_FILE, experiment, tasks)
+def check_compatible(out: Path, experiment: str, scenario: str | None, tasks: list[str]) -> None:
+  """Raises ValueError, before training, if ``out`` holds another stream's results."""
+  _check_same_stream(out / RESULTS_FILE, experiment, scenario, tasks)

@@ -55,7 +55,7 @@ def test_capacity_used_counts_weights_ever_updated():
 
 @pytest.mark.parametrize("acc_dtype", [None, jnp.bfloat16])
 def test_capacity_with_nonzero_initial_accumulator(acc_dtype):
-  tx = classp_jax.classp(0.1, initial_accumulator_value=0.1,
+  tx = classp_jax.classp(0.1, threshold=0.5, initial_accumulator_value=0.1,
                          accumulator_dtype=acc_dtype)
   state = tx.init(PARAMS)
   assert classp_jax.capacity_used(state).overall == 0.0
@@ -64,11 +64,11 @@ def test_capacity_with_nonzero_initial_accumulator(acc_dtype):
 
 
 def _wrapped_states():
-  classp = classp_jax.classp(0.1)
+  classp = classp_jax.classp(0.1, threshold=0.5)
   labels = {"a": "c", "b": "s", "e": "s"}
   return {
       "chain": optax.chain(optax.clip_by_global_norm(10.0), classp),
-      "inject": optax.inject_hyperparams(classp_jax.classp)(0.1),
+      "inject": optax.inject_hyperparams(classp_jax.classp)(0.1, threshold=0.5),
       "multisteps": optax.MultiSteps(classp, every_k_schedule=1),
       "apply_if_finite": optax.apply_if_finite(classp, 3),
       "masked": optax.masked(classp, {"a": True, "b": True, "e": False}),

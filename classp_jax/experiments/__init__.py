@@ -27,10 +27,12 @@ VALIDATION_FRACTION = 0.1
 
 @dataclasses.dataclass(frozen=True)
 class DataOptions:
-  """Where an experiment's datasets come from (`classp_jax.data.load_dataset`)."""
+  """Where an experiment's datasets come from (`classp_jax.data.load_dataset`), and the
+  scenario its stream is built in (`classp_jax.data.SCENARIOS`)."""
 
   source: str = "auto"
   data_dir: str | None = None
+  scenario: str = "domain"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Experiment:
     methods: the named methods it knows (also usable in ``a+b`` combinations).
     default_methods: what runs when ``--methods`` is not given.
     quick: turns the experiment into a smoke-sized one (``--quick``).
+    scenarios: the scenarios its stream can be built in; it runs in the first
+      (``--set scenario=...`` moves another one first).
     frontier: for ``--frontier``, the values each method's knobs sweep, e.g.
       ``{"classp": {"threshold": (0.0, 1e-6)}, "ewc": {"strength": (10, 100)}}``
       (see `classp_jax.experiments.frontier`).
@@ -59,6 +63,7 @@ class Experiment:
   methods: Mapping[str, MethodSpec]
   default_methods: tuple[str, ...]
   quick: Callable[["Experiment"], "Experiment"] = lambda experiment: experiment
+  scenarios: tuple[str, ...] = ("domain",)
   frontier: Mapping[str, Mapping[str, Sequence[Any]]] = dataclasses.field(default_factory=dict)
 
 

@@ -1,0 +1,309 @@
+"""Replay and distillation baselines: ER, DER++, A-GEM and LwF as `Memory`s.
+
+A `Memory` is what a method keeps of past tasks' *data* (a replay buffer) or
+*model* (the previous task's params), and how each training step uses it: an
+extra loss term inside the gradient (ER, DER++, LwF), a reference loss whose
+gradient the step's gradient is projected against (A-GEM), an observation of
+every training batch (reservoir insertion), and a consolidation at each task's
+end (LwF keeps the model). Its state is part of the run state: jitted,
+replicated over the data mesh, checkpointed and resumed exactly.
+
+Every function but ``consolidate`` runs inside the per-device step of
+`classp_jax.parallel.make_train_chunk` (under `jax.shard_map` over the
+``data`` axis): ``batch`` is this device's slice, and the buffer functions
+gather or slice over ``axis_name`` so that the replicated buffers stay
+identical on every device (see `classp_jax.replay`).
+
+Any memory combines with any optimizer: ``classp+er``, ``adam+derpp``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from classp_jax.continual_losses import derpp_terms, lwf_distillation, mask_logits
+from classp_jax.continual_losses import masked_cross_entropy
+from classp_jax.regularizers import ConsolidationContext
+from classp_jax.replay import Buffer, buffer_bytes, init_buffer, reservoir_add, sample
+
+Params = Any
+MemoryState = Any
+
+@dataclasses.dataclass(frozen=True)
+class ExampleSpec:
+  """What a memory needs to know of the stream to size its state."""
+
+  shape: tuple[int, ...]
+  dtype: Any
+  num_classes: int
+
+
+class StepBatch(NamedTuple):
+  """What a memory sees of a training step, on one device.
+
+  Attributes:
+    apply_fn: ``apply_fn(params, inputs, rng) -> logits`` in train mode.
+    eval_apply_fn: ``eval_apply_fn(params, inputs) -> logits`` in eval mode.
+    inputs: this device's slice of the batch.
+    labels: its labels.
+    logits: the model's raw (unmasked) logits on it, in train mode.
+    label_masks: bool (C, C): the head outputs an example of each label may use (all
+      True except in the task-incremental scenario).
+    rng: this device's dropout key for the memory's own forward passes.
+    key: a key shared by every device (buffer sampling and insertion).
+    axis_name: the data axis.
+  """
+
+  apply_fn: Callable
+  eval_apply_fn: Callable
+  inputs: jax.Array
+  labels: jax.Array
+  logits: jax.Array
+  label_masks: jax.Array
+  rng: jax.Array
+  key: jax.Array
+  axis_name: str
+
+
+def _no_loss(state, params, batch):
+  del state, params, batch
+  return jnp.zeros((), jnp.float32)
+
+
+def _keep(state, *unused):
+  return state
+
+
+class Memory(NamedTuple):
+  """A replay or distillation memory (see the module docstring).
+
+  Attributes:
+    init: ``init(params, spec: ExampleSpec) -> state``, a fixed-structure pytree.
+    loss: ``loss(state, params, batch: StepBatch) -> scalar`` added to the task loss,
+      inside the gradient.
+    reference_loss: ``reference_loss(state, params, batch) -> scalar`` or None: the
+      step's gradient is projected against this loss's gradient (A-GEM).
+    observe: ``observe(state, batch) -> state`` after every step (buffer insertion).
+    consolidate: ``consolidate(state, params, ctx) -> state`` on the host at a task end.
+  """
+
+  init: Callable[[Params, ExampleSpec], MemoryState]
+  loss: Callable[[MemoryState, Params, StepBatch], jax.Array] = _no_loss
+  reference_loss: Callable[[MemoryState, Params, StepBatch], jax.Array] | None = None
+  observe: Callable[[MemoryState, StepBatch], MemoryState] = _keep
+  consolidate: Callable[[MemoryState, Params, ConsolidationContext], MemoryState] = _keep
+
+
+def memory_bytes(state: MemoryState) -> int:
+  """Bytes of a memory's replay buffer (examples, labels, logits); 0 without one."""
+  buffers = [x for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, Buffer))
+             if isinstance(x, Buffer)]
+  return sum(buffer_bytes(b) for b in buffers)
+
+
+def _check_buffer_size(buffer_size: int) -> None:
+  if not isinstance(buffer_size, (int, np.integer)) or buffer_size < 1:
+    raise ValueError(f"buffer_size must be a positive integer, got {buffer_size!r}")
+
+
+def _replay(state: Buffer, batch: StepBatch) -> tuple[Any, jax.Array, jax.Array]:
+  """An equal-sized replay batch (this device's share) and the model's masked logits on it."""
+  size = batch.labels.shape[0] * jax.lax.axis_size(batch.axis_name)
+  replay = sample(state, batch.key, size, axis_name=batch.axis_name)
+  return replay, batch.label_masks[replay.labels]
+
+
+def _observe(state: Buffer, batch: StepBatch, store_logits: bool) -> Buffer:
+  return reservoir_add(state, batch.inputs, batch.labels,
+                       batch.logits.astype(jnp.float32) if store_logits else None,
+                       jax.random.fold_in(batch.key, 1), axis_name=batch.axis_name)
+
+
+def er(buffer_size: int = 200) -> Memory:
+  r"""Experience replay with a reservoir buffer.
+
+  Every training batch is offered to a ``buffer_size`` buffer filled by
+  reservoir sampling over the whole stream (every example seen so far is kept
+  with the same probability). From the moment it holds an example, each batch
+  is mixed with an equal-sized batch drawn from it, and the loss is the mean
+  cross-entropy over the combined batch:
+  :math:`\tfrac12 (\mathrm{CE}_{\text{batch}} + \mathrm{CE}_{\text{replay}})`.
+
+  Examples:
+    >>> memory = er(buffer_size=50)
+    >>> state = memory.init({}, ExampleSpec((28, 28, 1), np.float32, 10))
+    >>> state.inputs.shape, state.inputs.dtype, int(state.num_seen)
+    ((50, 28, 28, 1), dtype('uint8'), 0)
+
+  Args:
+    buffer_size: examples kept (images as uint8: 200 MNIST images are 0.16 MB).
+
+  Returns:
+    A `Memory` whose state is a `classp_jax.replay.Buffer`.
+
+  References:
+    Chaudhry et al., 2019, On Tiny Episodic Memories in Continual Learning,
+    https://arxiv.org/abs/1902.10486.
+  """
+  _check_buffer_size(buffer_size)
+
+  def init(params, spec):
+    del params
+    return init_buffer(buffer_size, spec.shape, spec.dtype, spec.num_classes)
+
+  def loss(state, params, batch):
+    replay, masks = _replay(state, batch)
+    logits = mask_logits(batch.apply_fn(params, replay.inputs, batch.rng), masks)
+    task_loss = masked_cross_entropy(
+        mask_logits(batch.logits, batch.label_masks[batch.labels]), batch.labels,
+        jnp.ones_like(batch.labels, bool))
+    # The combined batch's mean CE minus the task loss the step already counts.
+    replay_loss = masked_cross_entropy(logits, replay.labels, replay.valid)
+    return jnp.where(replay.valid.any(), 0.5 * (replay_loss - task_loss), 0.0)
+
+  return Memory(init, loss, observe=lambda state, batch: _observe(state, batch, False))
+
+
+def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memory:
+  r"""DER++: replay of stored logits and labels.
+
+  The buffer (reservoir sampling) keeps each example's label and the logits the
+  model gave it when it was inserted. The loss adds, on a buffer batch,
+  :math:`\alpha\,\mathrm{MSE}(h(x'), z') + \beta\,\mathrm{CE}(h(x''), y'')`
+  (`classp_jax.continual_losses.derpp_terms`; one buffer batch serves both terms).
+
+  Examples:
+    >>> state = derpp(buffer_size=10).init({}, ExampleSpec((8,), np.float32, 3))
+    >>> state.logits.shape
+    (10, 3)
+
+  Args:
+    buffer_size: examples kept, with their logits (float32).
+    alpha: the logit-matching weight (0.1, the paper's default).
+    beta: the cross-entropy weight (0.5).
+
+  Returns:
+    A `Memory` whose state is a `classp_jax.replay.Buffer` with logits.
+
+  References:
+    Buzzega et al., 2020, Dark Experience for General Continual Learning: a Strong,
+    Simple Baseline, NeurIPS, https://arxiv.org/abs/2004.07211.
+  """
+  _check_buffer_size(buffer_size)
+  if alpha < 0 or beta < 0:
+    raise ValueError(f"alpha and beta must be non-negative, got {alpha}, {beta}")
+
+  def init(params, spec):
+    del params
+    return init_buffer(buffer_size, spec.shape, spec.dtype, spec.num_classes, store_logits=True)
+
+  def loss(state, params, batch):
+    replay, masks = _replay(state, batch)
+    logits = batch.apply_fn(params, replay.inputs, batch.rng)
+    return derpp_terms(logits, replay.logits, mask_logits(logits, masks), replay.labels,
+                       replay.valid, alpha=alpha, beta=beta)
+
+  return Memory(init, loss, observe=lambda state, batch: _observe(state, batch, True))
+
+
+def agem(buffer_size: int = 200) -> Memory:
+  r"""Averaged GEM: the gradient is projected so that it does not raise the loss on the memory.
+
+  A reference gradient :math:`g_{ref}` of the cross-entropy on a buffer batch
+  (as large as the training batch) is computed at every step; if
+  :math:`g^\top g_{ref} < 0` the step uses
+  :math:`g - \frac{g^\top g_{ref}}{g_{ref}^\top g_{ref}} g_{ref}`
+  (`classp_jax.continual_losses.agem_project`). The buffer is filled by
+  reservoir sampling over the whole stream.
+
+  Examples:
+    >>> agem(buffer_size=20).reference_loss is not None
+    True
+
+  Args:
+    buffer_size: examples kept.
+
+  Returns:
+    A `Memory` with a reference loss.
+
+  References:
+    Chaudhry et al., 2019, Efficient Lifelong Learning with A-GEM, ICLR,
+    https://arxiv.org/abs/1812.00420.
+  """
+  _check_buffer_size(buffer_size)
+
+  def init(params, spec):
+    del params
+    return init_buffer(buffer_size, spec.shape, spec.dtype, spec.num_classes)
+
+  def reference_loss(state, params, batch):
+    replay, masks = _replay(state, batch)
+    logits = mask_logits(batch.apply_fn(params, replay.inputs, batch.rng), masks)
+    return masked_cross_entropy(logits, replay.labels, replay.valid)
+
+  return Memory(init, reference_loss=reference_loss,
+                observe=lambda state, batch: _observe(state, batch, False))
+
+
+class LwfState(NamedTuple):
+  """LwF's state: 1x the parameters.
+
+  Attributes:
+    old_params: the params at the end of the previous task (float32).
+    seen: bool (C,): the head outputs the previous tasks trained.
+    active: float32 (): 0 until the first task ends, then 1.
+  """
+
+  old_params: Params
+  seen: jax.Array
+  active: jax.Array
+
+
+def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Memory:
+  r"""Learning without Forgetting: distillation from the previous task's model.
+
+  At each task's end the model is kept. During later tasks the loss adds
+  :math:`\alpha` times the temperature-softened cross-entropy between the
+  kept model's outputs (eval mode) and the current model's, on the current
+  inputs, over the outputs the earlier tasks trained
+  (`classp_jax.continual_losses.lwf_distillation`, scaled by :math:`T^2`).
+
+  Examples:
+    >>> state = lwf().init({"w": jnp.ones(3)}, ExampleSpec((3,), np.float32, 2))
+    >>> float(state.active)
+    0.0
+
+  Args:
+    alpha: the distillation weight.
+    temperature: T (Li and Hoiem use 2).
+
+  Returns:
+    A `Memory` with `LwfState`.
+
+  References:
+    Li and Hoiem, 2017, Learning without Forgetting, IEEE TPAMI,
+    https://arxiv.org/abs/1606.09282.
+  """
+  if alpha < 0 or temperature <= 0:
+    raise ValueError(f"alpha must be >= 0 and temperature > 0, got {alpha}, {temperature}")
+
+  def init(params, spec):
+    return LwfState(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params),
+                    jnp.zeros((spec.num_classes,), bool), jnp.zeros((), jnp.float32))
+
+  def loss(state, params, batch):
+    old_logits = batch.eval_apply_fn(state.old_params, batch.inputs)
+    distill = lwf_distillation(batch.logits, old_logits, temperature, state.seen)
+    return state.active * alpha * distill
+
+  def consolidate(state, params, ctx):
+    seen = ctx.seen_classes if ctx.seen_classes is not None else jnp.ones_like(state.seen)
+    return LwfState(jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params),
+                    jnp.asarray(seen, bool), jnp.ones((), jnp.float32))
+
+  return Memory(init, loss, consolidate=consolidate)
