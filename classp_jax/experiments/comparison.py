@@ -19,7 +19,11 @@ CLASSP at the experiment's point, its ablations, and the baselines:
   default learning rates, as the paper gives none);
 * ``ewc`` at the paper's lambda, ``si`` and ``mas``, all on SGD at CLASSP's
   learning rate. EWC at a tuned lambda is the best point of its frontier
-  (``--frontier``), which sweeps lambda over decades.
+  (``--frontier``), which sweeps lambda over decades;
+* ``er``, ``derpp``, ``agem`` (a 200-example reservoir buffer) and ``lwf``
+  (distillation from the previous task's model), on SGD at CLASSP's learning
+  rate, and ``joint`` (SGD on the union of the tasks so far), the upper bound.
+  ``classp_relative+er`` and the like combine CLASSP with replay.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from typing import Any, Mapping
 from classp_jax.methods import MethodSpec
 
 METHODS = ("classp", "classp_no_threshold", "classp_relative", "classp_eq1", "classp_p2",
-           "classp_as_released", "sgd", "adam", "adagrad", "ewc", "si", "mas")
+           "classp_as_released", "sgd", "adam", "adagrad", "ewc", "si", "mas", "er", "derpp",
+           "agem", "lwf", "joint")
 
 RELATIVE_THRESHOLD = 1.0
 RELATIVE_THRESHOLDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -79,6 +84,11 @@ def comparison_methods(*, learning_rate: float, threshold: float, eps: float,
       "si": MethodSpec("sgd", sgd.hparams, "si", {"strength": si_strength}),
       "mas": MethodSpec("sgd", sgd.hparams, "mas",
                         {"strength": mas_strength, "num_examples": importance_examples}),
+      # Replay and distillation at their papers' defaults (buffer 200, DER++ alpha 0.1 and
+      # beta 0.5, LwF T = 2), and the joint-training upper bound, all on SGD.
+      **{name: MethodSpec("sgd", sgd.hparams, memory=name) for name in ("er", "derpp", "agem",
+                                                                        "lwf")},
+      "joint": MethodSpec("sgd", sgd.hparams, joint=True),
   }
 
 
