@@ -466,9 +466,19 @@ def fisher_diagonal(
   The gradients are of the log-likelihood alone, per example (a mean of
   squares, not the square of a mini-batch mean). Pass an eval-mode
   ``apply_fn`` (dropout off). Accumulation is in float32 whatever the dtype of
-  ``params``. Peak memory grows with ``batch_size`` times the parameter count,
-  independent of N. Compiled once per ``apply_fn`` object and chunk shape:
-  pass the same callable each time to reuse the compilation.
+  ``params``.
+
+  Fast layers: when every parameter belongs to a ``flax.linen.Dense`` with
+  2-D inputs or a ``flax.linen.Conv`` (zero padding, no feature groups, input
+  dilation or mask), as in the paper's CNN and the MLP, the per-example
+  gradients come from each layer's inputs and output cotangents, with one
+  forward pass per chunk for all classes (see the module docstring); any other
+  model, e.g. one with attention, embeddings or normalisation, or a plain
+  function, takes the general ``jax.vmap`` path, automatically. Peak memory
+  grows with ``batch_size`` (times the parameter count on the general path,
+  times the activations and C on the fast path), independent of N. Compiled
+  once per ``apply_fn`` object and chunk shape: pass the same callable each
+  time to reuse the compilation.
 
   Examples:
     >>> import jax, jax.numpy as jnp

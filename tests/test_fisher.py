@@ -261,3 +261,9 @@ def test_text_transformer_uses_the_general_path():
   # The head's bias gradient per class is e_c - p: its Fisher is mean p(1-p).
   p = jax.nn.softmax(apply_fn(params, tokens))
   np.testing.assert_allclose(head, np.mean(p * (1 - p), 0), rtol=1e-5)
+
+
+def test_invalid_path(problem):
+  params, inputs, _ = problem
+  with pytest.raises(ValueError, match="path must be one of"):
+    _exact_on_path(linear, params, inputs, "vmap")
