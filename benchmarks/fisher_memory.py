@@ -3,7 +3,7 @@
 Each chunk size runs in its own subprocess, so its peak resident memory
 (``ru_maxrss``) is its own; the table reports it minus the process's RSS
 before the first Fisher call, next to XLA's compile-time size of the
-temporary buffers of one chunk's backward pass for one class
+temporary buffers of one chunk, all classes, on the fast layer path
 (``memory_analysis().temp_size_in_bytes``), the largest compiled piece.
 
 Usage:
@@ -60,9 +60,12 @@ def _worker(num_examples: int, batch_size: int) -> dict:
   peak = _rss_bytes() - baseline
 
   total = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-  compiled = fisher._accumulate_row.lower(
-      apply_fn, params, total, inputs[:batch_size],
-      jnp.zeros((batch_size, 10), jnp.float32), elementwise="square",
+  x = inputs[:batch_size]
+  compiled = fisher._jitted(fisher._compiler_options()).fast_chunk.lower(
+      apply_fn, fisher._find_layers(apply_fn, params, x), params, total, x,
+      jnp.zeros((batch_size,), jnp.int32),
+      jax.random.split(jax.random.key(0), batch_size),
+      jnp.ones((batch_size,), bool), cotangents="exact", elementwise="square",
   ).compile()
   analysis = compiled.memory_analysis()
   temp = None if analysis is None else analysis.temp_size_in_bytes
@@ -91,7 +94,7 @@ def main() -> None:
   print(f"exact Fisher, PaperCNN (1,199,882 params), {args.num_examples} "
         f"examples, {jax.devices()[0].platform}, jax {jax.__version__}")
   print(f"{'chunk':>6} {'time (s)':>9} {'ex/s':>7} {'compile+1 chunk (s)':>20}"
-        f" {'peak RSS - base (MiB)':>22} {'XLA temp/row (MiB)':>21}")
+        f" {'peak RSS - base (MiB)':>22} {'XLA temp/chunk (MiB)':>21}")
   for batch_size in args.batch_sizes:
     proc = subprocess.run(
         [sys.executable, __file__, "--num-examples", str(args.num_examples),
