@@ -2,7 +2,7 @@
 
 Why Linen: ``model.apply(params, inputs, train=..., rngs=...)`` already is the
 pure function ``(params, inputs, rng) -> logits`` that the training step, the
-per-example-gradient Fisher (``jax.vmap`` over ``apply``) and ``shard_map`` need,
+per-example-gradient Fisher (its layer path, or ``jax.vmap`` over ``apply``) and ``shard_map`` need,
 with no split/merge of module state. None of these models has mutable state
 (no BatchNorm), so ``params`` is the whole variable tree.
 
