@@ -54,7 +54,7 @@ def contender(name: str, batch: int, steps: int, mesh, model, inputs, labels, ma
     for _ in range(count):
       k = holder["step"] % len(order)
       holder["state"], _ = chunk(holder["state"], x, y, shard_batch(order[k:k + 1], mesh), key,
-                                 np.int32(holder["step"]), masks)
+                                 np.int32(holder["step"]), masks, np.int32(1))
       holder["step"] += 1
     jax.block_until_ready(holder["state"].params)
 

@@ -139,12 +139,13 @@ def jax_round(strategy: str, model: nn.Module, optimizer: optax.GradientTransfor
   num_batches = len(data[1]) // batch_size
   order = np.arange(num_batches * batch_size).reshape(num_batches, batch_size)
   rng = jax.random.key(1, impl=prng_impl)
+  label_masks = replicate(np.ones((NUM_CLASSES, NUM_CLASSES), bool), mesh)  # no task identity
 
   def run_round():
     for first in range(state["step"], state["step"] + steps, steps_per_call):
       batches = order[np.arange(first, first + steps_per_call) % num_batches]
       state["train"], metrics = chunk(state["train"], images, labels, shard_batch(batches, mesh),
-                                      rng, np.int32(first))
+                                      rng, np.int32(first), label_masks, np.int32(0))
     jax.block_until_ready(metrics["loss"])
     state["step"] += steps
 

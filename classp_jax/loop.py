@@ -549,7 +549,7 @@ class ContinualRun:
                      steps_per_epoch)
           self.state, metrics = self.train_chunk(
               self.state, inputs, labels, shard_batch(order[first:last], self.mesh),
-              self.dropout_key, jnp.int32(progress.global_step), self.label_masks)
+              self.dropout_key, jnp.int32(progress.global_step), self.label_masks, jnp.int32(t))
           sums = {k: v + metrics[k].sum() for k, v in sums.items()}  # on device: no sync
           self.pending_metrics.append((progress.global_step, t, metrics))
           progress.global_step += last - first

@@ -57,6 +57,7 @@ class StepBatch(NamedTuple):
     rng: this device's dropout key for the memory's own forward passes.
     key: a key shared by every device (buffer sampling and insertion).
     axis_name: the data axis.
+    task_index: int32 (), the task being trained (replay starts after the first).
   """
 
   apply_fn: Callable
@@ -68,6 +69,7 @@ class StepBatch(NamedTuple):
   rng: jax.Array
   key: jax.Array
   axis_name: str
+  task_index: jax.Array
 
 
 def _no_loss(state, params, batch):
@@ -111,10 +113,12 @@ def _check_buffer_size(buffer_size: int) -> None:
     raise ValueError(f"buffer_size must be a positive integer, got {buffer_size!r}")
 
 
-def _replay(state: Buffer, batch: StepBatch) -> tuple[Any, jax.Array, jax.Array]:
-  """An equal-sized replay batch (this device's share) and the model's masked logits on it."""
+def _replay(state: Buffer, batch: StepBatch) -> tuple[Any, jax.Array]:
+  """An equal-sized replay batch (this device's share; valid from the second task on) and
+  the logit masks of its examples."""
   size = batch.labels.shape[0] * jax.lax.axis_size(batch.axis_name)
   replay = sample(state, batch.key, size, axis_name=batch.axis_name)
+  replay = replay._replace(valid=replay.valid & (batch.task_index > 0))
   return replay, batch.label_masks[replay.labels]
 
 
@@ -129,8 +133,8 @@ def er(buffer_size: int = 200) -> Memory:
 
   Every training batch is offered to a ``buffer_size`` buffer filled by
   reservoir sampling over the whole stream (every example seen so far is kept
-  with the same probability). From the moment it holds an example, each batch
-  is mixed with an equal-sized batch drawn from it, and the loss is the mean
+  with the same probability). From the second task on, each batch is mixed
+  with an equal-sized batch drawn from it, and the loss is the mean
   cross-entropy over the combined batch:
   :math:`\tfrac12 (\mathrm{CE}_{\text{batch}} + \mathrm{CE}_{\text{replay}})`.
 
@@ -173,7 +177,8 @@ def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memo
   r"""DER++: replay of stored logits and labels.
 
   The buffer (reservoir sampling) keeps each example's label and the logits the
-  model gave it when it was inserted. The loss adds, on a buffer batch,
+  model gave it when it was inserted. From the second task on, the loss adds, on a buffer
+  batch,
   :math:`\alpha\,\mathrm{MSE}(h(x'), z') + \beta\,\mathrm{CE}(h(x''), y'')`
   (`classp_jax.continual_losses.derpp_terms`; one buffer batch serves both terms).
 
@@ -214,8 +219,9 @@ def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memo
 def agem(buffer_size: int = 200) -> Memory:
   r"""Averaged GEM: the gradient is projected so that it does not raise the loss on the memory.
 
-  A reference gradient :math:`g_{ref}` of the cross-entropy on a buffer batch
-  (as large as the training batch) is computed at every step; if
+  From the second task on, a reference gradient :math:`g_{ref}` of the
+  cross-entropy on a buffer batch (as large as the training batch) is computed
+  at every step; if
   :math:`g^\top g_{ref} < 0` the step uses
   :math:`g - \frac{g^\top g_{ref}}{g_{ref}^\top g_{ref}} g_{ref}`
   (`classp_jax.continual_losses.agem_project`). The buffer is filled by

@@ -143,12 +143,14 @@ def make_train_chunk(
       the task-incremental scenario).
 
   Returns:
-    ``chunk(state, inputs, labels, indices, rng, step, label_masks) -> (state, metrics)``.
+    ``chunk(state, inputs, labels, indices, rng, step, label_masks, task_index)
+    -> (state, metrics)``.
     ``inputs``/``labels`` are the task's replicated training data,
     ``indices`` int32 ``(K, global_batch)`` sharded over ``data`` (see
     `shard_batch`), ``step`` the global index of the chunk's first step, which
     with ``rng`` seeds each step's dropout, ``label_masks`` bool ``(C, C)``
-    (`classp_jax.data.label_class_masks`). ``state`` is donated. ``metrics``
+    (`classp_jax.data.label_class_masks`), ``task_index`` the task trained
+    (int32). ``state`` is donated. ``metrics``
     holds per-step ``(K,)`` arrays: ``loss`` (task loss), ``accuracy`` (on
     the training batch, dropout on), ``penalty`` (every term added to the task
     loss), ``update_fraction`` and, for CLASSP-style optimizers, ``capacity_used``.
@@ -158,7 +160,7 @@ def make_train_chunk(
   num_devices = mesh.shape[DATA]
 
   def train_step(state: TrainState, batch: tuple[jax.Array, jax.Array], rng: jax.Array,
-                 label_masks: jax.Array):
+                 label_masks: jax.Array, task_index: jax.Array):
     """One step on this device's slice of the batch: pure in (state, batch, rng)."""
     x, y = batch
     shared_key = jax.random.fold_in(rng, 1 << 30)  # the same on every device: the buffer's
@@ -166,7 +168,7 @@ def make_train_chunk(
 
     def step_batch(logits, rng):
       return StepBatch(apply_fn, eval_apply_fn, x, y, logits, label_masks,
-                       jax.random.fold_in(rng, 1), shared_key, DATA)
+                       jax.random.fold_in(rng, 1), shared_key, DATA, task_index)
 
     # pmap semantics (check_vma=False below): each device differentiates its own
     # slice, and the gradients are averaged explicitly.
@@ -214,11 +216,11 @@ def make_train_chunk(
       metrics["capacity_used"] = capacity.overall
     return TrainState(params, opt_state, reg_state, memory_state), metrics
 
-  def per_device_chunk(state, inputs, labels, indices, rng, step, label_masks):
+  def per_device_chunk(state, inputs, labels, indices, rng, step, label_masks, task_index):
     def body(state, xs):
       local_indices, step = xs
       batch = (inputs[local_indices], labels[local_indices])
-      return train_step(state, batch, jax.random.fold_in(rng, step), label_masks)
+      return train_step(state, batch, jax.random.fold_in(rng, step), label_masks, task_index)
 
     steps = step + jnp.arange(indices.shape[0])
     if not unroll:
@@ -236,7 +238,7 @@ def make_train_chunk(
   # or psum over one device cost 14% of a batch-32 CNN step.
   chunk = jax.shard_map(
       per_device_chunk, mesh=mesh,
-      in_specs=(P(), P(), P(), P(None, DATA), P(), P(), P()),
+      in_specs=(P(), P(), P(), P(None, DATA), P(), P(), P(), P()),
       out_specs=(P(), P()), check_vma=False)
   return jax.jit(chunk, donate_argnums=0, compiler_options=compiler_options(mesh))
 

@@ -71,7 +71,8 @@ def _train_params(devices, steps=4, batch=8):
   task = stream.tasks[0]
   x, y = replicate((task.train.inputs, task.train.labels), mesh)
   indices = np.arange(steps * batch).reshape(steps, batch) % len(y)
-  state, metrics = chunk(state, x, y, shard_batch(indices, mesh), jax.random.key(1), np.int32(0))
+  state, metrics = chunk(state, x, y, shard_batch(indices, mesh), jax.random.key(1), np.int32(0),
+                         replicate(np.ones((2, 2), bool), mesh), np.int32(0))
   return jax.device_get(state.params), jax.device_get(metrics["loss"])
 
 
@@ -95,7 +96,7 @@ def test_cpu_steps_compile_without_ynnpack():
   state = replicate(TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh)
   chunk = make_train_chunk(apply, method.tx, method.regularizer, mesh)
   args = (state, *replicate((x, y), mesh), shard_batch(np.zeros((1, 8), np.int32), mesh),
-          jax.random.key(0), np.int32(0))
+          jax.random.key(0), np.int32(0), replicate(np.ones((2, 2), bool), mesh), np.int32(0))
   assert "__ynn_fusion" not in chunk.lower(*args).compile().as_text()
 
 

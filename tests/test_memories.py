@@ -85,7 +85,7 @@ def _steps_with_replay(devices, name):
   x, y = replicate((task.train.inputs, task.train.labels), mesh)
   indices = np.arange(6 * 8).reshape(6, 8) % len(y)
   state, metrics = chunk(state, x, y, shard_batch(indices, mesh), jax.random.key(1), np.int32(0),
-                         replicate(label_class_masks(stream), mesh))
+                         replicate(label_class_masks(stream), mesh), np.int32(1))
   return jax.device_get(state), jax.device_get(metrics["penalty"])
 
 
