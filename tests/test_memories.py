@@ -89,7 +89,7 @@ def _steps_with_replay(devices, name):
   return jax.device_get(state), jax.device_get(metrics["penalty"])
 
 
-@pytest.mark.parametrize("name", ["er", "derpp", "agem"])
+@pytest.mark.parametrize("name", ["er", "agem"])  # derpp shares er's buffer path
 def test_replay_on_four_devices_matches_one_device(name):
   state_1, penalty_1 = _steps_with_replay(jax.devices()[:1], name)
   state_4, penalty_4 = _steps_with_replay(jax.devices()[:4], name)
