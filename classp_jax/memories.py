@@ -122,6 +122,21 @@ def _replay(state: Buffer, batch: StepBatch) -> tuple[Any, jax.Array]:
   return replay, batch.label_masks[replay.labels]
 
 
+def _replay_cross_entropy(state: Buffer, params, batch: StepBatch) -> jax.Array:
+  """The model's cross-entropy on a replay batch (0 before the second task)."""
+  replay, masks = _replay(state, batch)
+  logits = mask_logits(batch.apply_fn(params, replay.inputs, batch.rng), masks)
+  return masked_cross_entropy(logits, replay.labels, replay.valid)
+
+
+def _buffer_init(buffer_size: int, store_logits: bool) -> Callable[[Params, ExampleSpec], Buffer]:
+  def init(params, spec):
+    del params
+    return init_buffer(buffer_size, spec.shape, spec.dtype, spec.num_classes, store_logits)
+
+  return init
+
+
 def _observe(state: Buffer, batch: StepBatch, store_logits: bool) -> Buffer:
   return reservoir_add(state, batch.inputs, batch.labels,
                        batch.logits.astype(jnp.float32) if store_logits else None,
@@ -156,21 +171,17 @@ def er(buffer_size: int = 200) -> Memory:
   """
   _check_buffer_size(buffer_size)
 
-  def init(params, spec):
-    del params
-    return init_buffer(buffer_size, spec.shape, spec.dtype, spec.num_classes)
-
   def loss(state, params, batch):
-    replay, masks = _replay(state, batch)
-    logits = mask_logits(batch.apply_fn(params, replay.inputs, batch.rng), masks)
     task_loss = masked_cross_entropy(
         mask_logits(batch.logits, batch.label_masks[batch.labels]), batch.labels,
         jnp.ones_like(batch.labels, bool))
+    replaying = (batch.task_index > 0) & (state.num_seen > 0)
     # The combined batch's mean CE minus the task loss the step already counts.
-    replay_loss = masked_cross_entropy(logits, replay.labels, replay.valid)
-    return jnp.where(replay.valid.any(), 0.5 * (replay_loss - task_loss), 0.0)
+    return jnp.where(replaying, 0.5 * (_replay_cross_entropy(state, params, batch) - task_loss),
+                     0.0)
 
-  return Memory(init, loss, observe=lambda state, batch: _observe(state, batch, False))
+  return Memory(_buffer_init(buffer_size, False), loss,
+                observe=lambda state, batch: _observe(state, batch, False))
 
 
 def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memory:
@@ -203,17 +214,14 @@ def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memo
   if alpha < 0 or beta < 0:
     raise ValueError(f"alpha and beta must be non-negative, got {alpha}, {beta}")
 
-  def init(params, spec):
-    del params
-    return init_buffer(buffer_size, spec.shape, spec.dtype, spec.num_classes, store_logits=True)
-
   def loss(state, params, batch):
     replay, masks = _replay(state, batch)
     logits = batch.apply_fn(params, replay.inputs, batch.rng)
     return derpp_terms(logits, replay.logits, mask_logits(logits, masks), replay.labels,
                        replay.valid, alpha=alpha, beta=beta)
 
-  return Memory(init, loss, observe=lambda state, batch: _observe(state, batch, True))
+  return Memory(_buffer_init(buffer_size, True), loss,
+                observe=lambda state, batch: _observe(state, batch, True))
 
 
 def agem(buffer_size: int = 200) -> Memory:
@@ -242,17 +250,7 @@ def agem(buffer_size: int = 200) -> Memory:
     https://arxiv.org/abs/1812.00420.
   """
   _check_buffer_size(buffer_size)
-
-  def init(params, spec):
-    del params
-    return init_buffer(buffer_size, spec.shape, spec.dtype, spec.num_classes)
-
-  def reference_loss(state, params, batch):
-    replay, masks = _replay(state, batch)
-    logits = mask_logits(batch.apply_fn(params, replay.inputs, batch.rng), masks)
-    return masked_cross_entropy(logits, replay.labels, replay.valid)
-
-  return Memory(init, reference_loss=reference_loss,
+  return Memory(_buffer_init(buffer_size, False), reference_loss=_replay_cross_entropy,
                 observe=lambda state, batch: _observe(state, batch, False))
 
 

@@ -212,6 +212,20 @@ def _check_hyperparameters(name: str, factory: Callable, values: Mapping[str, An
       raise ValueError(f"{name}: strength must be non-negative, got {value!r}")
 
 
+def _build_component(name: str, kind: str, registry: Mapping[str, Callable], key: str | None,
+                     hparams: Mapping[str, Any]) -> Any:
+  """The regularizer or memory ``key`` of ``registry`` built with ``hparams``, or None."""
+  if key is None:
+    return None
+  if key not in registry:
+    raise ValueError(f"unknown {kind} {key!r}; known: {', '.join(registry)}")
+  _check_hyperparameters(name, registry[key], hparams)
+  try:
+    return registry[key](**hparams)
+  except TypeError as error:
+    raise ValueError(f"{name}: {error}") from None
+
+
 def build_method(name: str, spec: MethodSpec, num_tasks: int) -> Method:
   """Builds the optimizer and regularizer of ``spec`` for ``num_tasks`` tasks.
 
@@ -239,27 +253,9 @@ def build_method(name: str, spec: MethodSpec, num_tasks: int) -> Method:
       if isinstance(hparams[k], bool):
         hparams[k] = float(hparams[k])
   tx = optax.inject_hyperparams(factory)(**per_task_values[0])
-  regularizer = NO_REGULARIZER
-  if spec.regularizer is not None:
-    if spec.regularizer not in regularizers():
-      raise ValueError(
-          f"unknown regularizer {spec.regularizer!r}; known: {', '.join(regularizers())}")
-    reg_factory = regularizers()[spec.regularizer]
-    _check_hyperparameters(name, reg_factory, spec.reg_hparams)
-    try:
-      regularizer = reg_factory(**spec.reg_hparams)
-    except TypeError as error:
-      raise ValueError(f"{name}: {error}") from None
-  memory = None
-  if spec.memory is not None:
-    if spec.memory not in memories():
-      raise ValueError(f"unknown memory {spec.memory!r}; known: {', '.join(memories())}")
-    memory_factory = memories()[spec.memory]
-    _check_hyperparameters(name, memory_factory, spec.memory_hparams)
-    try:
-      memory = memory_factory(**spec.memory_hparams)
-    except TypeError as error:
-      raise ValueError(f"{name}: {error}") from None
+  regularizer = _build_component(name, "regularizer", regularizers(), spec.regularizer,
+                                 spec.reg_hparams) or NO_REGULARIZER
+  memory = _build_component(name, "memory", memories(), spec.memory, spec.memory_hparams)
   return Method(name, tx, tuple({k: h[k] for k in varying} for h in per_task_values),
                 regularizer, spec, memory)
 
