@@ -40,19 +40,23 @@ class SettingsMismatchError(ValueError):
   """A checkpoint was written by a run with other settings."""
 
 
+def _host_arrays(state: Any) -> list[np.ndarray]:
+  """Every array of ``state`` on this host (a replicated array's local copy)."""
+  return [np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+          for leaf in jax.tree.leaves(state)]
+
+
 def state_digest(state: Any) -> str:
   """A digest of every array of ``state`` (its values, dtypes and shapes)."""
   digest = hashlib.blake2b(digest_size=16)
-  for leaf in jax.tree.leaves(state):
-    array = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+  for array in _host_arrays(state):
     digest.update(f"{array.dtype}{array.shape}".encode())
     digest.update(np.ascontiguousarray(array).tobytes())
   return digest.hexdigest()
 
 
 def _is_finite(state: Any) -> bool:
-  for leaf in jax.tree.leaves(state):
-    array = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+  for array in _host_arrays(state):
     if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
       return False
   return True

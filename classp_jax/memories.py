@@ -52,6 +52,7 @@ class StepBatch(NamedTuple):
     inputs: this device's slice of the batch.
     labels: its labels.
     logits: the model's raw (unmasked) logits on it, in train mode.
+    task_loss: the step's cross-entropy on it (masked in the task-incremental scenario).
     label_masks: bool (C, C): the head outputs an example of each label may use (all
       True except in the task-incremental scenario).
     rng: this device's dropout key for the memory's own forward passes.
@@ -65,6 +66,7 @@ class StepBatch(NamedTuple):
   inputs: jax.Array
   labels: jax.Array
   logits: jax.Array
+  task_loss: jax.Array
   label_masks: jax.Array
   rng: jax.Array
   key: jax.Array
@@ -172,13 +174,10 @@ def er(buffer_size: int = 200) -> Memory:
   _check_buffer_size(buffer_size)
 
   def loss(state, params, batch):
-    task_loss = masked_cross_entropy(
-        mask_logits(batch.logits, batch.label_masks[batch.labels]), batch.labels,
-        jnp.ones_like(batch.labels, bool))
     replaying = (batch.task_index > 0) & (state.num_seen > 0)
     # The combined batch's mean CE minus the task loss the step already counts.
-    return jnp.where(replaying, 0.5 * (_replay_cross_entropy(state, params, batch) - task_loss),
-                     0.0)
+    return jnp.where(
+        replaying, 0.5 * (_replay_cross_entropy(state, params, batch) - batch.task_loss), 0.0)
 
   return Memory(_buffer_init(buffer_size, False), loss,
                 observe=lambda state, batch: _observe(state, batch, False))

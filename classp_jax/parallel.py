@@ -166,8 +166,8 @@ def make_train_chunk(
     shared_key = jax.random.fold_in(rng, 1 << 30)  # the same on every device: the buffer's
     rng = jax.random.fold_in(rng, lax.axis_index(DATA))  # own dropout per device
 
-    def step_batch(logits, rng):
-      return StepBatch(apply_fn, eval_apply_fn, x, y, logits, label_masks,
+    def step_batch(logits, task_loss, rng):
+      return StepBatch(apply_fn, eval_apply_fn, x, y, logits, task_loss, label_masks,
                        jax.random.fold_in(rng, 1), shared_key, DATA, task_index)
 
     # pmap semantics (check_vma=False below): each device differentiates its own
@@ -178,7 +178,7 @@ def make_train_chunk(
       task_loss = cross_entropy(scored, y)
       accuracy = jnp.mean(jnp.argmax(scored, -1) == y, dtype=jnp.float32)
       extra = (jnp.zeros((), jnp.float32) if memory is None
-               else memory.loss(state.memory, params, step_batch(logits, rng)))
+               else memory.loss(state.memory, params, step_batch(logits, task_loss, rng)))
       return task_loss + extra, (task_loss, accuracy, extra, logits)
 
     value_and_grads = jax.value_and_grad(objective, has_aux=True)
@@ -195,7 +195,7 @@ def make_train_chunk(
       task_loss, accuracy, extra, grads = lax.pmean((task_loss, accuracy, extra, grads), DATA)
     if memory is not None and memory.reference_loss is not None:
       reference_grads = jax.grad(memory.reference_loss, argnums=1)(
-          state.memory, state.params, step_batch(logits, rng))
+          state.memory, state.params, step_batch(logits, task_loss, rng))
       if num_devices > 1:
         reference_grads = lax.pmean(reference_grads, DATA)
       grads = agem_project(grads, reference_grads)
@@ -208,7 +208,8 @@ def make_train_chunk(
     reg_state = regularizer.accumulate(state.reg_state, state.params, params, task_grads)
     memory_state = state.memory
     if memory is not None:
-      memory_state = memory.observe(memory_state, step_batch(lax.stop_gradient(logits), rng))
+      memory_state = memory.observe(
+          memory_state, step_batch(lax.stop_gradient(logits), task_loss, rng))
     metrics = {"loss": task_loss, "accuracy": accuracy, "penalty": penalty + extra,
                "update_fraction": update_fraction(updates).overall}
     capacity = capacity_used(opt_state)
