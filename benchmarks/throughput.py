@@ -8,7 +8,8 @@ indices, and nothing blocks on the host until the end of a timed round. The
 training state is donated.
 
 On CPU it also runs the loop compiled with XLA's default options, YNNPACK on
-(the project turns it off: `classp_jax.parallel.CPU_COMPILER_OPTIONS`), and
+for convolutions, dots and reductions (the project keeps it for reductions only:
+`classp_jax.parallel.CPU_COMPILER_OPTIONS`), and
 for batches above 32 the loop with ``microbatch_size=32``: the same gradient,
 averaged over micro-batches whose activations stay in cache.
 
@@ -119,7 +120,7 @@ def jax_round(strategy: str, model: nn.Module, optimizer: optax.GradientTransfor
     prng_impl: PRNG implementation of the dropout keys (None: JAX's default).
     microbatch_size: ``LoopConfig.microbatch_size``.
     xla_default: compile with XLA's default options instead of the project's
-      (`classp_jax.parallel.CPU_COMPILER_OPTIONS` on CPU: YNNPACK off).
+      (`classp_jax.parallel.CPU_COMPILER_OPTIONS` on CPU: YNNPACK for reductions only).
 
   Returns:
     A function running one round of ``steps`` steps, blocking once at its end.

@@ -3,7 +3,8 @@
 ``classp-jax run`` with no arguments is the project's main job: the embedded
 ``digits`` stream, offline, comparing CLASSP with SGD and Adam. ``classp-jax
 run NAME`` runs a named experiment; ``classp-jax list`` shows them;
-``classp-jax report RUN_DIR...`` writes the markdown report of finished runs.
+``classp-jax report RUN_DIR...`` writes the markdown report of finished runs;
+``classp-jax select RUN_DIR...`` prints each method's selected frontier point.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import ast
 import contextlib
 import dataclasses
 import fcntl
+import os
 import shlex
 import shutil
 import sys
@@ -23,11 +25,12 @@ EPILOG = """\
 overrides (--set, repeatable):
   KEY=VALUE           a training setting, e.g. batch_size=64, epochs=4,1,
                       loss_target=0.005, steps_per_call=8, checkpoint_every=500,
-                      validation_fraction=0.1, reset_optimizer_state=true, or the
+                      validation_fraction=0.1, reset_optimizer_state=true (every
+                      method re-initialises its optimizer state at each task), or the
                       scenario: scenario=domain|class|task (split streams)
   METHOD.KEY=VALUE    a method's hyperparameter, e.g. classp.learning_rate=0.1,
                       classp.threshold=0.5,0.0 (one value per task), ewc.strength=100,
-                      er.buffer_size=500
+                      er.buffer_size=500, classp.reset_optimizer_state=true
   Values are Python literals; a comma-separated list gives one value per task.
 
 data (--data-dir ROOT):
@@ -41,9 +44,12 @@ data (--data-dir ROOT):
 
 frontier (--frontier):
   Each method with a frontier in the experiment is run at every value of its
-  knobs instead of its own point, as METHOD[KNOB=VALUE] (e.g.
-  classp[threshold=1e-06]); without --methods, all of them. `classp-jax report`
-  plots final old-task against last-task accuracy, one curve per method.
+  knobs (one knob at a time, around a centre) instead of its own point, as
+  METHOD[KNOB=VALUE] (e.g. classp[threshold=1e-06]); without --methods, all of
+  them. --methods also takes one such point, e.g. to give it more seeds;
+  --knobs restricts the sweep. `classp-jax select` prints each method's point
+  selected on validation accuracy; `classp-jax report` plots final old-task
+  against last-task accuracy, one curve per method and knob.
 
 examples:
   classp-jax run                                   # the offline default (digits)
@@ -51,6 +57,8 @@ examples:
   classp-jax run digits --set classp.threshold=0.1 --set epochs=3
   classp-jax run mnist_fashion --quick --data-dir ~/data  # a smoke run
   classp-jax run split_mnist --frontier --methods classp,ewc --seeds 0,1,2
+  classp-jax run split_mnist --frontier --methods 'ewc[strength=10]' --seeds 3,4
+  classp-jax select runs/split_mnist
   classp-jax report runs/mnist_fashion runs/split_mnist --out report
 """
 
@@ -91,11 +99,16 @@ def _parse_list(text: str, convert, what: str) -> list:
 
 
 def apply_overrides(experiment, overrides: Sequence[str]):
-  """Applies ``--set`` overrides to an experiment (see the epilog)."""
+  """Applies ``--set`` overrides to an experiment (see the epilog).
+
+  Returns:
+    The experiment, and the `MethodSpec` fields to set on every method run
+    (``reset_optimizer_state``).
+  """
   from classp_jax.methods import resolve_method, with_hyperparameter
 
   loop_fields = {f.name for f in dataclasses.fields(experiment.loop)}
-  loop_changes, methods = {}, dict(experiment.methods)
+  loop_changes, methods, every_method = {}, dict(experiment.methods), {}
   for item in overrides:
     key, sep, text = item.partition("=")
     if not sep or not key:
@@ -108,9 +121,14 @@ def apply_overrides(experiment, overrides: Sequence[str]):
       experiment = dataclasses.replace(
           experiment, scenarios=(value, *(s for s in experiment.scenarios if s != value)))
       continue
+    if key == "reset_optimizer_state":
+      if not isinstance(value, bool):
+        raise UsageError(f"reset_optimizer_state must be true or false, got {text!r}")
+      every_method[key] = value
+      continue
     if "." not in key:
       if key not in loop_fields:
-        raise UsageError(f"unknown setting {key!r}; known: scenario, "
+        raise UsageError(f"unknown setting {key!r}; known: scenario, reset_optimizer_state, "
                          f"{', '.join(sorted(loop_fields))}")
       loop_changes[key] = value
       continue
@@ -121,7 +139,8 @@ def apply_overrides(experiment, overrides: Sequence[str]):
     except ValueError as e:
       raise UsageError(str(e)) from None
   return dataclasses.replace(
-      experiment, loop=dataclasses.replace(experiment.loop, **loop_changes), methods=methods)
+      experiment, loop=dataclasses.replace(experiment.loop, **loop_changes),
+      methods=methods), every_method
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -156,8 +175,14 @@ def _build_parser() -> argparse.ArgumentParser:
                    "to fit a budget")
   run.add_argument("--frontier", action="store_true",
                    help="run each method along its frontier knobs (see below)")
+  run.add_argument("--knobs", metavar="KNOB,...",
+                   help="with --frontier: sweep only these knobs, e.g. learning_rate")
   run.add_argument("--checkpoint-dir", help="checkpoint here and resume from it (a checkpoint "
                    "of other settings is refused; a finished one is reused)")
+  run.add_argument("--skip-finished", action="store_true",
+                   help="skip each method and seed whose run with these exact settings is "
+                        "already in OUT/results.json (finished or diverged): a long sweep "
+                        "stopped part-way goes on where it stopped")
   run.add_argument("--restart", action="store_true",
                    help="with --checkpoint-dir: delete the planned runs' checkpoints and start afresh")
   run.add_argument("--log", default="csv", metavar="FORMATS",
@@ -192,6 +217,17 @@ def _build_parser() -> argparse.ArgumentParser:
                       "(optimistic), or first-tasks:K (validation accuracy on tasks 1..K after "
                       "task K, test accuracy on the full stream). Default: validation for every "
                       "frontier whose runs all recorded it, else test; the report says which")
+  select = commands.add_parser(
+      "select", help="print each method's selected frontier point, one per line",
+      description="For the frontier runs in RUN_DIRs, print each method's best point over all "
+      "its knobs as METHOD[KNOB=VALUE], the name `classp-jax run --frontier --methods` takes "
+      "(e.g. to run it on more seeds). A point selected at its grid's edge, or a method whose "
+      "every point diverged, is named on stderr.")
+  select.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                      help="a run folder (holding results.json) or a results.json")
+  select.add_argument("--select", metavar="validation|test|first-tasks:K",
+                      help="what the best point is chosen on, as for `report` (default: "
+                      "validation where recorded)")
   return parser
 
 
@@ -235,17 +271,30 @@ class _PlannedRun(NamedTuple):
   checkpoint_dir: str | None
 
 
+def _finished_runs(out: Path) -> dict[tuple[str, int], str]:
+  """``(method, seed) -> settings_id`` of the runs already in ``out/results.json``."""
+  from classp_jax.results import RESULTS_FILE, read_strict_json
+
+  path = out / RESULTS_FILE
+  if not path.exists():
+    return {}
+  return {(r["method"], r["seed"]): r.get("settings_id") for r in read_strict_json(path)["runs"]}
+
+
 def _plan_runs(args, experiment, stream, model, planned, methods, seeds) -> list[_PlannedRun]:
   """Every (method, seed) to run, with its settings; checks (or with --restart clears) checkpoints."""
   from classp_jax.checkpoint import Checkpointer
-  from classp_jax.loop import run_settings
+  from classp_jax.loop import run_settings, settings_id
 
+  done = _finished_runs(Path(args.out or f"runs/{experiment.name}")) if args.skip_finished else {}
   runs = []
   for method, plan in zip(methods, planned):
     variant = ({} if plan.knob is None else
                {"base_method": plan.base_method, "knob": plan.knob, "value": plan.value})
     for seed in seeds:
       settings = run_settings(model, stream, method, experiment.loop, seed)
+      if done.get((method.name, seed)) == settings_id(settings):
+        continue
       checkpoint_dir = None
       if args.checkpoint_dir is not None:
         checkpoint_dir = str(Path(args.checkpoint_dir).absolute() / f"{method.name}-seed{seed}")
@@ -288,7 +337,7 @@ def run_command(args) -> int:
         if len(sizes) > 2 or any(size < 1 for size in sizes):
           raise UsageError(f"--subsample takes TRAIN or TRAIN,TEST (positive), got {args.subsample!r}")
         experiment = subsampled(experiment, *sizes)
-      experiment = apply_overrides(experiment, args.overrides)
+      experiment, every_method = apply_overrides(experiment, args.overrides)
       seeds = _parse_seeds(args.seeds)
       log_formats = [] if args.log == "none" else _parse_list(args.log, str, "--log")
       unknown = set(log_formats) - set(LOG_FORMATS)
@@ -298,8 +347,14 @@ def run_command(args) -> int:
         raise UsageError(f"{experiment.name} has no frontier")
       method_names = (_parse_list(args.methods, str, "--methods") if args.methods
                       else list(experiment.frontier if args.frontier else experiment.default_methods))
-      planned = plan_methods(method_names, experiment.methods,
-                             experiment.frontier if args.frontier else None)
+      planned = [p._replace(spec=dataclasses.replace(p.spec, **every_method))
+                 for p in plan_methods(method_names, experiment.methods,
+                                       experiment.frontier if args.frontier else None)]
+      if args.knobs:
+        if not args.frontier:
+          raise UsageError("--knobs needs --frontier")
+        knobs = set(_parse_list(args.knobs, str, "--knobs"))
+        planned = [p for p in planned if p.knob is None or p.knob in knobs]
       out = Path(args.out or f"runs/{experiment.name}")
       if lead:
         check_writable(out)
@@ -322,6 +377,12 @@ def run_command(args) -> int:
       print(f"tasks: {', '.join(task_names)}; devices: {jax.device_count()} "
             f"x {jax.devices()[0].platform}; methods: {', '.join(p.name for p in planned)}; "
             f"seeds: {seeds}")
+      skipped = len(planned) * len(seeds) - len(runs_to_do)
+      if skipped:
+        print(f"skipping {skipped} run(s) already in {out / 'results.json'} with these settings "
+              f"(--skip-finished); {len(runs_to_do)} to run")
+    if not runs_to_do:
+      return 0
 
     command = shlex.join(["classp-jax", *args.argv])
     header = {
@@ -387,6 +448,27 @@ def report_command(args) -> int:
   return 0
 
 
+def select_command(args) -> int:
+  from classp_jax.report import load_results, select_points, selected_variants
+
+  try:
+    experiments = load_results(args.runs)
+    for results in experiments:
+      selections = select_points(results["runs"], args.select)
+      for name in selected_variants(selections):
+        print(name)
+      for s in selections:
+        if s.selected is None:
+          print(f"{results['experiment']}: {s.method} ({s.knob}): every point diverged",
+                file=sys.stderr)
+        elif s.edge.startswith("yes"):
+          print(f"{results['experiment']}: {s.method} ({s.knob}): selected at the grid's "
+                f"{s.edge[4:]} edge, {s.selected.value}", file=sys.stderr)
+  except (OSError, ValueError, KeyError) as e:
+    raise UsageError(str(e)) from None
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``classp-jax`` command."""
   argv = list(sys.argv[1:] if argv is None else argv)
@@ -401,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return 0
     if args.command == "report":
       return report_command(args)
+    if args.command == "select":
+      return select_command(args)
     return run_command(args)
   except UsageError as e:
     print(f"classp-jax: error: {e}", file=sys.stderr)
@@ -410,5 +494,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 130
 
 
+def entry_point() -> None:
+  """The console script: `main`, then exit with its status.
+
+  After Ctrl-C, XLA's threads may still be inside a computation, and the interpreter's
+  teardown once crashed on them (a segfault after the runs were saved). So an
+  interrupted run exits at once, once its output is flushed.
+  """
+  status = main()
+  if status == 130:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+  sys.exit(status)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  entry_point()

@@ -6,8 +6,8 @@ where it would serve nothing), and evaluates every task's held-out test split
 (and, with ``validation_fraction``, its validation split) in eval mode
 (dropout off). That gives the accuracy matrix ``R[i, j]`` (accuracy on task
 ``j`` after training task ``i``) and the metrics of `classp_jax.metrics`. The
-optimizer and regularizer state carry over between tasks (unless
-``reset_optimizer_state``); per-task hyperparameters are injected into the
+optimizer and regularizer state carry over between tasks (unless the method
+sets ``reset_optimizer_state``); per-task hyperparameters are injected into the
 optimizer state, so nothing is rebuilt or recompiled.
 
 The pieces: `LoopConfig` (how to train), `run_settings` (what a run is, for
@@ -91,8 +91,6 @@ class LoopConfig:
       sees the same split), as its validation split; training uses the rest.
       Each run then records ``validation_accuracy_matrix``, on which
       hyperparameters are selected (``classp-jax report --select``). 0: none.
-    reset_optimizer_state: re-initialise the optimizer state at each task
-      boundary (the params carry over); the regularizer keeps its state.
   """
 
   batch_size: int = 32
@@ -109,7 +107,6 @@ class LoopConfig:
   checkpoint_every: int = 0
   paper_eval: bool = False
   validation_fraction: float = 0.0
-  reset_optimizer_state: bool = False
 
 
 # Step metrics averaged over each epoch, for the stopping targets and the results.
@@ -145,7 +142,7 @@ def check_config(config: LoopConfig, stream: TaskStream, num_devices: int,
   for name in ("evals_per_task", "checkpoint_every"):
     value = getattr(config, name)
     _require(_is_int(value) and value >= 0, name, "a non-negative integer", value)
-  for name in ("unroll", "paper_eval", "reset_optimizer_state"):
+  for name in ("unroll", "paper_eval"):
     _require(isinstance(getattr(config, name), bool), name, "true or false", getattr(config, name))
   epochs = _per_task_values(config.epochs)
   _require(bool(epochs) and all(_is_int(e) and e >= 1 for e in epochs), "epochs",
@@ -510,7 +507,7 @@ class ContinualRun:
     """Injects the task's hyperparameters (and resets the optimizer state if asked)."""
     state = self.state
     fresh = self.progress.epoch == 0 and self.progress.step_in_epoch == 0
-    if self.config.reset_optimizer_state and t > 0 and fresh:
+    if self.method.spec.reset_optimizer_state and t > 0 and fresh:
       params = jax.tree.map(to_host, state.params)
       state = state._replace(opt_state=replicate(self.method.tx.init(params), self.mesh))
     self.state = state._replace(opt_state=set_hyperparams(

@@ -33,12 +33,16 @@ from classp_jax.regularizers import Regularizer
 DATA = "data"
 P = jax.P
 
-# XLA:CPU hands convolutions and dots to YNNPACK by default. Measured with
-# benchmarks/throughput.py (jax 0.10, 2-core x86, one run): without it the paper
+# XLA:CPU hands convolutions, dots and reductions to YNNPACK by default. Measured with
+# benchmarks/throughput.py (jax 0.10, 2-core x86, one run): without YNNPACK the paper
 # CNN's batch-32 training step went from 0.91x to 1.00x PyTorch eager, and batch
 # 256 from 0.39x to 1.20x; alone, its 3x3 convolution ran 2.4x faster forward
 # and 1.6x faster for the weight gradient. MLP and Transformer steps did not slow.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# Reductions stay with YNNPACK: without it XLA:CPU split the mean of g**2 over a
+# 1e7-weight tensor (CLASSP's relative threshold) into a slow loop, 3.1x the
+# absolute-threshold step against 1.06x with it, and the paper CNN's step took 1.3x
+# as long (both side by side in one run, benchmarks/optimizer_speed.py and a probe).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 @functools.cache

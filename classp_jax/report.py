@@ -537,7 +537,8 @@ def _sort_key(value: Any):
 def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list[Selection]:
   """The best point of every frontier curve (runs grouped by base method and knob).
 
-  The best point has the highest mean over seeds of
+  The best point has the highest mean, over the seeds that every point of
+  its curve has, of
 
   * ``validation``: the mean of the last row of ``validation_accuracy_matrix``
     (validation ACC, on splits carved from the training data);
@@ -591,8 +592,12 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
                        f"--select test)")
     if used == "first-tasks" and any(k > len(r["validation_accuracy_matrix"]) for r in ok):
       raise ValueError(f"--select {select}: {method} ({knob}) has fewer than {k} tasks")
-    points = [FrontierPoint(g[0]["value"], g, None if diverged_note(g) else
-                            float(np.mean([_selection_accuracy(r, used, k) for r in g])))
+    # Scored on the seeds every point has, so that a point given extra seeds (the
+    # selected one, for the tables) is compared on the same seeds as the others.
+    shared = set.intersection(*({r["seed"] for r in g} for g in groups))
+    points = [FrontierPoint(g[0]["value"], g, None if diverged_note(g) or not shared else
+                            float(np.mean([_selection_accuracy(r, used, k) for r in g
+                                           if r["seed"] in shared])))
               for g in groups]
     eligible = [p for p in points if p.score is not None]
     best = max(eligible, key=lambda p: p.score) if eligible else None
@@ -603,6 +608,37 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
     shown = {"first-tasks": f"validation, first {k} tasks"}.get(used, used)
     selections.append(Selection(method, knob, points, best, shown, edge))
   return selections
+
+
+def best_per_method(selections: list[Selection]) -> list[Selection]:
+  """Each method's best selected point over all its curves (its knobs).
+
+  A method's curves share their centre, so their scores compare points of one
+  method; a method whose every point diverged keeps its (empty) selection.
+  """
+  best: dict[str, Selection] = {}
+  for s in selections:
+    kept = best.get(s.method)
+    if kept is None or (s.selected is not None and (
+        kept.selected is None or s.selected.score > kept.selected.score)):
+      best[s.method] = s
+  return list(best.values())
+
+
+def tuned_runs(selections: list[Selection]) -> list[dict[str, Any]]:
+  """The runs of each method's best point (`best_per_method`), named after the method,
+  for the tables of `report_rows` and `paired_rows`."""
+  return [{**run, "method": s.method} for s in best_per_method(selections) if s.selected
+          for run in s.selected.runs]
+
+
+def selected_variants(selections: list[Selection]) -> list[str]:
+  """Each method's best point as ``METHOD[KNOB=VALUE]``, the name ``classp-jax run
+  --frontier --methods`` takes (e.g. to run it on more seeds)."""
+  from classp_jax.experiments.frontier import variant_name
+
+  return [variant_name(s.method, s.knob, s.selected.value)
+          for s in best_per_method(selections) if s.selected]
 
 
 def selection_sentence(selections: list[Selection]) -> str:
@@ -670,6 +706,86 @@ def frontier_rows(selections: list[Selection]) -> list[list[str]]:
 
 FRONTIER_HEADER = ["method", "knob", "value", "seeds", "old tasks", "last task",
                    "validation ACC", "test ACC", "selected"]
+
+
+# CLASSP's principles, tested on the frontiers.
+
+# (sparse curve, dense curve): does a sparser update forget less than a lower learning
+# rate that learns each task as well?
+SPARSITY_CURVES = ((("classp_relative", "threshold"), ("classp_no_threshold", "learning_rate")),
+                   (("classp", "threshold"), ("classp_no_threshold", "learning_rate")))
+# (variant, reference, what the variant changes): tuned against tuned, paired by seed.
+ABLATIONS = (("classp_p2", "classp_no_threshold", "p = 2 instead of p = 1"),
+             ("classp_eq1", "classp_no_threshold", "Eq. (1) instead of Algorithm 1"),
+             ("classp_relative", "classp_no_threshold", "a relative threshold"),
+             ("classp_reset", "classp_no_threshold", "the optimizer state reset at each task"),
+             ("classp", "classp_no_threshold", "an absolute threshold"))
+
+
+def plasticity(run: dict[str, Any]) -> float:
+  """Mean accuracy on each task right after training it (the matrix's diagonal)."""
+  return float(np.mean(np.diag(np.asarray(run["accuracy_matrix"], dtype=np.float64))))
+
+
+def matched_plasticity_rows(selections: list[Selection]) -> list[list[str]]:
+  """Forgetting of each sparse-update point against the dense curve at the same plasticity.
+
+  For each point of a sparse curve of `SPARSITY_CURVES` (a threshold swept at a fixed
+  learning rate), the dense curve (threshold 0, learning rate swept) is interpolated
+  linearly, over its points' mean plasticity, to the forgetting it has at the sparse
+  point's plasticity. A negative difference means the sparser update forgot less than a
+  lower learning rate that learned as well. Points with a diverged seed, and
+  plasticities outside the dense curve's range, are not interpolated.
+  """
+  curves = {(s.method, s.knob): s for s in selections}
+  rows = []
+  for sparse_key, dense_key in SPARSITY_CURVES:
+    if sparse_key not in curves or dense_key not in curves:
+      continue
+    dense = sorted((float(np.mean([plasticity(r) for r in p.runs])),
+                    float(np.mean([r["forgetting"] for r in p.runs])))
+                   for p in curves[dense_key].points if p.score is not None)
+    for point in curves[sparse_key].points:
+      name = f"{sparse_key[0]}[{sparse_key[1]}={_value(point.value)}]"
+      if point.score is None:
+        rows.append([name, str(len(point.runs)), diverged_note(point.runs) or MISSING,
+                     MISSING, MISSING, MISSING])
+        continue
+      p = [plasticity(r) for r in point.runs]
+      f = [r["forgetting"] for r in point.runs]
+      x, y = zip(*dense) if dense else ((), ())
+      inside = bool(dense) and x[0] <= np.mean(p) <= x[-1]
+      matched = float(np.interp(np.mean(p), x, y)) if inside else None
+      rows.append([name, str(len(point.runs)), mean_std(p), mean_std(f),
+                   f"{matched:.3f}" if inside else "outside its range",
+                   f"{np.mean(f) - matched:+.3f}" if inside else MISSING])
+  return rows
+
+
+MATCHED_HEADER = ["sparse point", "seeds", "plasticity", "forgetting",
+                  "forgetting of threshold 0 at this plasticity (lr swept)", "difference"]
+
+
+def ablation_rows(tuned: list[dict[str, Any]]) -> list[list[str]]:
+  """Each of `ABLATIONS` present: the variant's ACC minus its reference's, both at their
+  selected points, paired by seed; a seed where either diverged is skipped."""
+  by_method = runs_by_method(tuned)
+  rows = []
+  for variant, reference, change in ABLATIONS:
+    if variant not in by_method or reference not in by_method:
+      continue
+    base = {r["seed"]: r for r in by_method[reference]}
+    both = [(r, base[r["seed"]]) for r in by_method[variant] if r["seed"] in base]
+    differences = [a["acc"] - b["acc"] for a, b in both
+                   if not (is_diverged(a) or is_diverged(b))]
+    rows.append([f"{variant} vs {reference}", change, str(len(differences)),
+                 mean_std(differences), f"{sum(d > 0 for d in differences)}/{len(differences)}",
+                 str(len(both) - len(differences))])
+  return rows
+
+
+ABLATION_HEADER = ["ablation", "what changes", "seeds", "ACC difference (variant - reference)",
+                   "variant wins", "seeds skipped (diverged)"]
 
 
 # Plots of the report.
@@ -1054,14 +1170,44 @@ def experiment_report(results: dict[str, Any], out: Path,
       parts += [f"![{label}: CLASSP update fraction and capacity used]({diagnostics.name})", ""]
   selections = select_points(results["runs"], select)
   if selections:
+    tuned = tuned_runs(selections)
+    parts += [f"### {label}: each method at its selected point", "",
+              f"Each method's knobs are swept one at a time around a centre; its point "
+              f"is the best of all its curves: {selection_sentence(selections)}. A point "
+              "with a diverged seed is never selected. *grid edge*: the selected value is "
+              "the smallest (low) or largest (high) of its grid, so the grid may be too "
+              "narrow. Test metrics are over every seed the point was run with.", "",
+              markdown_table(SELECTED_HEADER, selected_rows(best_per_method(selections))), ""]
+    if tuned:
+      parts += [markdown_table(report_header(tuned), report_rows(tuned, tasks=tasks)), ""]
+      paired = paired_rows(tuned)
+      if paired:
+        parts += [f"{label}: tuned {REFERENCE_METHOD}'s ACC minus each tuned method's, "
+                  f"paired by seed (wins: seeds where {REFERENCE_METHOD} is higher):", "",
+                  markdown_table(PAIRED_HEADER, paired), ""]
+    ablations = ablation_rows(tuned)
+    if ablations:
+      parts += [f"### {label}: CLASSP's ablations, each at its selected point", "",
+                "Each variant's ACC minus its reference's, paired by seed (*variant wins*: "
+                "seeds where the variant's ACC is higher).", "", markdown_table(ABLATION_HEADER, ablations), ""]
+    matched = matched_plasticity_rows(selections)
+    if matched:
+      parts += [f"### {label}: sparse updates against a lower learning rate, at matched "
+                "plasticity", "",
+                "Does updating fewer weights forget less than learning more slowly? "
+                "*plasticity*: the mean accuracy on each task right after training it; "
+                "*forgetting*: the mean drop from each earlier task's best accuracy. Each "
+                "threshold point is compared with threshold-free CLASSP's learning-rate "
+                "curve, interpolated to the same plasticity; a negative difference means "
+                "the sparser update forgot less.", "",
+                markdown_table(MATCHED_HEADER, matched), ""]
     plots.append(out / f"{prefix}_frontier.png")
     plot_frontier(results, plots[-1], selections)
     parts += [f"### {label}: stability-plasticity frontier", "",
               f"![{label}: frontier]({plots[-1].name})", "",
-              f"**Selected points**: {selection_sentence(selections)}. A point with a "
-              "diverged seed is never selected. *grid edge*: the selected value is the "
-              "smallest (low) or largest (high) of its grid, so the grid may be too narrow.", "",
-              markdown_table(SELECTED_HEADER, selected_rows(selections)), "",
+              *(["<details><summary>The selected point of every curve</summary>", "",
+                 markdown_table(SELECTED_HEADER, selected_rows(selections)), "",
+                 "</details>", ""] if len(selections) > len(best_per_method(selections)) else []),
               "<details><summary>Every frontier point</summary>", "",
               markdown_table(FRONTIER_HEADER, frontier_rows(selections)), "", "</details>", ""]
   if runs:

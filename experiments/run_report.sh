@@ -1,76 +1,77 @@
 #!/usr/bin/env bash
-# Regenerates experiments/results/report.md on a 2-core CPU (about 5 hours in all, most of
-# it in the frontiers; the split_mnist frontiers come last and may be cut short).
+# Regenerates experiments/results/report.md (version 2) on a CPU, stage by stage.
 #
 #   experiments/run_report.sh DATA_ROOT [RUNS_DIR] [STAGE...]
 #
-# STAGEs (default: all, in this order): mnist_fashion mnist_fashion_frontiers
-# split_mnist permuted_mnist fpb_imdb_cpu split_mnist_frontiers report. Stages
-# given to two invocations at once run side by side (on 2 cores, a small-MLP
-# stage beside fpb_imdb_cpu uses the cores better than either alone).
+# DATA_ROOT holds one folder per dataset (e.g. mnist-10k/, fashion-mnist/, imdb/,
+# financial-phrasebank/). RUNS_DIR (default: runs) keeps every run; the report is built
+# from it. Every stage resumes: a run already in its folder's results.json with the same
+# settings is skipped (--skip-finished), so a stage stopped part-way goes on where it
+# stopped, and two invocations may run different stages side by side (one per core).
 #
-# DATA_ROOT (required) holds one folder per dataset (e.g. mnist-10k/,
-# fashion-mnist/, imdb/, financial-phrasebank/). Each method is its own run
-# folder, so a crash loses one method, and a finished one is skipped when the
-# script is run again. The stages are in priority order; `report` at the end
-# reads whatever has finished. What is scaled down for the CPU budget:
-# - mnist_fashion: 3,000 training and 2,000 test examples per task (the
-#   paper's 4 + 1 epochs kept), 2 evaluations during each task;
-# - fpb_imdb_cpu instead of fpb_imdb (5,000-token vocabulary, 32-wide model),
-#   5,000 IMDB training and 2,000 test examples, at most 30 epochs per task
-#   while chasing the targets (FPB: loss 0.005; IMDB: 85% training accuracy),
-#   3 seeds;
-# - frontiers: 2 seeds;
-# - permuted_mnist: 3 seeds.
-# For the full protocol, drop --subsample and run fpb_imdb on a GPU.
+# STAGEs (default: all, in this order). For each STUDY in split_mnist_task,
+# split_mnist_domain, split_mnist_class, permuted_mnist, mnist_fashion, fpb_imdb_cpu:
+#   STUDY_frontier  every method's knobs, one at a time around a centre
+#                   (classp_jax/experiments/comparison.py), 3 seeds (0-2);
+#   STUDY_selected  each method's best frontier point, selected on validation accuracy
+#                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables;
+#   STUDY_paper     the named methods at the paper's points, 5 seeds;
+# and `report`, which reads whatever has finished.
+#
+# Scaled down for the CPU (see the report's budget section):
+# - mnist_fashion: its frontier sweeps the learning rate only (MNIST_FASHION_FRONTIER);
+# - fpb_imdb_cpu: 5,000 IMDB training and 2,000 test examples, at most 30 epochs a task.
 set -euo pipefail
+# Runs of one method differ in injected hyperparameters only, so their compiled steps are
+# the same: XLA's persistent cache compiles a learning-rate sweep once (about 4x faster).
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-${2:-runs}/.xla-cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0.5}
 DATA=${1:?usage: experiments/run_report.sh DATA_ROOT [RUNS_DIR] [STAGE...]}
 RUNS=${2:-runs}
 shift $(( $# < 2 ? $# : 2 ))
-STAGES=${*:-mnist_fashion mnist_fashion_frontiers split_mnist permuted_mnist fpb_imdb_cpu split_mnist_frontiers report}
-SEEDS5=0,1,2,3,4
-SEEDS3=0,1,2
-METHODS="classp classp_no_threshold classp_p2 classp_as_released sgd adam adagrad ewc si mas"
-# The paper's claims rest on mnist_fashion: its frontiers come before the other benchmarks.
-# (At their untuned strengths EWC, SI and MAS diverge with SGD at lr 0.2.)
-FRONTIERS="classp classp_no_threshold ewc si mas sgd adam adagrad classp_lr_tuned"
+STUDIES="split_mnist_task split_mnist_domain split_mnist_class permuted_mnist mnist_fashion fpb_imdb_cpu"
+if [[ $# -eq 0 ]]; then
+  set -- $(for s in $STUDIES; do echo "${s}_frontier ${s}_selected ${s}_paper"; done) report
+fi
+# The methods of the 5-seed tables: each tuned on its frontier, plus the paper's points.
+FRONTIER_METHODS="classp classp_no_threshold classp_relative classp_eq1 classp_p2 classp_reset classp+er sgd adam adagrad ewc si mas er derpp agem lwf joint"
+PAPER_METHODS="classp classp_as_released sgd adam adagrad ewc"
 
-run() {  # run OUT EXPERIMENT ARGS...: one `classp-jax run`, skipped if OUT is done
-  local out=$1; shift
-  if [[ -f $out/results.json ]]; then echo "done: $out"; return; fi
-  echo "$(date +%T) start: classp-jax run $*"
-  classp-jax run "$@" --data-dir "$DATA" --out "$out" --no-progress > "$out.log" 2>&1 \
-    || echo "FAILED: $out (see $out.log)"
-}
-mnist_fashion() {  # mnist_fashion OUT ARGS...
-  local out=$1; shift
-  run "$RUNS/mnist_fashion/$out" mnist_fashion "$@" --subsample 3000,2000 --set evals_per_task=2
+study_args() {  # the experiment and options of a study
+  case $1 in
+    split_mnist_*) echo "split_mnist --set scenario=${1#split_mnist_}" ;;
+    permuted_mnist) echo "permuted_mnist" ;;
+    mnist_fashion) echo "mnist_fashion --set evals_per_task=2" ;;
+    fpb_imdb_cpu) echo "fpb_imdb_cpu --subsample 5000,2000 --set max_epochs=30" ;;
+    *) echo "unknown study: $1" >&2; exit 2 ;;
+  esac
 }
 
-mkdir -p "$RUNS"/{mnist_fashion,split_mnist,fpb_imdb_cpu,permuted_mnist}
-for stage in $STAGES; do
+run() {  # run STUDY PART ARGS...: one resumable `classp-jax run` into RUNS/STUDY/PART
+  local study=$1 part=$2; shift 2
+  local out=$RUNS/$study/$part
+  mkdir -p "$RUNS/$study"
+  echo "$(date +%T) $study $part: classp-jax run $(study_args "$study") $*"
+  # shellcheck disable=SC2046
+  classp-jax run $(study_args "$study") "$@" --data-dir "$DATA" --out "$out" --no-progress \
+    --skip-finished >> "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
+}
+
+for stage in "$@"; do
+  study=${stage%_*}
   case $stage in
-    mnist_fashion)
-      for m in $METHODS; do mnist_fashion "$m" --methods "$m" --seeds $SEEDS5; done ;;
-    mnist_fashion_frontiers)
-      for m in $FRONTIERS ewc_lr_tuned; do
-        mnist_fashion "frontier-$m" --frontier --methods "$m" --seeds 0,1
+    mnist_fashion_frontier)  # the learning-rate curves only: each run takes minutes
+      for m in $FRONTIER_METHODS; do
+        run "$study" frontier --frontier --methods "$m" --seeds 0,1,2 --knobs learning_rate
       done ;;
-    split_mnist)
-      for m in $METHODS; do run "$RUNS/split_mnist/$m" split_mnist --methods "$m" --seeds $SEEDS5; done ;;
-    permuted_mnist)
-      for m in $METHODS; do
-        run "$RUNS/permuted_mnist/$m" permuted_mnist --methods "$m" --seeds $SEEDS3
-      done ;;
-    fpb_imdb_cpu)
-      for m in $METHODS; do
-        run "$RUNS/fpb_imdb_cpu/$m" fpb_imdb_cpu --methods "$m" --seeds $SEEDS3 \
-          --subsample 5000,2000 --set max_epochs=30
-      done ;;
-    split_mnist_frontiers)
-      for m in $FRONTIERS; do
-        run "$RUNS/split_mnist/frontier-$m" split_mnist --frontier --methods "$m" --seeds 0,1
-      done ;;
+    *_frontier)
+      for m in $FRONTIER_METHODS; do run "$study" frontier --frontier --methods "$m" --seeds 0,1,2; done ;;
+    *_selected)
+      selected=$(classp-jax select "$RUNS/$study/frontier" | paste -sd,) \
+        || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; continue; }
+      [[ -n $selected ]] && run "$study" frontier --frontier --methods "$selected" --seeds 0,1,2,3,4 ;;
+    *_paper)
+      run "$study" paper --methods "${PAPER_METHODS// /,}" --seeds 0,1,2,3,4 ;;
     report)
       classp-jax report "$RUNS"/*/*/results.json --out experiments/results \
         --notes experiments/conclusions.md ;;

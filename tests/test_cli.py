@@ -53,6 +53,8 @@ def test_main_job_writes_results_and_plot(tmp_path, capsys):
     ([*QUICK, "--methods", "sgd", "--set", "sgd.learning_rate=fast"], "must be a number, got 'fast'"),
     ([*QUICK, "--methods", "sgd,classp", "--set", "classp.threshold=-1"], "threshold must be >= 0"),
     ([*QUICK, "--log", "csv,xml"], "--log takes csv, tensorboard, wandb or none"),
+    ([*QUICK, "--set", "reset_optimizer_state=maybe"], "reset_optimizer_state must be true or false"),
+    ([*QUICK, "--set", "classp.reset_optimizer_state=1"], "must be true or false, got 1"),
 ])
 def test_bad_options_give_one_line_errors(argv, message, capsys, tmp_path):
   assert main([*argv, "--out", str(tmp_path / "out")]) == 2
@@ -201,3 +203,10 @@ def test_logs_are_written_per_method_and_seed(tmp_path):
   assert evaluations[-1][2] == "validation"
   assert last_validation == pytest.approx(run["validation_accuracy_matrix"][-1])
   assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_reset_optimizer_state_is_set_on_every_method_run(tmp_path):
+  assert main([*QUICK, "--methods", "classp,sgd+ewc", "--set", "reset_optimizer_state=true",
+               "--out", str(tmp_path), "--log", "none"]) == 0
+  runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+  assert [r["settings"]["method"]["reset_optimizer_state"] for r in runs] == [True, True]

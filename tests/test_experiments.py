@@ -9,7 +9,7 @@ from classp_jax.cli import main
 from classp_jax.data import CACHE_DIR_ENV, dataset_folders
 from classp_jax.experiments import DataOptions, experiments, get_experiment
 from classp_jax.experiments.datasets import load_datasets
-from classp_jax.experiments.frontier import plan_methods
+from classp_jax.experiments.frontier import Sweep, plan_methods
 from classp_jax.methods import build_method
 from data_fixtures import PHRASEBANK_LINES, phrasebank_bytes, write_aclimdb_tree, write_idx_folder
 
@@ -51,16 +51,24 @@ def test_every_method_and_frontier_point_builds(name):
                                                "mas"}
   assert {(p.base_method, p.knob) for p in variants if p.base_method.startswith("classp")} >= {
       ("classp", "threshold"), ("classp_no_threshold", "learning_rate")}
-  tuned = [p for p in variants if p.base_method == "classp_lr_tuned"]
-  if name in ("mnist_fashion", "split_mnist"):  # the threshold also swept at a tuned lr
-    assert {p.spec.hparams["learning_rate"] for p in tuned} == {0.02}
-    assert [p.value for p in tuned] == [p.value for p in variants if p.base_method == "classp"]
+  for base, knobs in experiment.frontier.items():
+    curves = [p for p in variants if p.base_method == base]
+    assert "learning_rate" in knobs.knobs  # every method's learning rate is swept
+    for knob, values in knobs.knobs.items():
+      points = [p for p in curves if p.knob == knob]
+      assert [p.value for p in points] == list(values)
+      if knob in knobs.at:  # the centre is an interior point of every grid
+        assert knobs.at[knob] in values[1:-1]
+      for point in points:  # every point shares the centre but for its own knob
+        hparams = {**point.spec.hparams, **point.spec.reg_hparams, **point.spec.memory_hparams}
+        assert hparams[knob] == point.value
+        assert all(hparams[k] == v for k, v in knobs.at.items() if k != knob)
 
 
 def test_frontier_variants_are_named_after_their_knob():
   experiment = get_experiment("mnist_fashion")
   variants = plan_methods(["classp", "sgd+ewc"], experiment.methods,
-                          {"classp": {"threshold": (0.0, 1e-6)}})
+                          {"classp": Sweep({"threshold": (0.0, 1e-6)})})
   assert [v.name for v in variants] == ["classp[threshold=0]", "classp[threshold=1e-06]", "sgd+ewc"]
   assert variants[1].spec.hparams["threshold"] == 1e-6 and variants[1].base_method == "classp"
   assert variants[2].knob is None
@@ -115,7 +123,28 @@ def test_frontier_runs_record_their_knob(data_root, tmp_path):
   assert main(["run", "split_mnist", "--quick", "--no-progress", "--data-dir", str(data_root),
                "--frontier", "--methods", "sgd", "--subsample", "64,32", "--out", str(out)]) == 0
   runs = json.loads((out / "results.json").read_text())["runs"]
-  values = get_experiment("split_mnist").frontier["sgd"]["learning_rate"]
+  values = get_experiment("split_mnist").frontier["sgd"].knobs["learning_rate"]
   assert [(r["base_method"], r["knob"], r["value"]) for r in runs] == [
       ("sgd", "learning_rate", v) for v in values]
   assert runs[0]["method"] == f"sgd[learning_rate={values[0]:g}]"
+
+
+def test_a_frontier_point_gains_seeds_and_finished_runs_are_skipped(data_root, tmp_path, capsys):
+  out = tmp_path / "out"
+  args = ["run", "split_mnist", "--quick", "--no-progress", "--data-dir", str(data_root),
+          "--subsample", "64,32", "--out", str(out), "--frontier", "--skip-finished"]
+  point = "ewc[strength=10]"
+  assert main([*args, "--methods", point, "--seeds", "0"]) == 0
+  assert main([*args, "--methods", point, "--seeds", "0,1"]) == 0
+  assert "skipping 1 run(s)" in capsys.readouterr().out
+  runs = json.loads((out / "results.json").read_text())["runs"]
+  assert [(r["method"], r["seed"], r["knob"], r["value"]) for r in runs] == [
+      (point, 0, "strength", 10.0), (point, 1, "strength", 10.0)]
+  assert runs[0]["settings_id"] == runs[1]["settings_id"]  # one frontier point, two seeds
+  # Every seed done: nothing runs, and the file is unchanged.
+  before = (out / "results.json").read_text()
+  assert main([*args, "--methods", point, "--seeds", "0,1"]) == 0
+  assert (out / "results.json").read_text() == before
+  # A point that is not on the grid is refused in one line.
+  assert main([*args, "--methods", "ewc[strength=7]"]) == 2
+  assert "not a point of ewc's frontier" in capsys.readouterr().err

@@ -84,9 +84,10 @@ def test_four_devices_match_one_device():
   np.testing.assert_allclose(loss_1, loss_4, rtol=1e-5)
 
 
-def test_cpu_steps_compile_without_ynnpack():
+def test_cpu_steps_keep_dots_and_convolutions_off_ynnpack():
   mesh = data_mesh(jax.devices()[:1])
-  assert compiler_options(mesh) == {"xla_cpu_experimental_ynn_fusion_type": ""}
+  assert compiler_options(mesh) == {
+      "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
   model, method = MLP(num_classes=2, hidden=(64,)), sgd()
   x, y = np.zeros((8, 32), np.float32), np.zeros(8, np.int32)
   params = model.init(jax.random.key(0), x, train=False)["params"]
@@ -302,11 +303,11 @@ def test_a_diverging_run_is_stopped_and_recorded_as_diverged():
 
 def test_reset_optimizer_state_restarts_the_capacity_used_at_each_task():
   spec = MethodSpec("classp", {"learning_rate": 0.1, "threshold": 1e-4})
-  classp = build_method("classp", spec, 2)
   first_of_task_2 = 2 * 64 // 8
-  kept = run_continual(MODEL, tiny_stream(), classp, CONFIG, progress=False)["logs"]
-  reset = run_continual(MODEL, tiny_stream(), classp,
-                        dataclasses.replace(CONFIG, reset_optimizer_state=True),
+  kept = run_continual(MODEL, tiny_stream(), build_method("classp", spec, 2), CONFIG,
+                       progress=False)["logs"]
+  reset = run_continual(MODEL, tiny_stream(), build_method(
+      "classp", dataclasses.replace(spec, reset_optimizer_state=True), 2), CONFIG,
                         progress=False)["logs"]
   assert kept["capacity_used"][:first_of_task_2] == reset["capacity_used"][:first_of_task_2]
   end_of_task_1 = kept["capacity_used"][first_of_task_2 - 1]

@@ -8,8 +8,9 @@ import pytest
 
 from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
-from classp_jax.report import (load_results, paired_rows, print_summary, read_results,
-                               select_points, write_report)
+from classp_jax.report import (ablation_rows, best_per_method, load_results,
+                               matched_plasticity_rows, paired_rows, print_summary,
+                               read_results, select_points, tuned_runs, write_report)
 from classp_jax.results import write_json_atomically
 
 TASKS = ["mnist", "fashion_mnist"]
@@ -422,3 +423,95 @@ def test_select_is_a_report_option(tmp_path, capsys):
   assert "selected on TEST ACC" in (out / "report.md").read_text()
   assert main(["report", str(folder), "--out", str(out), "--select", "bogus"]) == 2
   assert "first-tasks:K" in capsys.readouterr().err
+
+
+def two_knob_study():
+  """classp over learning_rate and threshold (centre lr 0.01, threshold 1e-6), sgd over
+  learning_rate. By validation over seeds 0-2, classp's best is threshold 0 (0.90), beating
+  its lr curve (0.85 at the centre); sgd's best is lr 0.1 (0.80), which was then run on
+  seeds 3 and 4 too, where its validation accuracy is low: they must not move the choice."""
+  runs = []
+  for seed in range(3):
+    runs += [frontier_point(lr, seed, test, val) for lr, test, val in (
+        (0.001, 0.60, 0.70), (0.01, 0.70, 0.85), (0.1, 0.65, 0.80))]
+    runs += [frontier_point(t, seed, test, val, knob="threshold") for t, test, val in (
+        (0.0, 0.74 + 0.01 * seed, 0.90), (1e-6, 0.70, 0.85), (1e-3, 0.50, 0.60))]
+    runs += [frontier_point(lr, seed, test, val, method="sgd") for lr, test, val in (
+        (0.01, 0.50, 0.75), (0.1, 0.60, 0.80), (1.0, 0.55, 0.78))]
+  runs += [frontier_point(0.1, seed, 0.58, 0.10, method="sgd") for seed in (3, 4)]
+  return runs
+
+
+def test_each_method_is_tuned_over_all_its_knobs_on_shared_seeds(tmp_path, capsys):
+  best = {s.method: s for s in best_per_method(select_points(two_knob_study()))}
+  assert (best["classp"].knob, best["classp"].selected.value) == ("threshold", 0.0)
+  assert best["classp"].edge == "yes-low"
+  assert (best["sgd"].knob, best["sgd"].selected.value, best["sgd"].edge) == (
+      "learning_rate", 0.1, "no")
+  tuned = {r["method"]: r for r in tuned_runs(select_points(two_knob_study()))}
+  assert set(tuned) == {"classp", "sgd"}
+  out = tmp_path / "report"
+  write_report([write_results(tmp_path / "frontier", two_knob_study())], out)
+  report = (out / "report.md").read_text()
+  # The tuned table: classp at threshold 0 on 3 seeds, sgd at lr 0.1 on all 5 (validation
+  # and test ACC over all 5: (0.8 * 3 + 0.1 * 2) / 5 = 0.52; test
+  # (0.60 * 3 + 0.58 * 2) / 5 = 0.592), and classp's ACC minus sgd's paired on seeds 0-2:
+  # (0.74 + 0.75 + 0.76) / 3 - 0.60 = 0.15.
+  assert "| classp | threshold | 0 | validation | 0.900 ± 0.000 | 0.750 ± 0.010 |" in report
+  assert "| sgd | learning_rate | 0.1 | validation | 0.520 ± 0.383 | 0.592 ± 0.011 |" in report
+  assert "| sgd | 3 | 0.150 ± 0.010 | 3/3 | 0 |" in report
+  assert "The selected point of every curve" in report  # classp has two curves
+  # `classp-jax select` names each method's point as `run --frontier --methods` takes it,
+  # and the edge on stderr.
+  assert main(["select", str(tmp_path / "frontier")]) == 0
+  printed = capsys.readouterr()
+  assert printed.out.split() == ["classp[threshold=0]", "sgd[learning_rate=0.1]"]
+  assert "classp (threshold): selected at the grid's low edge" in printed.err
+
+
+def principles_study():
+  """Threshold-free CLASSP's lr curve, relative thresholds at one lr, and a p = 2 variant,
+  with hand-made 2-task matrices: plasticity is the diagonal's mean, forgetting the first
+  task's drop."""
+  def point(method, knob, value, matrix, seed=0, validation=0.5):
+    return fake_run(f"{method}[{knob}={value:g}]", seed, matrix=matrix,
+                    validation=[[0.9, 0.1], [validation, validation]], base_method=method,
+                    knob=knob, value=value)
+  dense = {0.001: [[0.6, 0.1], [0.55, 0.6]],  # plasticity 0.6, forgetting 0.05
+           0.01: [[0.8, 0.1], [0.6, 0.8]],  # 0.8, 0.2
+           0.1: [[0.9, 0.1], [0.5, 0.9]]}  # 0.9, 0.4
+  sparse = {1.0: [[0.7, 0.1], [0.65, 0.7]],  # 0.7, 0.05
+            4.0: [[0.5, 0.1], [0.5, 0.5]]}  # 0.5: below the dense curve's plasticities
+  runs = [point("classp_no_threshold", "learning_rate", lr, m, validation=0.7 if lr == 0.01
+                else 0.5) for lr, m in dense.items()]
+  runs += [point("classp_relative", "threshold", t, m) for t, m in sparse.items()]
+  # p = 2 over two seeds: ACC 0.65 and 0.75 against threshold-free p = 1's 0.7 (seed 0)
+  # and 0.6 (seed 1, its selected lr 0.01 at a second seed).
+  runs += [point("classp_p2", "learning_rate", 0.01, [[0.9, 0.1], [acc, acc]], seed=seed)
+           for seed, acc in ((0, 0.65), (1, 0.75))]
+  runs.append(point("classp_no_threshold", "learning_rate", 0.01, [[0.8, 0.1], [0.6, 0.6]],
+                    seed=1, validation=0.7))
+  return runs
+
+
+def test_sparse_updates_are_compared_with_a_lower_learning_rate_at_matched_plasticity():
+  rows = {row[0]: row for row in matched_plasticity_rows(select_points(principles_study()))}
+  # The dense curve over its seeds: (plasticity, forgetting) (0.6, 0.05), at lr 0.01 (0.8 and
+  # 0.7 -> 0.75, 0.2), (0.9, 0.4). At plasticity 0.7: 0.05 + 0.15 * (0.1 / 0.15) = 0.15.
+  assert rows["classp_relative[threshold=1]"][2:] == ["0.700", "0.050", "0.150", "-0.100"]
+  assert rows["classp_relative[threshold=4]"][4:] == ["outside its range", "—"]
+
+
+def test_ablations_pair_tuned_variants_by_seed(tmp_path):
+  selections = select_points(principles_study())
+  rows = ablation_rows(tuned_runs(selections))
+  # classp_p2 - classp_no_threshold (lr 0.01): seed 0: 0.65 - 0.7, seed 1: 0.75 - 0.6.
+  assert rows == [["classp_p2 vs classp_no_threshold", "p = 2 instead of p = 1", "2",
+                   "0.050 ± 0.141", "1/2", "0"],
+                  ["classp_relative vs classp_no_threshold", "a relative threshold", "1",
+                   "-0.025", "0/1", "0"]]
+  out = tmp_path / "report"
+  write_report([write_results(tmp_path / "frontier", principles_study())], out)
+  report = (out / "report.md").read_text()
+  assert "CLASSP's ablations, each at its selected point" in report
+  assert "| classp_relative[threshold=1] | 1 | 0.700 | 0.050 | 0.150 | -0.100 |" in report

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 import flax.linen as nn
 
 from classp_jax.data import TaskStream
+from classp_jax.experiments.frontier import Sweep
 from classp_jax.loop import LoopConfig
 from classp_jax.methods import MethodSpec
 
@@ -50,8 +51,10 @@ class Experiment:
     quick: turns the experiment into a smoke-sized one (``--quick``).
     scenarios: the scenarios its stream can be built in; it runs in the first
       (``--set scenario=...`` moves another one first).
-    frontier: for ``--frontier``, the values each method's knobs sweep, e.g.
-      ``{"classp": {"threshold": (0.0, 1e-6)}, "ewc": {"strength": (10, 100)}}``
+    frontier: for ``--frontier``, each method's `Sweep`: the values its knobs
+      take, one knob at a time around a centre, e.g.
+      ``{"ewc": Sweep({"learning_rate": (0.01, 0.03, 0.1), "strength": (10, 100, 1000)},
+      at={"learning_rate": 0.03, "strength": 100})}``
       (see `classp_jax.experiments.frontier`).
   """
 
@@ -64,7 +67,7 @@ class Experiment:
   default_methods: tuple[str, ...]
   quick: Callable[["Experiment"], "Experiment"] = lambda experiment: experiment
   scenarios: tuple[str, ...] = ("domain",)
-  frontier: Mapping[str, Mapping[str, Sequence[Any]]] = dataclasses.field(default_factory=dict)
+  frontier: Mapping[str, Sweep] = dataclasses.field(default_factory=dict)
 
 
 def experiments() -> dict[str, Experiment]:

@@ -13,6 +13,9 @@ CLASSP at the experiment's point, its ablations, and the baselines:
   (``include_current_gradient=False``; a weight's first step is
   ``g / eps``), at the threshold-free learning rate;
 * ``classp_p2``: p = 2 and threshold 0, the AdaGrad instance of CLASSP;
+* ``classp_reset``: threshold 0, with its accumulator re-initialised at each
+  task boundary (``reset_optimizer_state``), at the threshold-free learning
+  rate;
 * ``classp_as_released``: the authors' released code
   (`classp_jax.classp_as_released`) with their per-task schedule;
 * ``sgd`` at CLASSP's learning rate, ``adam`` and ``adagrad`` (PyTorch's
@@ -30,14 +33,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from classp_jax.experiments.frontier import Sweep
 from classp_jax.methods import MethodSpec
 
 METHODS = ("classp", "classp_no_threshold", "classp_relative", "classp_eq1", "classp_p2",
-           "classp_as_released", "sgd", "adam", "adagrad", "ewc", "si", "mas", "er", "derpp",
+           "classp_reset", "classp_as_released", "sgd", "adam", "adagrad", "ewc", "si", "mas", "er", "derpp",
            "agem", "lwf", "joint")
 
 RELATIVE_THRESHOLD = 1.0
-RELATIVE_THRESHOLDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+RELATIVE_THRESHOLDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def comparison_methods(*, learning_rate: float, threshold: float, eps: float,
@@ -75,6 +79,8 @@ def comparison_methods(*, learning_rate: float, threshold: float, eps: float,
       "classp_eq1": MethodSpec("classp", {**free, "threshold": 0.0,
                                           "include_current_gradient": False}),
       "classp_p2": MethodSpec("classp", {**classp, "threshold": 0.0, "power": 2.0}),
+      "classp_reset": MethodSpec("classp", {**free, "threshold": 0.0},
+                                 reset_optimizer_state=True),
       "classp_as_released": MethodSpec("classp_as_released",
                                        {"learning_rate": learning_rate, "eps": eps, **released}),
       "sgd": sgd,
@@ -92,36 +98,60 @@ def comparison_methods(*, learning_rate: float, threshold: float, eps: float,
   }
 
 
-def comparison_frontier(*, learning_rate: float, thresholds: tuple[float, ...],
-                        threshold_free_learning_rate: float | None = None
-                        ) -> dict[str, dict[str, tuple[float, ...]]]:
-  """Each method's main knob over a log grid around its point (`Experiment.frontier`).
+def _around(centre: float, factors: tuple[float, ...]) -> tuple[float, ...]:
+  return tuple(float(f"{centre * f:.3g}") for f in factors)
 
-  CLASSP's threshold is swept at its learning rate, and its learning rate at
-  threshold 0 (``classp_no_threshold``): at the paper's thresholds, which may
-  freeze every weight, a learning-rate sweep would show nothing.
-  ``classp_relative`` sweeps its relative threshold over `RELATIVE_THRESHOLDS`
-  and its learning rate, ``classp_eq1`` its learning rate, both around
-  ``threshold_free_learning_rate`` (None: ``learning_rate``).
+
+HALF_DECADES = (0.1, 0.3, 1.0, 3.0, 10.0)  # a learning-rate grid: 2 decades, centre interior
+# Three decades, reaching further down: on split_mnist's MLP, CLASSP's and threshold-free
+# CLASSP's best learning rates sat at the low edge of `HALF_DECADES` around 0.02.
+WIDE_HALF_DECADES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+DECADES = (0.01, 0.1, 1.0, 10.0, 100.0)  # a strength grid: 4 decades, centre interior
+
+
+def comparison_frontier(*, learning_rate: float, classp_learning_rate: float,
+                        thresholds: tuple[float, ...], threshold: float,
+                        ewc_strength: float = 100.0,
+                        learning_rate_factors: tuple[float, ...] = HALF_DECADES
+                        ) -> dict[str, Sweep]:
+  """Each method's knobs, swept one at a time around a centre (`Experiment.frontier`).
+
+  Every method sweeps its learning rate over ``learning_rate_factors`` (by
+  default `HALF_DECADES`) of its centre
+  (SGD-based methods around ``learning_rate``, CLASSP with p = 1 around
+  ``classp_learning_rate``, Adam around 1e-3, AdaGrad and CLASSP with p = 2
+  around 1e-2, Eq. (1) CLASSP a decade lower: its first step is ``g / eps``),
+  plus its own strength: CLASSP's absolute ``thresholds`` (centre
+  ``threshold``) and relative `RELATIVE_THRESHOLDS` (centre 1), EWC's lambda
+  (centre ``ewc_strength``), SI's c and MAS's lambda (centre 1) over
+  `DECADES`, DER++'s alpha and LwF's alpha. The replay buffer stays at 200
+  examples: a memory budget, not a knob, since more memory only helps and a
+  validation sweep would pick the largest. ``classp+er`` is threshold-free
+  CLASSP with ER's buffer. ``classp_as_released`` has no frontier: it is the
+  authors' code at their settings.
   """
-  def around(value: float, factors=(0.1, 0.3, 1.0, 3.0)) -> tuple[float, ...]:
-    return tuple(value * f for f in factors)
-
-  free_learning_rate = threshold_free_learning_rate or learning_rate
-  decades = tuple(10.0 ** k for k in range(-2, 5))
-  # SI's and MAS's penalties are stiffer per unit of strength: on mnist_fashion
-  # both diverged with SGD at lr 0.2 from 0.1 up and did best at the lowest value.
-  small_decades = tuple(10.0 ** k for k in range(-4, 3))
+  lr, classp_lr, factors = learning_rate, classp_learning_rate, learning_rate_factors
+  sgd_lr = {"learning_rate": _around(lr, factors)}
+  classp_lrs = {"learning_rate": _around(classp_lr, factors)}
   return {
-      "classp": {"threshold": thresholds},
-      "classp_no_threshold": {"learning_rate": around(learning_rate, (0.01, 0.03, 0.1, 0.3, 1.0))},
-      "classp_relative": {"threshold": RELATIVE_THRESHOLDS,
-                          "learning_rate": around(free_learning_rate, (0.1, 0.3, 1.0, 3.0, 10.0))},
-      "classp_eq1": {"learning_rate": around(free_learning_rate, (0.01, 0.1, 0.3, 1.0, 3.0))},
-      "sgd": {"learning_rate": around(learning_rate)},
-      "adam": {"learning_rate": around(1e-3)},
-      "adagrad": {"learning_rate": around(1e-2)},
-      "ewc": {"strength": decades},
-      "si": {"strength": small_decades},
-      "mas": {"strength": small_decades},
+      "classp": Sweep({"threshold": thresholds, **classp_lrs},
+                      {"learning_rate": classp_lr, "threshold": threshold}),
+      "classp_no_threshold": Sweep(classp_lrs, {"learning_rate": classp_lr}),
+      "classp_relative": Sweep({"threshold": RELATIVE_THRESHOLDS, **classp_lrs},
+                               {"learning_rate": classp_lr}),
+      "classp_eq1": Sweep({"learning_rate": _around(classp_lr / 10, factors)},
+                          {"learning_rate": classp_lr / 10}),
+      "classp_p2": Sweep({"learning_rate": _around(1e-2, factors)}, {"learning_rate": 1e-2}),
+      "classp_reset": Sweep(classp_lrs, {"learning_rate": classp_lr}),
+      "classp+er": Sweep(classp_lrs, {"learning_rate": classp_lr, "threshold": 0.0}),
+      "sgd": Sweep(sgd_lr, {"learning_rate": lr}),
+      "adam": Sweep({"learning_rate": _around(1e-3, factors)}, {"learning_rate": 1e-3}),
+      "adagrad": Sweep({"learning_rate": _around(1e-2, factors)}, {"learning_rate": 1e-2}),
+      "ewc": Sweep({**sgd_lr, "strength": _around(ewc_strength, DECADES)},
+                   {"learning_rate": lr, "strength": ewc_strength}),
+      **{name: Sweep({**sgd_lr, "strength": DECADES}, {"learning_rate": lr, "strength": 1.0})
+         for name in ("si", "mas")},
+      **{name: Sweep(sgd_lr, {"learning_rate": lr}) for name in ("er", "agem", "joint")},
+      "derpp": Sweep({**sgd_lr, "alpha": (0.03, 0.1, 0.3, 1.0)}, {"learning_rate": lr}),
+      "lwf": Sweep({**sgd_lr, "alpha": (0.1, 0.3, 1.0, 3.0, 10.0)}, {"learning_rate": lr}),
   }

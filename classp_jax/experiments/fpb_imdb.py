@@ -62,8 +62,9 @@ EXPERIMENT = Experiment(
     default_methods=METHODS,
     # The full-width model on a handful of examples still compiles for minutes.
     quick=lambda e: smoke_sized(dataclasses.replace(e, stream=_stream(2_000), model=_cpu_model)),
-    frontier=comparison_frontier(learning_rate=LEARNING_RATE,
-                                 thresholds=(0.0, 1e-8, 1e-6, 1e-4, 1e-2, 0.99)),
+    frontier=comparison_frontier(learning_rate=LEARNING_RATE, classp_learning_rate=LEARNING_RATE,
+                                 thresholds=(0.0, 1e-8, 1e-6, 1e-4, 1e-2, 0.99),
+                                 threshold=1e-6),
 )
 
 CPU_EXPERIMENT = dataclasses.replace(

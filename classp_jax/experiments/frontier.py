@@ -5,16 +5,39 @@ method's main knob (CLASSP's threshold and learning rate, EWC's and MAS's
 lambda, SI's c, the learning rate of a plain optimizer) traces how much
 old-task accuracy the method trades for new-task accuracy, and which method
 dominates where is a fairer answer. ``classp-jax run NAME --frontier`` expands
-each method with an entry in `Experiment.frontier` into variants named
+each method with a `Sweep` in `Experiment.frontier` into variants named
 ``METHOD[KNOB=VALUE]``, and each run entry records ``base_method``, ``knob``
-and ``value``; the report draws one curve per method and knob.
+and ``value``; the report draws one curve per method and knob, and selects
+each method's best point on validation accuracy.
+
+Knobs are swept one at a time around a centre (`Sweep.at`), not as a product
+grid: a method with a learning rate and a strength costs the sum of the two
+grids, not their product. The centre is a point of every grid, so a best
+point is interior in the knobs its curve holds fixed; whether it is interior
+in its own knob is what the report's *grid edge* column says.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+import re
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from classp_jax.methods import MethodSpec, resolve_method, with_hyperparameter
+
+
+class Sweep(NamedTuple):
+  """A method's frontier: its knobs, each swept with the others at the centre.
+
+  Attributes:
+    knobs: the values of each swept hyperparameter, e.g.
+      ``{"learning_rate": (0.01, 0.03, 0.1), "strength": (1, 10, 100)}``.
+    at: the centre, hyperparameters set on every point before its knob
+      (e.g. ``{"learning_rate": 0.03, "strength": 10}``); empty: the
+      method's own point.
+  """
+
+  knobs: Mapping[str, Sequence[Any]]
+  at: Mapping[str, Any] = {}
 
 
 class MethodVariant(NamedTuple):
@@ -41,29 +64,56 @@ def variant_name(method_name: str, knob: str, value: Any) -> str:
   return f"{method_name}[{knob}={shown}]"
 
 
-def plan_methods(method_names: Sequence[str], specs, frontier=None) -> list[MethodVariant]:
+_VARIANT = re.compile(r"(?P<method>[^\[\]]+)\[(?P<knob>[^=\]]+)=(?P<value>[^\]]+)\]")
+
+
+def _sweep_variants(method_name: str, spec, sweep: Sweep) -> list[MethodVariant]:
+  for name, value in sweep.at.items():
+    spec = with_hyperparameter(method_name, spec, name, value)
+  return [MethodVariant(variant_name(method_name, knob, value),
+                        with_hyperparameter(method_name, spec, knob, value),
+                        method_name, knob, value)
+          for knob, values in sweep.knobs.items() for value in values]
+
+
+def plan_methods(method_names: Sequence[str], specs,
+                 frontier: Mapping[str, Sweep] | None = None) -> list[MethodVariant]:
   """The methods to run, in order.
 
   Args:
     method_names: named methods, bare optimizers or regularizers, or ``a+b``
-      (see `classp_jax.methods.resolve_method`).
+      (see `classp_jax.methods.resolve_method`); with ``frontier``, also one
+      point of a frontier, ``METHOD[KNOB=VALUE]`` as `variant_name` writes it
+      (e.g. to add seeds to a selected point).
     specs: the experiment's named methods.
-    frontier: if given (`Experiment.frontier`), a method with an entry is run
-      at each value of each of its knobs instead of at its own point.
+    frontier: if given (`Experiment.frontier`), a method with a `Sweep` is
+      run at each value of each of its knobs instead of at its own point.
 
   Raises:
-    ValueError: an unknown method or knob.
+    ValueError: an unknown method, knob or frontier point.
+
+  Examples:
+    >>> frontier = {"sgd": Sweep({"learning_rate": (0.01, 0.1)})}
+    >>> [v.name for v in plan_methods(["sgd"], {}, frontier)]
+    ['sgd[learning_rate=0.01]', 'sgd[learning_rate=0.1]']
+    >>> plan_methods(["sgd[learning_rate=0.1]"], {}, frontier)[0].spec.hparams
+    {'learning_rate': 0.1}
   """
   planned = []
   for method_name in method_names:
-    spec = resolve_method(method_name, specs)
-    knobs = (frontier or {}).get(method_name)
-    if not knobs:
-      planned.append(MethodVariant(method_name, spec, method_name))
+    point = _VARIANT.fullmatch(method_name) if frontier else None
+    if point:
+      base = point["method"]
+      sweep = frontier.get(base)
+      matches = [v for v in _sweep_variants(base, resolve_method(base, specs), sweep)
+                 if v.name == method_name] if sweep else []
+      if not matches:
+        raise ValueError(f"{method_name!r} is not a point of {base}'s frontier"
+                         + (f"; its knobs: {dict(sweep.knobs)}" if sweep else ""))
+      planned.append(matches[0])
       continue
-    for knob, values in knobs.items():
-      for value in values:
-        planned.append(MethodVariant(
-            variant_name(method_name, knob, value),
-            with_hyperparameter(method_name, spec, knob, value), method_name, knob, value))
+    spec = resolve_method(method_name, specs)
+    sweep = (frontier or {}).get(method_name)
+    planned += (_sweep_variants(method_name, spec, sweep) if sweep else
+                [MethodVariant(method_name, spec, method_name)])
   return planned

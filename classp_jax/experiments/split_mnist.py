@@ -28,5 +28,5 @@ EXPERIMENT = Experiment(
     default_methods=METHODS,
     scenarios=("domain", "class", "task"),
     quick=smoke_sized,
-    frontier=mnist_fashion.EXPERIMENT.frontier,
+    frontier=mnist_fashion.MLP_FRONTIER,
 )
