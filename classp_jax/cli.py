@@ -228,6 +228,10 @@ def _build_parser() -> argparse.ArgumentParser:
   select.add_argument("--select", metavar="validation|test|first-tasks:K",
                       help="what the best point is chosen on, as for `report` (default: "
                       "validation where recorded)")
+  select.add_argument("--next-points", action="store_true",
+                      help="print instead, for each method selected at its grid's edge, the "
+                      "next point beyond that edge (run it, and select again, until no "
+                      "selected point is at an edge)")
   return parser
 
 
@@ -449,12 +453,19 @@ def report_command(args) -> int:
 
 
 def select_command(args) -> int:
-  from classp_jax.report import load_results, select_points, selected_variants
+  from classp_jax.report import load_results, next_points, select_points, selected_variants
 
   try:
     experiments = load_results(args.runs)
     for results in experiments:
       selections = select_points(results["runs"], args.select)
+      if args.next_points:
+        points, stuck = next_points(selections)
+        for name in points:
+          print(name)
+        for line in stuck:
+          print(f"{results['experiment']}: {line}", file=sys.stderr)
+        continue
       for name in selected_variants(selections):
         print(name)
       for s in selections:

@@ -641,6 +641,35 @@ def selected_variants(selections: list[Selection]) -> list[str]:
           for s in best_per_method(selections) if s.selected]
 
 
+def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
+  """Where each method's grid must grow: a point beyond each selected point at a grid edge.
+
+  The next value continues the grid's geometric step past the edge (0.001, 0.003, 0.01:
+  0.0003 below, 0.03 above), to 3 significant digits.
+
+  Returns:
+    The points as ``METHOD[KNOB=VALUE]`` (`selected_variants`), and the edges that
+    cannot grow (a low edge at 0, or a grid of one value), in words.
+  """
+  from classp_jax.experiments.frontier import variant_name
+
+  points, stuck = [], []
+  for s in best_per_method(selections):
+    if not s.edge.startswith("yes"):
+      continue
+    values = [p.value for p in s.points]
+    edge, neighbour = (values[0], values[1]) if s.edge == "yes-low" else (values[-1], values[-2])
+    if len(values) < 2 or edge == 0 or neighbour == 0:
+      stuck.append(f"{s.method} ({s.knob}) selected {_value(edge)}, at its grid's "
+                   f"{s.edge[4:]} edge, which cannot grow")
+      continue
+    value = float(f"{edge * edge / neighbour:.3g}")
+    if isinstance(edge, int) and not isinstance(edge, bool):
+      value = max(1, round(value))
+    points.append(variant_name(s.method, s.knob, value))
+  return points, stuck
+
+
 def selection_sentence(selections: list[Selection]) -> str:
   """What the selected points were chosen on, in words."""
   used = sorted({s.selected_on for s in selections})

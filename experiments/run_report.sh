@@ -12,14 +12,17 @@
 # STAGEs (default: all, in this order). For each STUDY in split_mnist_task,
 # split_mnist_domain, split_mnist_class, permuted_mnist, mnist_fashion, fpb_imdb_cpu:
 #   STUDY_frontier  every method's knobs, one at a time around a centre
-#                   (classp_jax/experiments/comparison.py), 3 seeds (0-2);
+#                   (classp_jax/experiments/comparison.py), 3 seeds (0-2); then each grid
+#                   whose selected point is at its edge grows past it, point by point
+#                   (`classp-jax select --next-points`), until none is (4 rounds at most);
 #   STUDY_selected  each method's best frontier point, selected on validation accuracy
 #                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables;
 #   STUDY_paper     the named methods at the paper's points, 5 seeds;
 # and `report`, which reads whatever has finished.
 #
 # Scaled down for the CPU (see the report's budget section):
-# - mnist_fashion: its frontier sweeps the learning rate only (MNIST_FASHION_FRONTIER);
+# - mnist_fashion: its frontier sweeps the learning rate only, from 3 points (a run takes
+#   minutes), with one evaluation a task and no training-split scoring;
 # - fpb_imdb_cpu: 5,000 IMDB training and 2,000 test examples, at most 30 epochs a task.
 set -euo pipefail
 # Runs of one method differ in injected hyperparameters only, so their compiled steps are
@@ -41,9 +44,17 @@ study_args() {  # the experiment and options of a study
   case $1 in
     split_mnist_*) echo "split_mnist --set scenario=${1#split_mnist_}" ;;
     permuted_mnist) echo "permuted_mnist" ;;
-    mnist_fashion) echo "mnist_fashion --set evals_per_task=2" ;;
+    mnist_fashion) echo "mnist_fashion" ;;
     fpb_imdb_cpu) echo "fpb_imdb_cpu --subsample 5000,2000 --set max_epochs=30" ;;
     *) echo "unknown study: $1" >&2; exit 2 ;;
+  esac
+}
+
+tuning_args() {  # what a study's frontier and selected points add to its options
+  case $1 in
+    # One evaluation a task, and no training-split scoring: the paper stage has those.
+    mnist_fashion) echo "--frontier --knobs learning_rate --set evals_per_task=1 --set paper_eval=false" ;;
+    *) echo "--frontier" ;;
   esac
 }
 
@@ -57,19 +68,27 @@ run() {  # run STUDY PART ARGS...: one resumable `classp-jax run` into RUNS/STUD
     --skip-finished >> "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
 }
 
+frontier() {  # frontier STUDY: sweep, then grow each grid whose selected point is at an edge
+  local study=$1 points
+  # shellcheck disable=SC2046
+  for m in $FRONTIER_METHODS; do run "$study" frontier $(tuning_args "$study") --methods "$m" --seeds 0,1,2; done
+  for _ in 1 2 3 4; do
+    points=$(classp-jax select "$RUNS/$study/frontier" --next-points | paste -sd,) || return 0
+    [[ -z $points ]] && return 0
+    # shellcheck disable=SC2046
+    run "$study" frontier $(tuning_args "$study") --methods "$points" --seeds 0,1,2
+  done
+}
+
 for stage in "$@"; do
   study=${stage%_*}
   case $stage in
-    mnist_fashion_frontier)  # the learning-rate curves only: each run takes minutes
-      for m in $FRONTIER_METHODS; do
-        run "$study" frontier --frontier --methods "$m" --seeds 0,1,2 --knobs learning_rate
-      done ;;
-    *_frontier)
-      for m in $FRONTIER_METHODS; do run "$study" frontier --frontier --methods "$m" --seeds 0,1,2; done ;;
+    *_frontier) frontier "$study" ;;
     *_selected)
       selected=$(classp-jax select "$RUNS/$study/frontier" | paste -sd,) \
         || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; continue; }
-      [[ -n $selected ]] && run "$study" frontier --frontier --methods "$selected" --seeds 0,1,2,3,4 ;;
+      # shellcheck disable=SC2046
+      [[ -n $selected ]] && run "$study" frontier $(tuning_args "$study") --methods "$selected" --seeds 0,1,2,3,4 ;;
     *_paper)
       run "$study" paper --methods "${PAPER_METHODS// /,}" --seeds 0,1,2,3,4 ;;
     report)

@@ -145,6 +145,13 @@ def test_a_frontier_point_gains_seeds_and_finished_runs_are_skipped(data_root, t
   before = (out / "results.json").read_text()
   assert main([*args, "--methods", point, "--seeds", "0,1"]) == 0
   assert (out / "results.json").read_text() == before
-  # A point that is not on the grid is refused in one line.
-  assert main([*args, "--methods", "ewc[strength=7]"]) == 2
-  assert "not a point of ewc's frontier" in capsys.readouterr().err
+  # A point beyond the grid runs with the grid's centre (to grow the grid); a knob that is
+  # not swept is refused in one line.
+  assert main([*args, "--methods", "ewc[strength=1e+06]", "--seeds", "0"]) == 0
+  beyond = json.loads((out / "results.json").read_text())["runs"][-1]
+  assert (beyond["method"], beyond["knob"], beyond["value"]) == ("ewc[strength=1e+06]",
+                                                                  "strength", 1e6)
+  assert beyond["settings"]["method"]["hparams"]["learning_rate"] == (
+      get_experiment("split_mnist").frontier["ewc"].at["learning_rate"])
+  assert main([*args, "--methods", "ewc[gamma=7]"]) == 2
+  assert "ewc has no frontier knob 'gamma'" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
 from classp_jax.report import (ablation_rows, best_per_method, load_results,
-                               matched_plasticity_rows, paired_rows, print_summary,
+                               matched_plasticity_rows, next_points, paired_rows, print_summary,
                                read_results, select_points, tuned_runs, write_report)
 from classp_jax.results import write_json_atomically
 
@@ -515,3 +515,24 @@ def test_ablations_pair_tuned_variants_by_seed(tmp_path):
   report = (out / "report.md").read_text()
   assert "CLASSP's ablations, each at its selected point" in report
   assert "| classp_relative[threshold=1] | 1 | 0.700 | 0.050 | 0.150 | -0.100 |" in report
+
+
+def test_next_points_grow_each_grid_past_its_selected_edge(capsys, tmp_path):
+  runs = [frontier_point(lr, 0, 0.5, score) for lr, score in ((0.001, 0.9), (0.003, 0.8),
+                                                              (0.01, 0.7))]
+  runs += [frontier_point(lr, 0, 0.5, score, method="sgd") for lr, score in ((0.01, 0.7),
+                                                                             (0.1, 0.9))]
+  runs += [frontier_point(t, 0, 0.5, score, method="classp_relative", knob="threshold")
+           for t, score in ((0.0, 0.9), (1.0, 0.8))]
+  runs += [frontier_point(lr, 0, 0.5, score, method="adam") for lr, score in ((1e-4, 0.7),
+                                                                              (1e-3, 0.9),
+                                                                              (1e-2, 0.8))]
+  points, stuck = next_points(select_points(runs))
+  # The geometric step continued: 0.001 * (0.001 / 0.003) below, 0.1 * (0.1 / 0.01) above;
+  # adam's point is interior, and a threshold of 0 cannot go lower.
+  assert points == ["classp[learning_rate=0.000333]", "sgd[learning_rate=1]"]
+  assert stuck == ["classp_relative (threshold) selected 0, at its grid's low edge, "
+                   "which cannot grow"]
+  assert main(["select", str(write_results(tmp_path / "f", runs)), "--next-points"]) == 0
+  printed = capsys.readouterr()
+  assert printed.out.split() == points and "cannot grow" in printed.err

@@ -106,6 +106,9 @@ HALF_DECADES = (0.1, 0.3, 1.0, 3.0, 10.0)  # a learning-rate grid: 2 decades, ce
 # Three decades, reaching further down: on split_mnist's MLP, CLASSP's and threshold-free
 # CLASSP's best learning rates sat at the low edge of `HALF_DECADES` around 0.02.
 WIDE_HALF_DECADES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+# One decade, for studies where a run takes minutes: a grid that must grow past an edge
+# does so point by point (`classp-jax select --next-points`).
+NARROW_HALF_DECADES = (0.3, 1.0, 3.0)
 DECADES = (0.01, 0.1, 1.0, 10.0, 100.0)  # a strength grid: 4 decades, centre interior
 
 

@@ -67,13 +67,35 @@ def variant_name(method_name: str, knob: str, value: Any) -> str:
 _VARIANT = re.compile(r"(?P<method>[^\[\]]+)\[(?P<knob>[^=\]]+)=(?P<value>[^\]]+)\]")
 
 
-def _sweep_variants(method_name: str, spec, sweep: Sweep) -> list[MethodVariant]:
-  for name, value in sweep.at.items():
-    spec = with_hyperparameter(method_name, spec, name, value)
-  return [MethodVariant(variant_name(method_name, knob, value),
-                        with_hyperparameter(method_name, spec, knob, value),
-                        method_name, knob, value)
-          for knob, values in sweep.knobs.items() for value in values]
+def _variant(method_name: str, spec, sweep: Sweep, knob: str, value: Any) -> MethodVariant:
+  for name, centre in sweep.at.items():
+    spec = with_hyperparameter(method_name, spec, name, centre)
+  return MethodVariant(variant_name(method_name, knob, value),
+                       with_hyperparameter(method_name, spec, knob, value),
+                       method_name, knob, value)
+
+
+def _point(name: str, specs, frontier: Mapping[str, Sweep]) -> MethodVariant:
+  """The variant named ``METHOD[KNOB=VALUE]``: a point of the grid, or beyond it (to extend
+  the grid) with the same centre."""
+  match = _VARIANT.fullmatch(name)
+  base, knob = match["method"], match["knob"]
+  sweep = frontier.get(base)
+  if sweep is None or knob not in sweep.knobs:
+    raise ValueError(f"{name!r}: {base} has no frontier knob {knob!r}"
+                     + (f"; its knobs: {', '.join(sweep.knobs)}" if sweep else ""))
+  on_grid = [v for v in sweep.knobs[knob] if variant_name(base, knob, v) == name]
+  if on_grid:
+    value = on_grid[0]
+  else:
+    try:
+      value = float(match["value"])
+    except ValueError:
+      raise ValueError(f"{name!r}: {match['value']!r} is not a number") from None
+    grid = sweep.knobs[knob]
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in grid):
+      value = int(value) if value.is_integer() else value
+  return _variant(base, resolve_method(base, specs), sweep, knob, value)
 
 
 def plan_methods(method_names: Sequence[str], specs,
@@ -84,13 +106,14 @@ def plan_methods(method_names: Sequence[str], specs,
     method_names: named methods, bare optimizers or regularizers, or ``a+b``
       (see `classp_jax.methods.resolve_method`); with ``frontier``, also one
       point of a frontier, ``METHOD[KNOB=VALUE]`` as `variant_name` writes it
-      (e.g. to add seeds to a selected point).
+      (e.g. to add seeds to a selected point), on its grid or beyond it with
+      the same centre (to extend a grid whose best point is at its edge).
     specs: the experiment's named methods.
     frontier: if given (`Experiment.frontier`), a method with a `Sweep` is
       run at each value of each of its knobs instead of at its own point.
 
   Raises:
-    ValueError: an unknown method, knob or frontier point.
+    ValueError: an unknown method or knob, or a point's value that is no number.
 
   Examples:
     >>> frontier = {"sgd": Sweep({"learning_rate": (0.01, 0.1)})}
@@ -98,22 +121,17 @@ def plan_methods(method_names: Sequence[str], specs,
     ['sgd[learning_rate=0.01]', 'sgd[learning_rate=0.1]']
     >>> plan_methods(["sgd[learning_rate=0.1]"], {}, frontier)[0].spec.hparams
     {'learning_rate': 0.1}
+    >>> plan_methods(["sgd[learning_rate=1]"], {}, frontier)[0].value  # beyond the grid
+    1.0
   """
   planned = []
   for method_name in method_names:
-    point = _VARIANT.fullmatch(method_name) if frontier else None
-    if point:
-      base = point["method"]
-      sweep = frontier.get(base)
-      matches = [v for v in _sweep_variants(base, resolve_method(base, specs), sweep)
-                 if v.name == method_name] if sweep else []
-      if not matches:
-        raise ValueError(f"{method_name!r} is not a point of {base}'s frontier"
-                         + (f"; its knobs: {dict(sweep.knobs)}" if sweep else ""))
-      planned.append(matches[0])
+    if frontier and _VARIANT.fullmatch(method_name):
+      planned.append(_point(method_name, specs, frontier))
       continue
     spec = resolve_method(method_name, specs)
     sweep = (frontier or {}).get(method_name)
-    planned += (_sweep_variants(method_name, spec, sweep) if sweep else
+    planned += ([_variant(method_name, spec, sweep, knob, value)
+                 for knob, values in sweep.knobs.items() for value in values] if sweep else
                 [MethodVariant(method_name, spec, method_name)])
   return planned

@@ -23,8 +23,8 @@ beside the held-out test accuracy.
 
 from classp_jax.data import sequential_stream
 from classp_jax.experiments import VALIDATION_FRACTION, Experiment
-from classp_jax.experiments.comparison import (METHODS, WIDE_HALF_DECADES, comparison_frontier,
-                                               comparison_methods)
+from classp_jax.experiments.comparison import (METHODS, NARROW_HALF_DECADES, WIDE_HALF_DECADES,
+                                               comparison_frontier, comparison_methods)
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
 from classp_jax.loop import LoopConfig
@@ -60,7 +60,10 @@ EXPERIMENT = Experiment(
     methods=_METHODS,
     default_methods=METHODS,
     quick=smoke_sized,
+    # Each run takes minutes on a CPU: a narrow learning-rate grid, grown past its edges
+    # where the selected point lies (experiments/run_report.sh).
     frontier=comparison_frontier(learning_rate=SGD_LEARNING_RATE,
                                  classp_learning_rate=TUNED_LEARNING_RATE,
-                                 thresholds=THRESHOLDS, threshold=1e-6),
+                                 thresholds=THRESHOLDS, threshold=1e-6,
+                                 learning_rate_factors=NARROW_HALF_DECADES),
 )
