@@ -626,10 +626,10 @@ def best_per_method(selections: list[Selection]) -> list[Selection]:
 
 
 def tuned_runs(selections: list[Selection]) -> list[dict[str, Any]]:
-  """The runs of each method's best point (`best_per_method`), named after the method,
-  for the tables of `report_rows` and `paired_rows`."""
-  return [{**run, "method": s.method} for s in best_per_method(selections) if s.selected
-          for run in s.selected.runs]
+  """The runs of each method's best point (`best_per_method`), named after the method and
+  no longer marked as variants, for the tables (`report_rows`, `paired_rows`) and plots."""
+  return [{**run, "method": s.method, "base_method": None, "knob": None, "value": None}
+          for s in best_per_method(selections) if s.selected for run in s.selected.runs]
 
 
 def selected_variants(selections: list[Selection]) -> list[str]:
@@ -1145,107 +1145,156 @@ def _chases_targets(results: dict[str, Any]) -> bool:
              for s in results["sources"])
 
 
+def _metric_tables(label: str, runs: list[dict[str, Any]], tasks: list[str],
+                   reference: str) -> list[str]:
+  """The held-out test table of ``runs``, and ``reference``'s ACC against each, by seed."""
+  parts = ["Mean ± std over seeds. *old tasks*: final accuracy on the earlier tasks; *last "
+           "task*: on the last one. State: optimizer and regularizer memory as a multiple of "
+           "the fp32 parameters. Time: wall seconds per run, with compilation and evaluation "
+           "(rough on a shared machine). A method with diverged seeds shows no metrics; its "
+           "other seeds follow on their own row.", "",
+           markdown_table(report_header(runs), report_rows(runs, tasks=tasks)), ""]
+  paired = paired_rows(runs)
+  if paired:
+    parts += [f"{label}: {reference}'s ACC minus each method's, paired by seed (wins: seeds "
+              f"where {REFERENCE_METHOD} is higher; a seed where either diverged is skipped):",
+              "", markdown_table(PAIRED_HEADER, paired), ""]
+  return parts
+
+
+def _stopping_and_protocol(label: str, results: dict[str, Any], runs: list[dict[str, Any]],
+                           tasks: list[str]) -> list[str]:
+  """Where each task stopped (under targets), and the paper's own protocol, if recorded."""
+  parts = []
+  if _chases_targets(results) and all("epoch_loss" in r for r in runs):
+    parts += [f"### {label}: where each task stopped", "",
+              "Epochs, and the last epoch's mean training loss and accuracy (training split, "
+              "dropout on, as the stopping rule measures them), mean ± std over seeds. With an "
+              "accuracy target, the loss is the method's own loss target.", "",
+              markdown_table(["method", *tasks], stopping_rows(runs)), ""]
+  if any("paper_protocol" in r for r in finished(runs)):
+    protocol = [r for r in runs if "paper_protocol" in r or is_diverged(r)]
+    parts += [f"### {label}: paper protocol, training-split accuracy, dropout on", "",
+              "As the paper scored it (not held-out data); for comparison with the published "
+              "numbers only.", "",
+              markdown_table(report_header(protocol, "paper_protocol"),
+                             report_rows(protocol, "paper_protocol")), ""]
+  return parts
+
+
+def _plots(label: str, prefix: str, results: dict[str, Any], runs: list[dict[str, Any]],
+           out: Path) -> tuple[list[str], list[Path]]:
+  """Accuracy matrices, accuracy over training and CLASSP's diagnostics of ``runs``."""
+  shown = {**results, "runs": runs}
+  parts, plots = [], []
+  for suffix, title, draw in (
+      ("accuracy_matrices", "Accuracy matrices (mean over seeds)", plot_accuracy_matrices),
+      ("accuracy_over_training", "Test accuracy over training",
+       lambda results, path: plot_accuracy_over_training(results, path, dpi=75))):
+    plots.append(out / f"{prefix}_{suffix}.png")
+    draw(shown, plots[-1])
+    parts += [f"![{label}: {title}]({plots[-1].name})", ""]
+  diagnostics = out / f"{prefix}_classp_diagnostics.png"
+  if plot_classp_diagnostics(shown, diagnostics):
+    plots.append(diagnostics)
+    parts += [f"![{label}: CLASSP update fraction and capacity used]({diagnostics.name})", ""]
+  return parts, plots
+
+
+def _tuned_section(label: str, selections: list[Selection], tasks: list[str]) -> list[str]:
+  """Each method at its selected point; CLASSP's ablations; sparsity at matched plasticity."""
+  tuned = tuned_runs(selections)
+  parts = [f"### {label}: each method at its selected point", "",
+           f"Each method's knobs are swept one at a time around a centre; its point is the "
+           f"best of all its curves: {selection_sentence(selections)}. A point with a diverged "
+           "seed is never selected. *grid edge*: the selected value is the smallest (low) or "
+           "largest (high) of its grid, so the grid may be too narrow. Test metrics are over "
+           "every seed the point was run with.", "",
+           markdown_table(SELECTED_HEADER, selected_rows(best_per_method(selections))), ""]
+  if tuned:
+    parts += _metric_tables(label, tuned, tasks, f"tuned {REFERENCE_METHOD}")
+  ablations = ablation_rows(tuned)
+  if ablations:
+    parts += [f"### {label}: CLASSP's ablations, each at its selected point", "",
+              "Each variant's ACC minus its reference's, paired by seed (*variant wins*: seeds "
+              "where the variant's ACC is higher).", "",
+              markdown_table(ABLATION_HEADER, ablations), ""]
+  matched = matched_plasticity_rows(selections)
+  if matched:
+    parts += [f"### {label}: sparse updates against a lower learning rate, at matched "
+              "plasticity", "",
+              "Does updating fewer weights forget less than learning more slowly? "
+              "*plasticity*: the mean accuracy on each task right after training it; "
+              "*forgetting*: the mean drop from each earlier task's best accuracy. Each "
+              "threshold point is compared with threshold-free CLASSP's learning-rate curve, "
+              "interpolated to the same plasticity; a negative difference means the sparser "
+              "update forgot less.", "", markdown_table(MATCHED_HEADER, matched), ""]
+  return parts
+
+
+def _frontier_section(label: str, prefix: str, results: dict[str, Any],
+                      selections: list[Selection], out: Path) -> tuple[list[str], Path]:
+  """The frontier plot, and every curve's selected point and every point, folded."""
+  path = out / f"{prefix}_frontier.png"
+  plot_frontier(results, path, selections)
+  several = len(selections) > len(best_per_method(selections))
+  return [f"### {label}: stability-plasticity frontier", "", f"![{label}: frontier]({path.name})",
+          "", *(["<details><summary>The selected point of every curve</summary>", "",
+                 markdown_table(SELECTED_HEADER, selected_rows(selections)), "", "</details>",
+                 ""] if several else []),
+          "<details><summary>Every frontier point</summary>", "",
+          markdown_table(FRONTIER_HEADER, frontier_rows(selections)), "", "</details>", ""], path
+
+
+def _matrices_details(runs: list[dict[str, Any]], tasks: list[str]) -> list[str]:
+  parts = ["<details><summary>Accuracy matrices R[i][j], mean ± std over seeds</summary>", ""]
+  for method, group in runs_by_method(runs).items():
+    parts += [f"{_matrix_heading(method, group, tasks)}:", ""]
+    if finished(group):
+      parts += ["```", accuracy_matrix_table(finished(group), tasks), "```", ""]
+  return parts + ["</details>", ""]
+
+
 def experiment_report(results: dict[str, Any], out: Path,
                       select: str | None = None) -> tuple[str, list[Path]]:
   """The markdown section of one experiment, and the plots it writes to ``out``.
+
+  With frontier runs, each method at its selected point leads, with the plots; the
+  named methods (e.g. the paper's points) follow in their own tables. Without, the
+  named methods lead, with the plots.
 
   Args:
     results: merged results (`load_results`).
     out: the report folder.
     select: how frontier points are selected (`select_points`).
   """
-  name, label, tasks = results["experiment"], experiment_label(results), results["tasks"]
-  prefix = name if not results.get("scenario") else f"{name}_{results['scenario']}"
-  runs = [r for r in results["runs"] if not is_variant(r)]
-  main = {**results, "runs": runs}
-  parts = [f"## {label}", "", results["description"], "", *_settings(results), ""]
-  plots = []
-  if runs:
-    parts += [f"### {label}: held-out test accuracy (eval mode, dropout off)", "",
-              "Mean ± std over seeds. *old tasks*: final accuracy on the earlier tasks; "
-              "*last task*: on the last one. State: optimizer and regularizer memory "
-              "as a multiple of the fp32 parameters. Time: wall seconds per run, with "
-              "compilation and evaluation (rough on a shared machine). A method with "
-              "diverged seeds shows no metrics; its other seeds follow on their own row.", "",
-              markdown_table(report_header(runs), report_rows(runs, tasks=tasks)), ""]
-    paired = paired_rows(runs)
-    if paired:
-      parts += [f"{label}: {REFERENCE_METHOD}'s ACC minus each method's, paired by seed "
-                f"(wins: seeds where {REFERENCE_METHOD} is higher; a seed where either "
-                "diverged is skipped):", "", markdown_table(PAIRED_HEADER, paired), ""]
-    if _chases_targets(results) and all("epoch_loss" in r for r in runs):
-      parts += [f"### {label}: where each task stopped", "",
-                "Epochs, and the last epoch's mean training loss and accuracy (training "
-                "split, dropout on, as the stopping rule measures them), mean ± std over "
-                "seeds. With an accuracy target, the loss is the method's own loss target.",
-                "", markdown_table(["method", *tasks], stopping_rows(runs)), ""]
-    if any("paper_protocol" in r for r in finished(runs)):
-      protocol = [r for r in runs if "paper_protocol" in r or is_diverged(r)]
-      parts += [f"### {label}: paper protocol, training-split accuracy, dropout on", "",
-                "As the paper scored it (not held-out data); for comparison with the "
-                "published numbers only.", "",
-                markdown_table(report_header(protocol, "paper_protocol"),
-                               report_rows(protocol, "paper_protocol")), ""]
-    for suffix, title, draw in (
-        ("accuracy_matrices", "Accuracy matrices (mean over seeds)", plot_accuracy_matrices),
-        ("accuracy_over_training", "Test accuracy over training",
-         lambda results, path: plot_accuracy_over_training(results, path, dpi=75))):
-      plots.append(out / f"{prefix}_{suffix}.png")
-      draw(main, plots[-1])
-      parts += [f"![{label}: {title}]({plots[-1].name})", ""]
-    diagnostics = out / f"{prefix}_classp_diagnostics.png"
-    if plot_classp_diagnostics(main, diagnostics):
-      plots.append(diagnostics)
-      parts += [f"![{label}: CLASSP update fraction and capacity used]({diagnostics.name})", ""]
+  label, tasks = experiment_label(results), results["tasks"]
+  prefix = (results["experiment"] if not results.get("scenario") else
+            f"{results['experiment']}_{results['scenario']}")
+  named = [r for r in results["runs"] if not is_variant(r)]
   selections = select_points(results["runs"], select)
+  tuned = tuned_runs(selections)
+  hours = sum(r.get("wall_time_s") or 0 for r in results["runs"]) / 3600
+  parts = [f"## {label}", "", results["description"], "", *_settings(results), "",
+           f"{len(results['runs'])} runs, {hours:.2f} hours of wall time in all.", ""]
+  plots = []
   if selections:
-    tuned = tuned_runs(selections)
-    parts += [f"### {label}: each method at its selected point", "",
-              f"Each method's knobs are swept one at a time around a centre; its point "
-              f"is the best of all its curves: {selection_sentence(selections)}. A point "
-              "with a diverged seed is never selected. *grid edge*: the selected value is "
-              "the smallest (low) or largest (high) of its grid, so the grid may be too "
-              "narrow. Test metrics are over every seed the point was run with.", "",
-              markdown_table(SELECTED_HEADER, selected_rows(best_per_method(selections))), ""]
+    parts += _tuned_section(label, selections, tasks)
     if tuned:
-      parts += [markdown_table(report_header(tuned), report_rows(tuned, tasks=tasks)), ""]
-      paired = paired_rows(tuned)
-      if paired:
-        parts += [f"{label}: tuned {REFERENCE_METHOD}'s ACC minus each tuned method's, "
-                  f"paired by seed (wins: seeds where {REFERENCE_METHOD} is higher):", "",
-                  markdown_table(PAIRED_HEADER, paired), ""]
-    ablations = ablation_rows(tuned)
-    if ablations:
-      parts += [f"### {label}: CLASSP's ablations, each at its selected point", "",
-                "Each variant's ACC minus its reference's, paired by seed (*variant wins*: "
-                "seeds where the variant's ACC is higher).", "", markdown_table(ABLATION_HEADER, ablations), ""]
-    matched = matched_plasticity_rows(selections)
-    if matched:
-      parts += [f"### {label}: sparse updates against a lower learning rate, at matched "
-                "plasticity", "",
-                "Does updating fewer weights forget less than learning more slowly? "
-                "*plasticity*: the mean accuracy on each task right after training it; "
-                "*forgetting*: the mean drop from each earlier task's best accuracy. Each "
-                "threshold point is compared with threshold-free CLASSP's learning-rate "
-                "curve, interpolated to the same plasticity; a negative difference means "
-                "the sparser update forgot less.", "",
-                markdown_table(MATCHED_HEADER, matched), ""]
-    plots.append(out / f"{prefix}_frontier.png")
-    plot_frontier(results, plots[-1], selections)
-    parts += [f"### {label}: stability-plasticity frontier", "",
-              f"![{label}: frontier]({plots[-1].name})", "",
-              *(["<details><summary>The selected point of every curve</summary>", "",
-                 markdown_table(SELECTED_HEADER, selected_rows(selections)), "",
-                 "</details>", ""] if len(selections) > len(best_per_method(selections)) else []),
-              "<details><summary>Every frontier point</summary>", "",
-              markdown_table(FRONTIER_HEADER, frontier_rows(selections)), "", "</details>", ""]
-  if runs:
-    parts += ["<details><summary>Accuracy matrices R[i][j], mean ± std over seeds</summary>", ""]
-    for method, group in runs_by_method(runs).items():
-      parts += [f"{_matrix_heading(method, group, tasks)}:", ""]
-      if finished(group):
-        parts += ["```", accuracy_matrix_table(finished(group), tasks), "```", ""]
-    parts += ["</details>", ""]
+      shown, drawn = _plots(label, prefix, results, tuned, out)
+      parts, plots = parts + shown, plots + drawn
+    frontier, path = _frontier_section(label, prefix, results, selections, out)
+    parts, plots = parts + frontier, plots + [path]
+  if named:
+    parts += [f"### {label}: "
+              + ("the named methods at their own points" if selections else
+                 "held-out test accuracy (eval mode, dropout off)"), "",
+              *_metric_tables(label, named, tasks, REFERENCE_METHOD),
+              *_stopping_and_protocol(label, results, named, tasks)]
+    if not tuned:
+      shown, drawn = _plots(label, prefix, results, named, out)
+      parts, plots = parts + shown, plots + drawn
+  parts += _matrices_details(tuned + named, tasks)
   return "\n".join(parts), plots
 
 

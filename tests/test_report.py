@@ -337,13 +337,20 @@ def test_a_curve_whose_every_point_diverged_selects_nothing():
 
 def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
   runs = [fake_run("classp", 0, classp=True), fake_run("sgd", 0),
-          frontier_point(0.1, 0, 0.7, 0.8), frontier_point(0.01, 0, 0.6, 0.7)]
+          frontier_point(0.1, 0, 0.7, 0.8, classp=True),
+          frontier_point(0.01, 0, 0.6, 0.7, classp=True)]
   folder = write_results(tmp_path / "runs", runs, scenario="class")
   out = tmp_path / "report"
   written = write_report([folder], out)
   report = (out / "report.md").read_text()
   headings = [line for line in report.splitlines() if line.startswith("#")][1:]
   assert headings and all("mnist_fashion (class-incremental)" in h for h in headings)
+  # The tuned methods lead (with the plots); the named ones follow in their own table.
+  assert [h.split(": ", 1)[1] for h in headings[1:]] == [
+      "each method at its selected point", "stability-plasticity frontier",
+      "the named methods at their own points", "paper protocol, training-split accuracy, "
+      "dropout on"]
+  assert "4 runs, 0.01 hours of wall time in all." in report
   assert {p.name for p in written[1:]} == {f"mnist_fashion_class_{kind}.png" for kind in (
       "accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")}
   print_summary(results_dict(runs, scenario="class"))
