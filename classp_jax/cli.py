@@ -285,12 +285,13 @@ def _finished_runs(out: Path) -> dict[tuple[str, int], str]:
   return {(r["method"], r["seed"]): r.get("settings_id") for r in read_strict_json(path)["runs"]}
 
 
-def _plan_runs(args, experiment, stream, model, planned, methods, seeds) -> list[_PlannedRun]:
+def _plan_runs(args, out, experiment, stream, model, planned, methods,
+               seeds) -> list[_PlannedRun]:
   """Every (method, seed) to run, with its settings; checks (or with --restart clears) checkpoints."""
   from classp_jax.checkpoint import Checkpointer
   from classp_jax.loop import run_settings, settings_id
 
-  done = _finished_runs(Path(args.out or f"runs/{experiment.name}")) if args.skip_finished else {}
+  done = _finished_runs(out) if args.skip_finished else {}
   runs = []
   for method, plan in zip(methods, planned):
     variant = ({} if plan.knob is None else
@@ -373,7 +374,7 @@ def run_command(args) -> int:
       model = experiment.model(stream)
       if args.checkpoint_dir is not None:
         stack.enter_context(_exclusive(Path(args.checkpoint_dir)))
-      runs_to_do = _plan_runs(args, experiment, stream, model, planned, methods, seeds)
+      runs_to_do = _plan_runs(args, out, experiment, stream, model, planned, methods, seeds)
     except (ValueError, TypeError, FileNotFoundError, OSError) as e:
       raise UsageError(str(e)) from None
     if lead:
