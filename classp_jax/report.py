@@ -611,7 +611,7 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
 
 
 def best_per_method(selections: list[Selection]) -> list[Selection]:
-  """Each method's best selected point over all its curves (its knobs).
+  """Each method's best selected point over all its curves (its knobs), CLASSP's first.
 
   A method's curves share their centre, so their scores compare points of one
   method; a method whose every point diverged keeps its (empty) selection.
@@ -622,7 +622,13 @@ def best_per_method(selections: list[Selection]) -> list[Selection]:
     if kept is None or (s.selected is not None and (
         kept.selected is None or s.selected.score > kept.selected.score)):
       best[s.method] = s
-  return list(best.values())
+  return sorted(best.values(), key=lambda s: _method_order(s.method))
+
+
+def _method_order(method: str) -> tuple[bool, bool, str]:
+  """CLASSP's variants first, then the other methods by name, and ``joint`` (the upper bound)
+  last: the order of the tuned tables and plots."""
+  return not method.startswith("classp"), method == "joint", method
 
 
 def tuned_runs(selections: list[Selection]) -> list[dict[str, Any]]:
