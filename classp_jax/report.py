@@ -762,43 +762,58 @@ def plasticity(run: dict[str, Any]) -> float:
   return float(np.mean(np.diag(np.asarray(run["accuracy_matrix"], dtype=np.float64))))
 
 
+def _learning_rate(run: dict[str, Any]) -> Any:
+  return ((run.get("settings") or {}).get("method") or {}).get("hparams", {}).get("learning_rate")
+
+
 def matched_plasticity_rows(selections: list[Selection]) -> list[list[str]]:
-  """Forgetting of each sparse-update point against the dense curve at the same plasticity.
+  """Forgetting of each sparse-update point against threshold-free CLASSP's.
 
   For each point of a sparse curve of `SPARSITY_CURVES` (a threshold swept at a fixed
-  learning rate), the dense curve (threshold 0, learning rate swept) is interpolated
-  linearly, over its points' mean plasticity, to the forgetting it has at the sparse
-  point's plasticity. A negative difference means the sparser update forgot less than a
-  lower learning rate that learned as well. Points with a diverged seed, and
-  plasticities outside the dense curve's range, are not interpolated.
+  learning rate), two references from the dense curve (threshold 0, learning rate swept):
+
+  * at matched plasticity: the dense curve interpolated linearly, over its points' mean
+    plasticity, to the forgetting it has at the sparse point's plasticity (not where that
+    plasticity is outside the dense curve's range). A negative difference means the
+    sparser update forgot less than a lower learning rate that learned as well;
+  * at the same learning rate: the dense point at the sparse curve's learning rate, if it
+    was run (from the runs' recorded settings).
+
+  Points with a diverged seed are not compared.
   """
   curves = {(s.method, s.knob): s for s in selections}
   rows = []
   for sparse_key, dense_key in SPARSITY_CURVES:
     if sparse_key not in curves or dense_key not in curves:
       continue
+    sound = [p for p in curves[dense_key].points if p.score is not None]
     dense = sorted((float(np.mean([plasticity(r) for r in p.runs])),
-                    float(np.mean([r["forgetting"] for r in p.runs])))
-                   for p in curves[dense_key].points if p.score is not None)
+                    float(np.mean([r["forgetting"] for r in p.runs]))) for p in sound)
+    by_lr = {p.value: p for p in sound}
     for point in curves[sparse_key].points:
       name = f"{sparse_key[0]}[{sparse_key[1]}={_value(point.value)}]"
       if point.score is None:
         rows.append([name, str(len(point.runs)), diverged_note(point.runs) or MISSING,
-                     MISSING, MISSING, MISSING])
+                     *[MISSING] * 4])
         continue
       p = [plasticity(r) for r in point.runs]
       f = [r["forgetting"] for r in point.runs]
       x, y = zip(*dense) if dense else ((), ())
       inside = bool(dense) and x[0] <= np.mean(p) <= x[-1]
       matched = float(np.interp(np.mean(p), x, y)) if inside else None
+      same = by_lr.get(_learning_rate(point.runs[0]))
       rows.append([name, str(len(point.runs)), mean_std(p), mean_std(f),
-                   f"{matched:.3f}" if inside else "outside its range",
-                   f"{np.mean(f) - matched:+.3f}" if inside else MISSING])
+                   f"{matched:.3f} ({np.mean(f) - matched:+.3f})" if inside else
+                   "outside its range",
+                   MISSING if same is None else
+                   f"{np.mean([r['forgetting'] for r in same.runs]):.3f} at plasticity "
+                   f"{np.mean([plasticity(r) for r in same.runs]):.3f}"])
   return rows
 
 
 MATCHED_HEADER = ["sparse point", "seeds", "plasticity", "forgetting",
-                  "forgetting of threshold 0 at this plasticity (lr swept)", "difference"]
+                  "threshold 0 at this plasticity (lr swept): forgetting (difference)",
+                  "threshold 0 at the same lr: forgetting"]
 
 
 def ablation_rows(tuned: list[dict[str, Any]]) -> list[list[str]]:
@@ -1233,8 +1248,9 @@ def _tuned_section(label: str, selections: list[Selection], tasks: list[str]) ->
               "*plasticity*: the mean accuracy on each task right after training it; "
               "*forgetting*: the mean drop from each earlier task's best accuracy. Each "
               "threshold point is compared with threshold-free CLASSP's learning-rate curve, "
-              "interpolated to the same plasticity; a negative difference means the sparser "
-              "update forgot less.", "", markdown_table(MATCHED_HEADER, matched), ""]
+              "interpolated to the same plasticity (a negative difference means the sparser "
+              "update forgot less than learning more slowly), and with threshold 0 at the "
+              "same learning rate.", "", markdown_table(MATCHED_HEADER, matched), ""]
   return parts
 
 

@@ -491,7 +491,9 @@ def principles_study():
             4.0: [[0.5, 0.1], [0.5, 0.5]]}  # 0.5: below the dense curve's plasticities
   runs = [point("classp_no_threshold", "learning_rate", lr, m, validation=0.7 if lr == 0.01
                 else 0.5) for lr, m in dense.items()]
-  runs += [point("classp_relative", "threshold", t, m) for t, m in sparse.items()]
+  runs += [{**point("classp_relative", "threshold", t, m),
+            "settings": {"method": {"hparams": {"learning_rate": 0.01}}}}
+           for t, m in sparse.items()]
   # p = 2 over two seeds: ACC 0.65 and 0.75 against threshold-free p = 1's 0.7 (seed 0)
   # and 0.6 (seed 1, its selected lr 0.01 at a second seed).
   runs += [point("classp_p2", "learning_rate", 0.01, [[0.9, 0.1], [acc, acc]], seed=seed)
@@ -505,8 +507,11 @@ def test_sparse_updates_are_compared_with_a_lower_learning_rate_at_matched_plast
   rows = {row[0]: row for row in matched_plasticity_rows(select_points(principles_study()))}
   # The dense curve over its seeds: (plasticity, forgetting) (0.6, 0.05), at lr 0.01 (0.8 and
   # 0.7 -> 0.75, 0.2), (0.9, 0.4). At plasticity 0.7: 0.05 + 0.15 * (0.1 / 0.15) = 0.15.
-  assert rows["classp_relative[threshold=1]"][2:] == ["0.700", "0.050", "0.150", "-0.100"]
-  assert rows["classp_relative[threshold=4]"][4:] == ["outside its range", "—"]
+  # The sparse curve ran at lr 0.01, where threshold 0 forgot 0.2 at plasticity 0.75.
+  assert rows["classp_relative[threshold=1]"][2:] == [
+      "0.700", "0.050", "0.150 (-0.100)", "0.200 at plasticity 0.750"]
+  assert rows["classp_relative[threshold=4]"][4:] == ["outside its range",
+                                                       "0.200 at plasticity 0.750"]
 
 
 def test_ablations_pair_tuned_variants_by_seed(tmp_path):
@@ -521,7 +526,8 @@ def test_ablations_pair_tuned_variants_by_seed(tmp_path):
   write_report([write_results(tmp_path / "frontier", principles_study())], out)
   report = (out / "report.md").read_text()
   assert "CLASSP's ablations, each at its selected point" in report
-  assert "| classp_relative[threshold=1] | 1 | 0.700 | 0.050 | 0.150 | -0.100 |" in report
+  assert ("| classp_relative[threshold=1] | 1 | 0.700 | 0.050 | 0.150 (-0.100) | "
+          "0.200 at plasticity 0.750 |") in report
 
 
 def test_next_points_grow_each_grid_past_its_selected_edge(capsys, tmp_path):
