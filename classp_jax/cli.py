@@ -121,9 +121,7 @@ def apply_overrides(experiment, overrides: Sequence[str]):
       experiment = dataclasses.replace(
           experiment, scenarios=(value, *(s for s in experiment.scenarios if s != value)))
       continue
-    if key == "reset_optimizer_state":
-      if not isinstance(value, bool):
-        raise UsageError(f"reset_optimizer_state must be true or false, got {text!r}")
+    if key == "reset_optimizer_state":  # checked where it is set, on each method
       every_method[key] = value
       continue
     if "." not in key:
@@ -323,7 +321,7 @@ def run_command(args) -> int:
   from classp_jax.experiments.frontier import plan_methods
   from classp_jax.experiments.sizing import subsampled
   from classp_jax.loop import check_config, run_continual
-  from classp_jax.methods import build_method
+  from classp_jax.methods import build_method, with_hyperparameter
   from classp_jax.metric_logs import LOG_FORMATS, make_loggers
   from classp_jax.report import plot_accuracy_over_training, print_summary
   from classp_jax.results import RESULTS_FILE, check_compatible, check_writable, save_results
@@ -352,9 +350,11 @@ def run_command(args) -> int:
         raise UsageError(f"{experiment.name} has no frontier")
       method_names = (_parse_list(args.methods, str, "--methods") if args.methods
                       else list(experiment.frontier if args.frontier else experiment.default_methods))
-      planned = [p._replace(spec=dataclasses.replace(p.spec, **every_method))
-                 for p in plan_methods(method_names, experiment.methods,
-                                       experiment.frontier if args.frontier else None)]
+      planned = plan_methods(method_names, experiment.methods,
+                             experiment.frontier if args.frontier else None)
+      for key, value in every_method.items():
+        planned = [p._replace(spec=with_hyperparameter(p.name, p.spec, key, value))
+                   for p in planned]
       if args.knobs:
         if not args.frontier:
           raise UsageError("--knobs needs --frontier")

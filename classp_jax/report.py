@@ -435,22 +435,34 @@ def stopping_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
   return rows
 
 
+def paired_differences(first: list[dict[str, Any]],
+                       second: list[dict[str, Any]]) -> tuple[list[float], int]:
+  """``first``'s ACC minus ``second``'s, seed by seed over the seeds both have, and how many
+  of those seeds were skipped because either run diverged."""
+  by_seed = {r["seed"]: r for r in second}
+  both = [(r, by_seed[r["seed"]]) for r in first if r["seed"] in by_seed]
+  differences = [a["acc"] - b["acc"] for a, b in both if not (is_diverged(a) or is_diverged(b))]
+  return differences, len(both) - len(differences)
+
+
+def _paired_cells(differences: list[float], skipped: int) -> list[str]:
+  """Seeds, mean ± std of the differences, how many are positive, and the skipped seeds."""
+  n = len(differences)
+  return [str(n), mean_std(differences), f"{sum(d > 0 for d in differences)}/{n}", str(skipped)]
+
+
 def paired_rows(runs: list[dict[str, Any]], reference: str = REFERENCE_METHOD) -> list[list[str]]:
   """``reference``'s ACC minus each other method's, paired by seed, and how often it wins.
 
   A seed where either method diverged is skipped, and counted in the last column.
   """
   by_method = runs_by_method(runs)
-  base = {r["seed"]: r for r in by_method.get(reference, [])}
+  base = by_method.get(reference, [])
   rows = []
   for method, group in by_method.items():
-    both = [(base[r["seed"]], r) for r in group if r["seed"] in base]
-    if method == reference or not both:
-      continue
-    pairs = [(a["acc"], b["acc"]) for a, b in both if not (is_diverged(a) or is_diverged(b))]
-    differences = [a - b for a, b in pairs]
-    rows.append([method, str(len(pairs)), mean_std(differences),
-                 f"{sum(d > 0 for d in differences)}/{len(pairs)}", str(len(both) - len(pairs))])
+    differences, skipped = paired_differences(base, group)
+    if method != reference and (differences or skipped):
+      rows.append([method, *_paired_cells(differences, skipped)])
   return rows
 
 
@@ -820,18 +832,10 @@ def ablation_rows(tuned: list[dict[str, Any]]) -> list[list[str]]:
   """Each of `ABLATIONS` present: the variant's ACC minus its reference's, both at their
   selected points, paired by seed; a seed where either diverged is skipped."""
   by_method = runs_by_method(tuned)
-  rows = []
-  for variant, reference, change in ABLATIONS:
-    if variant not in by_method or reference not in by_method:
-      continue
-    base = {r["seed"]: r for r in by_method[reference]}
-    both = [(r, base[r["seed"]]) for r in by_method[variant] if r["seed"] in base]
-    differences = [a["acc"] - b["acc"] for a, b in both
-                   if not (is_diverged(a) or is_diverged(b))]
-    rows.append([f"{variant} vs {reference}", change, str(len(differences)),
-                 mean_std(differences), f"{sum(d > 0 for d in differences)}/{len(differences)}",
-                 str(len(both) - len(differences))])
-  return rows
+  return [[f"{variant} vs {reference}", change,
+           *_paired_cells(*paired_differences(by_method[variant], by_method[reference]))]
+          for variant, reference, change in ABLATIONS
+          if variant in by_method and reference in by_method]
 
 
 ABLATION_HEADER = ["ablation", "what changes", "seeds", "ACC difference (variant - reference)",

@@ -37,8 +37,8 @@ from classp_jax.experiments.frontier import Sweep
 from classp_jax.methods import MethodSpec
 
 METHODS = ("classp", "classp_no_threshold", "classp_relative", "classp_eq1", "classp_p2",
-           "classp_reset", "classp_as_released", "sgd", "adam", "adagrad", "ewc", "si", "mas", "er", "derpp",
-           "agem", "lwf", "joint")
+           "classp_reset", "classp_as_released", "sgd", "adam", "adagrad", "ewc", "si", "mas",
+           "er", "derpp", "agem", "lwf", "joint")
 
 RELATIVE_THRESHOLD = 1.0
 RELATIVE_THRESHOLDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
