@@ -276,6 +276,7 @@ class RunRecord:
   epochs: list[int] = dataclasses.field(default_factory=list)
   epoch_loss: list[float | None] = dataclasses.field(default_factory=list)
   epoch_accuracy: list[float | None] = dataclasses.field(default_factory=list)
+  targets_met: list[bool | None] = dataclasses.field(default_factory=list)
   history: dict[str, list] = dataclasses.field(default_factory=_history)
   validation_history: dict[str, list] = dataclasses.field(default_factory=_history)
   logs: dict[str, list] = dataclasses.field(
@@ -519,9 +520,7 @@ class ContinualRun:
     inputs, labels = replicate((task.train.inputs, task.train.labels), self.mesh)
     num_examples = len(task.train.labels)
     steps_per_epoch = num_examples // config.batch_size
-    loss_target = per_task(self.method.loss_targets or config.loss_target, t)
-    accuracy_target = (None if self.method.loss_targets is not None
-                       else per_task(config.accuracy_target, t))
+    loss_target, accuracy_target = self._targets(t)
     chasing = loss_target is not None or accuracy_target is not None
     max_epochs = config.max_epochs if chasing else per_task(config.epochs, t)
     eval_steps = set() if chasing else {
@@ -573,12 +572,28 @@ class ContinualRun:
         progress.epoch_sums = dict.fromkeys(EPOCH_METRICS, 0.0)
         if self._diverged(means["loss"]):
           return None
-        if ((loss_target is not None and means["loss"] <= loss_target)
-            or (accuracy_target is not None and means["accuracy"] >= accuracy_target)):
+        if self._targets_met(t, means):
           break
       return means
     finally:
       bar.close()
+
+  def _targets(self, t: int) -> tuple[float | None, float | None]:
+    """Task ``t``'s loss and accuracy targets (None: not chased); a method's own loss
+    targets replace both."""
+    config = self.config
+    if self.method.loss_targets is not None:
+      return per_task(self.method.loss_targets, t), None
+    return per_task(config.loss_target, t), per_task(config.accuracy_target, t)
+
+  def _targets_met(self, t: int, means: dict[str, float]) -> bool | None:
+    """Whether an epoch's means meet task ``t``'s targets (the first one met stops it), or
+    None when the task chases none."""
+    loss_target, accuracy_target = self._targets(t)
+    if loss_target is None and accuracy_target is None:
+      return None
+    return bool((loss_target is not None and means["loss"] <= loss_target)
+                or (accuracy_target is not None and means["accuracy"] >= accuracy_target))
 
   def _consolidate(self, t: int) -> None:
     """The regularizer's and the memory's consolidation at the end of task ``t``."""
@@ -620,6 +635,7 @@ class ContinualRun:
     record.epochs.append(progress.epoch)
     record.epoch_loss.append(_finite_or_none(means["loss"]))
     record.epoch_accuracy.append(_finite_or_none(means["accuracy"]))
+    record.targets_met.append(self._targets_met(t, means))
     if self.config.paper_eval:
       record.paper_rows.append(self.evaluator.paper_protocol(
           self.state.params, jax.random.fold_in(self.paper_key, t)))
@@ -673,6 +689,7 @@ class ContinualRun:
         "epochs": record.epochs,
         "epoch_loss": record.epoch_loss,
         "epoch_accuracy": record.epoch_accuracy,
+        "targets_met": record.targets_met,
         "wall_time_s": record.wall_time_s,
         "history": record.history,
         "logs": record.logs,
@@ -723,7 +740,8 @@ def run_continual(
     per task), the metrics ``acc``, ``bwt``, ``forgetting``, ``fwt`` (None
     if it diverged), ``param_count``, ``state_bytes``, ``steps``, ``epochs``
     and the last epoch's mean training ``epoch_loss`` and ``epoch_accuracy``
-    per task, ``wall_time_s``, ``history`` (test accuracy on every task over
+    per task, ``targets_met`` (per task, whether it stopped at its loss or
+    accuracy target, False at ``max_epochs``, None without a target), ``wall_time_s``, ``history`` (test accuracy on every task over
     training), ``logs`` (step metrics), ``reused_checkpoint``, and with the
     config's options ``validation_accuracy_matrix`` and ``paper_protocol``
     (training splits with dropout on). Non-finite values are None.

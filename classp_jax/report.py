@@ -21,9 +21,11 @@ Three rules keep the numbers honest:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import shlex
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
@@ -211,11 +213,82 @@ def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 
   _save(fig, path, dpi=dpi)
 
 
+def seen_tasks_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+  """A run's mean test accuracy on the tasks seen so far, at each evaluation.
+
+  Returns:
+    ``(x, y)``: x counts tasks trained (an evaluation a fraction f through task
+    t, counting from 0, is at t + f; the one before training at 0), so runs
+    whose tasks took different numbers of steps (a target, ``joint``'s growing
+    data) line up task by task; y is the mean accuracy on tasks 0..t.
+
+  Examples:
+    >>> run = {"steps": [10, 20], "history": {"step": [0, 5, 10, 20, 30],
+    ...        "task": [0, 0, 0, 1, 1], "accuracy": [[0.5, 0.5], [0.7, 0.5], [0.9, 0.5],
+    ...                                              [0.8, 0.6], [0.7, 0.9]]}}
+    >>> x, y = seen_tasks_curve(run)
+    >>> x.tolist(), y.round(3).tolist()
+    ([0.0, 0.5, 1.0, 1.5, 2.0], [0.5, 0.7, 0.9, 0.7, 0.8])
+  """
+  starts = np.concatenate([[0], np.cumsum(run["steps"])])
+  history = run["history"]
+  x, y = [], []
+  for step, task, accuracy in zip(history["step"], history["task"], history["accuracy"]):
+    x.append(task + (step - starts[task]) / max(starts[task + 1] - starts[task], 1))
+    y.append(float(np.mean(accuracy[:task + 1])))
+  return np.array(x), np.array(y)
+
+
+def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = 75) -> None:
+  """A panel per method family (`method_family`): each method's mean test accuracy on the
+  tasks seen so far over training (`seen_tasks_curve`), mean ± std over its finished seeds.
+  A method whose every seed diverged is named in its panel's legend instead of drawn."""
+  plt = _pyplot()
+  panels = defaultdict(dict)
+  for method, group in runs_by_method(results["runs"]).items():
+    panels[method_family(group[0])][method] = group
+  families = [f for f in FAMILIES if f in panels]
+  fig, axes = plt.subplots(1, len(families), figsize=(3.4 * len(families), 3.6), sharey=True,
+                           squeeze=False, layout="constrained")
+  for ax, family in zip(axes[0], families):
+    for method, group in panels[family].items():
+      runs = finished(group)
+      if not runs:
+        ax.plot([], [], "x", color="black", label=f"{method}: {diverged_note(group)}")
+        continue
+      curves = [seen_tasks_curve(r) for r in runs]
+      evaluations = min(len(x) for x, _ in curves)  # equal unless a seed's history is short
+      x = np.mean([c[0][:evaluations] for c in curves], axis=0)
+      y = np.array([c[1][:evaluations] for c in curves])
+      line, = ax.plot(x, y.mean(0), lw=1.3, label=method if len(runs) == len(group) else
+                      f"{method} ({len(group) - len(runs)}/{len(group)} seeds diverged)")
+      if len(runs) > 1:
+        ax.fill_between(x, y.mean(0) - y.std(0, ddof=1), y.mean(0) + y.std(0, ddof=1),
+                        color=line.get_color(), alpha=0.15)
+    for boundary in range(1, len(results["tasks"])):
+      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
+    ax.set_title(family, fontsize=9)
+    ax.set_xlabel("tasks trained")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
+              ncol=2)
+  axes[0][0].set_ylabel("mean test accuracy, tasks seen so far")
+  _save(fig, path, dpi=dpi, layout=False)
+
+
 def _save(fig, path: Path, dpi: int, layout: bool = True) -> None:
+  """Writes ``fig`` as a 256-colour PNG: about a third of the bytes of a true-colour one,
+  with no visible loss on plots (a report's figures are committed)."""
+  from PIL import Image
+
   if layout and not fig.get_constrained_layout():
     fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=dpi, format="png")
   _pyplot().close(fig)
+  with Image.open(buffer) as image:
+    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(
+        path, format="PNG", optimize=True)
 
 
 # The report: `classp-jax report RUN_DIR... --out DIR`.
@@ -479,11 +552,14 @@ class FrontierPoint(NamedTuple):
     runs: its runs, one per seed.
     score: the mean over seeds of the selection accuracy, or None (a diverged
       seed, or no validation accuracy recorded).
+    matched: every seed stopped each task at its training target
+      (`met_targets`); always true for tasks without targets.
   """
 
   value: Any
   runs: list[dict[str, Any]]
   score: float | None
+  matched: bool = True
 
 
 class Selection(NamedTuple):
@@ -495,8 +571,11 @@ class Selection(NamedTuple):
     points: its points in grid order.
     selected: the selected point, or None when every point diverged.
     selected_on: ``validation``, ``test`` or ``validation, first K tasks``.
-    edge: ``yes-low`` or ``yes-high`` when the selected value is the smallest
-      or largest of its grid, ``no`` otherwise, ``n/a`` without a selection.
+    edge: ``yes-low`` or ``yes-high`` when the selected value (or, without
+      one, the closest) is the smallest or largest of its grid, ``no``
+      otherwise, ``n/a`` without either.
+    closest: when no point met its training targets (an accuracy-matched
+      study), the one whose training accuracy came closest; else None.
   """
 
   method: str
@@ -505,6 +584,7 @@ class Selection(NamedTuple):
   selected: FrontierPoint | None
   selected_on: str
   edge: str
+  closest: FrontierPoint | None = None
 
 
 def parse_select(select: str | None) -> tuple[str | None, int | None]:
@@ -526,6 +606,20 @@ def parse_select(select: str | None) -> tuple[str | None, int | None]:
   if name == "first-tasks" and k.isdigit() and int(k) >= 1:
     return name, int(k)
   raise ValueError(f"--select takes validation, test or first-tasks:K (K >= 1), got {select!r}")
+
+
+def met_targets(run: dict[str, Any]) -> bool:
+  """Whether a run stopped every task that chased a training target at it, not at the
+  epoch cap (``targets_met``; runs without targets, or recorded before it, meet them)."""
+  return all(met is not False for met in run.get("targets_met") or ())
+
+
+def target_accuracy(run: dict[str, Any]) -> float:
+  """The mean final-epoch training accuracy over the tasks that chased a target: how close
+  a run that missed its targets came."""
+  chased = [a for a, met in zip(run["epoch_accuracy"], run.get("targets_met") or ())
+            if met is not None and a is not None]
+  return float(np.mean(chased)) if chased else float("nan")
 
 
 def _has_validation(run: dict[str, Any]) -> bool:
@@ -563,7 +657,11 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
 
   None (the default) is ``validation`` for a curve whose runs all recorded
   validation accuracy, ``test`` otherwise. A point with a diverged seed is
-  never selected.
+  never selected, nor one with a seed that stopped a task at the epoch cap
+  short of its training target (`met_targets`): in an accuracy-matched study
+  every method is compared at the same training accuracy. A curve none of
+  whose points met the targets has no selection, and records the point that
+  came closest (`Selection.closest`).
 
   Args:
     runs: any runs; frontier variants are those with a ``knob``.
@@ -609,16 +707,21 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
     shared = set.intersection(*({r["seed"] for r in g} for g in groups))
     points = [FrontierPoint(g[0]["value"], g, None if diverged_note(g) or not shared else
                             float(np.mean([_selection_accuracy(r, used, k) for r in g
-                                           if r["seed"] in shared])))
+                                           if r["seed"] in shared])),
+                            all(map(met_targets, g)))
               for g in groups]
-    eligible = [p for p in points if p.score is not None]
+    scored = [p for p in points if p.score is not None]
+    eligible = [p for p in scored if p.matched]
     best = max(eligible, key=lambda p: p.score) if eligible else None
-    edge = "n/a"
-    if best is not None and isinstance(best.value, (int, float)):
-      index = points.index(best)
+    closest = None if best is not None or not scored else max(
+        scored, key=lambda p: np.nan_to_num(np.mean([target_accuracy(r) for r in p.runs]),
+                                            nan=-np.inf))
+    edge, marked = "n/a", best or closest
+    if marked is not None and isinstance(marked.value, (int, float)):
+      index = points.index(marked)
       edge = ("yes-low" if index == 0 else "yes-high" if index == len(points) - 1 else "no")
     shown = {"first-tasks": f"validation, first {k} tasks"}.get(used, used)
-    selections.append(Selection(method, knob, points, best, shown, edge))
+    selections.append(Selection(method, knob, points, best, shown, edge, closest))
   return selections
 
 
@@ -626,13 +729,20 @@ def best_per_method(selections: list[Selection]) -> list[Selection]:
   """Each method's best selected point over all its curves (its knobs), CLASSP's first.
 
   A method's curves share their centre, so their scores compare points of one
-  method; a method whose every point diverged keeps its (empty) selection.
+  method. A method none of whose points met the training targets keeps the
+  curve that came closest; one whose every point diverged keeps its (empty)
+  selection.
   """
+  def rank(s: Selection) -> tuple[int, float]:
+    if s.selected is not None:
+      return 2, s.selected.score
+    if s.closest is not None:
+      return 1, float(np.mean([target_accuracy(r) for r in s.closest.runs]))
+    return 0, 0.0
+
   best: dict[str, Selection] = {}
   for s in selections:
-    kept = best.get(s.method)
-    if kept is None or (s.selected is not None and (
-        kept.selected is None or s.selected.score > kept.selected.score)):
+    if s.method not in best or rank(s) > rank(best[s.method]):
       best[s.method] = s
   return sorted(best.values(), key=lambda s: _method_order(s.method))
 
@@ -660,7 +770,8 @@ def selected_variants(selections: list[Selection]) -> list[str]:
 
 
 def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
-  """Where each method's grid must grow: a point beyond each selected point at a grid edge.
+  """Where each method's grid must grow: a point beyond each selected point at a grid edge
+  (or, where no point met the training targets, beyond the closest one at an edge).
 
   The next value continues the grid's geometric step past the edge (0.001, 0.003, 0.01:
   0.0003 below, 0.03 above), to 3 significant digits.
@@ -723,8 +834,10 @@ def selected_rows(selections: list[Selection]) -> list[list[str]]:
   rows = []
   for s in selections:
     if s.selected is None:
-      rows.append([s.method, s.knob, "none: every point diverged", s.selected_on,
-                   *[MISSING] * 4, MISSING, "n/a"])
+      why = ("every point diverged" if s.closest is None else
+             f"no point reached the training target (closest: {_value(s.closest.value)})")
+      rows.append([s.method, s.knob, f"none: {why}", s.selected_on,
+                   *[MISSING] * 4, MISSING, s.edge])
       continue
     runs = s.selected.runs
     old_new = np.array([old_and_new_accuracy(r) for r in runs])
@@ -732,6 +845,24 @@ def selected_rows(selections: list[Selection]) -> list[list[str]]:
                  mean_std(r["acc"] for r in runs), mean_std(old_new[:, 0]),
                  mean_std(old_new[:, 1]), str(len(runs)), s.edge])
   return rows
+
+
+def unmatched_rows(selections: list[Selection]) -> list[list[str]]:
+  """The rows of `UNMATCHED_HEADER`: each method none of whose points met the training
+  targets (`best_per_method`), at the point that came closest."""
+  rows = []
+  for s in best_per_method(selections):
+    if s.selected is None and s.closest is not None:
+      runs = finished(s.closest.runs)
+      rows.append([s.method, s.knob, _value(s.closest.value), str(len(runs)),
+                   mean_std(map(target_accuracy, runs)),
+                   f"{np.mean([sum(r['epochs']) for r in runs]):.3g}",
+                   mean_std(r["acc"] for r in runs), s.edge])
+  return rows
+
+
+UNMATCHED_HEADER = ["method", "knob", "closest value", "seeds", "training accuracy reached",
+                    "epochs in all", "test ACC (not matched)", "grid edge"]
 
 
 def frontier_rows(selections: list[Selection]) -> list[list[str]]:
@@ -743,7 +874,12 @@ def frontier_rows(selections: list[Selection]) -> list[list[str]]:
       ok = finished(point.runs)
       old_new = np.array([old_and_new_accuracy(r) for r in ok]) if ok else np.zeros((0, 2))
       mark = ("selected" + (f" (grid edge: {s.edge[4:]})" if s.edge.startswith("yes") else "")
-              if point is s.selected else "")
+              if point is s.selected else
+              "closest to the training target" if point is s.closest else "")
+      missed = sum(not met_targets(r) for r in ok)
+      if missed:
+        mark = ", ".join(filter(None, [mark, f"missed the training target ({missed}/"
+                                             f"{len(ok)} seeds)"]))
       numbers = ([note, MISSING, MISSING, MISSING] if note else
                  [mean_std(old_new[:, 0]), mean_std(old_new[:, 1]), _validation_acc(ok),
                   mean_std(r["acc"] for r in ok)])
@@ -1132,6 +1268,22 @@ def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
   return True
 
 
+def _shown_command(options: dict[str, Any]) -> str:
+  """A run folder's command as a reader can repeat it: the data folder as ROOT, and an
+  absolute output folder as RUNS/ and its last two parts (a machine's paths say nothing)."""
+  command = options.get("command")
+  if command is None:
+    return "(not recorded)"
+  words = shlex.split(command)
+  for i, word in enumerate(words[:-1]):
+    if word == "--data-dir":
+      words[i + 1] = "ROOT"
+    elif word == "--out" and Path(words[i + 1]).is_absolute():
+      out = Path(words[i + 1])
+      words[i + 1] = f"RUNS/{out.parent.name}/{out.name}"
+  return shlex.join(words)
+
+
 def _settings(results: dict[str, Any]) -> list[str]:
   """The tasks, the devices, how each run folder was made, and each method's settings."""
   lines = [f"Tasks: {', '.join(results['tasks'])}; {results['devices']} x "
@@ -1142,9 +1294,7 @@ def _settings(results: dict[str, Any]) -> list[str]:
   for source in results["sources"]:
     loop = source["loop"]
     validation = loop.get("validation_fraction")
-    command = source["options"].get("command", "(not recorded)")
-    if source["options"].get("data_dir"):  # a machine's path says nothing to a reader
-      command = command.replace(source["options"]["data_dir"], "ROOT")
+    command = _shown_command(source["options"])
     lines.append(f"- `{command}`: batch "
                  f"{loop['batch_size']}, epochs {loop['epochs']}, loss target "
                  f"{loop.get('loss_target')}, accuracy target {loop.get('accuracy_target')} "
@@ -1214,8 +1364,8 @@ def _plots(label: str, prefix: str, results: dict[str, Any], runs: list[dict[str
   parts, plots = [], []
   for suffix, title, draw in (
       ("accuracy_matrices", "Accuracy matrices (mean over seeds)", plot_accuracy_matrices),
-      ("accuracy_over_training", "Test accuracy over training",
-       lambda results, path: plot_accuracy_over_training(results, path, dpi=75))):
+      ("accuracy_over_training", "Mean test accuracy on the tasks seen so far, over "
+       "training", plot_seen_tasks_accuracy)):
     plots.append(out / f"{prefix}_{suffix}.png")
     draw(shown, plots[-1])
     parts += [f"![{label}: {title}]({plots[-1].name})", ""]
@@ -1236,6 +1386,13 @@ def _tuned_section(label: str, selections: list[Selection], tasks: list[str]) ->
            "largest (high) of its grid, so the grid may be too narrow. Test metrics are over "
            "every seed the point was run with.", "",
            markdown_table(SELECTED_HEADER, selected_rows(best_per_method(selections))), ""]
+  unmatched = unmatched_rows(selections)
+  if unmatched:
+    parts += [f"{len(unmatched)} method(s) reached the training target at no point of their "
+              "grids within the epoch cap, and are not in the matched tables below. Each is "
+              "shown at the point whose training accuracy (dropout on, the last epoch's mean "
+              "on the tasks with a target) came closest:", "",
+              markdown_table(UNMATCHED_HEADER, unmatched), ""]
   if tuned:
     parts += _metric_tables(label, tuned, tasks, f"tuned {REFERENCE_METHOD}")
   ablations = ablation_rows(tuned)
@@ -1272,6 +1429,60 @@ def _frontier_section(label: str, prefix: str, results: dict[str, Any],
           markdown_table(FRONTIER_HEADER, frontier_rows(selections)), "", "</details>", ""], path
 
 
+def time_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+  """Per method (a frontier point counts towards its base method): its runs, their wall
+  time in all, and the mean per run."""
+  seconds = defaultdict(list)
+  for run in runs:
+    seconds[run.get("base_method") or run["method"]].append(run.get("wall_time_s") or 0.0)
+  return [[method, str(len(t)), f"{sum(t) / 3600:.2f}", f"{np.mean(t):.0f}"]
+          for method, t in sorted(seconds.items(), key=lambda item: _method_order(item[0]))]
+
+
+TIME_HEADER = ["method", "runs", "wall hours in all", "seconds per run"]
+
+
+def headline_rows(experiments: list[dict[str, Any]],
+                  selections: list[list[Selection]]) -> tuple[list[str], list[list[str]]]:
+  """Each method's test ACC at its selected point (`best_per_method`), study by study, and
+  CLASSP at the paper's point: the report's first table.
+
+  A cell is ``mean ± std (seeds)``; a method that never reached an accuracy-matched
+  study's training target reads ``target missed``, with the training accuracy it reached.
+
+  Args:
+    experiments: merged results (`load_results`).
+    selections: each one's `select_points`.
+
+  Returns:
+    The header (``method`` and one column per study with frontier runs) and the rows.
+  """
+  columns, cells = [], defaultdict(dict)
+  paper = "classp at the paper's point"
+  for results, study in zip(experiments, selections):
+    if not study:
+      continue
+    column = experiment_label(results)
+    columns.append(column)
+    for s in best_per_method(study):
+      if s.selected is not None:
+        runs = s.selected.runs
+        cells[s.method][column] = f"{mean_std(r['acc'] for r in runs)} ({len(runs)})"
+      elif s.closest is not None:
+        cells[s.method][column] = (f"target missed (reached "
+                                   f"{mean_std(map(target_accuracy, s.closest.runs))})")
+      else:
+        cells[s.method][column] = "every point diverged"
+    named = [r for r in results["runs"] if r["method"] == REFERENCE_METHOD and not is_variant(r)]
+    if named:
+      cells[paper][column] = diverged_note(named) or (
+          f"{mean_std(r['acc'] for r in named)} ({len(named)})")
+  order = sorted((m for m in cells if m != paper), key=_method_order)
+  rows = [[m, *(cells[m].get(c, MISSING) for c in columns)]
+          for m in ([paper] if paper in cells else []) + order]
+  return ["method", *columns], rows
+
+
 def _matrices_details(runs: list[dict[str, Any]], tasks: list[str]) -> list[str]:
   parts = ["<details><summary>Accuracy matrices R[i][j], mean ± std over seeds</summary>", ""]
   for method, group in runs_by_method(runs).items():
@@ -1282,7 +1493,7 @@ def _matrices_details(runs: list[dict[str, Any]], tasks: list[str]) -> list[str]
 
 
 def experiment_report(results: dict[str, Any], out: Path,
-                      select: str | None = None) -> tuple[str, list[Path]]:
+                      selections: list[Selection]) -> tuple[str, list[Path]]:
   """The markdown section of one experiment, and the plots it writes to ``out``.
 
   With frontier runs, each method at its selected point leads, with the plots; the
@@ -1292,17 +1503,18 @@ def experiment_report(results: dict[str, Any], out: Path,
   Args:
     results: merged results (`load_results`).
     out: the report folder.
-    select: how frontier points are selected (`select_points`).
+    selections: its frontier curves' selections (`select_points`).
   """
   label, tasks = experiment_label(results), results["tasks"]
   prefix = (results["experiment"] if not results.get("scenario") else
             f"{results['experiment']}_{results['scenario']}")
   named = [r for r in results["runs"] if not is_variant(r)]
-  selections = select_points(results["runs"], select)
   tuned = tuned_runs(selections)
   hours = sum(r.get("wall_time_s") or 0 for r in results["runs"]) / 3600
   parts = [f"## {label}", "", results["description"], "", *_settings(results), "",
-           f"{len(results['runs'])} runs, {hours:.2f} hours of wall time in all.", ""]
+           f"{len(results['runs'])} runs, {hours:.2f} hours of wall time in all.", "",
+           "<details><summary>Wall time per method</summary>", "",
+           markdown_table(TIME_HEADER, time_rows(results["runs"])), "", "</details>", ""]
   plots = []
   if selections:
     parts += _tuned_section(label, selections, tasks)
@@ -1348,12 +1560,20 @@ def write_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike,
   experiments = load_results(paths)
   out = Path(out)
   out.mkdir(parents=True, exist_ok=True)
+  selections = [select_points(results["runs"], select) for results in experiments]
   sections, written = [], []
-  for results in experiments:
-    section, plots = experiment_report(results, out, select)
+  for results, study in zip(experiments, selections):
+    section, plots = experiment_report(results, out, study)
     sections.append(section)
     written += plots
+  header, rows = headline_rows(experiments, selections)
+  every = [s for study in selections for s in study]
+  headline = ("" if not rows else
+              "## Headline: test ACC of each method at its selected point\n\n"
+              f"Mean ± std over seeds (their number in brackets); {selection_sentence(every)}. "
+              "Each study's section below has the full tables.\n\n"
+              + markdown_table(header, rows) + "\n\n")
   preamble = Path(notes).read_text().strip() + "\n\n" if notes else ""
   report = out / "report.md"
-  report.write_text("# CLASSP-JAX results\n\n" + preamble + "\n".join(sections))
+  report.write_text("# CLASSP-JAX results\n\n" + headline + preamble + "\n".join(sections))
   return [report, *written]

@@ -169,6 +169,16 @@ def test_accuracy_target_stops_a_task_at_a_matched_accuracy():
   assert result["epoch_accuracy"][1] == pytest.approx(by_epoch[-1])
   losses = np.array(result["logs"]["loss"][per_epoch:]).reshape(epochs, per_epoch)
   assert result["epoch_loss"][1] == pytest.approx(losses[-1].mean())  # its loss target
+  assert result["targets_met"] == [None, True]
+
+
+def test_a_task_that_misses_its_target_stops_at_the_cap_and_says_so():
+  # With a learning rate of 0 nothing is learned, so no epoch reaches 90% accuracy.
+  config = dataclasses.replace(CONFIG, accuracy_target=(None, 0.9), max_epochs=3, epochs=1)
+  result = run_continual(MODEL, tiny_stream(), sgd(learning_rate=0.0), config, progress=False)
+  assert result["epochs"] == [1, 3]
+  assert result["epoch_accuracy"][1] < 0.9
+  assert result["targets_met"] == [None, False]
 
 
 def test_accuracy_target_must_be_a_fraction():

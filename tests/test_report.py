@@ -113,7 +113,9 @@ def test_report_writes_markdown_tables_and_plots(run_folders, tmp_path, capsys):
   out = tmp_path / "report"
   assert main(["report", *map(str, run_folders), "--out", str(out), "--notes", str(notes)]) == 0
   report = (out / "report.md").read_text()
-  assert report.startswith("# CLASSP-JAX results\n\n## Conclusions")
+  # The headline table first (one study, one tuned method), then the notes.
+  assert report.startswith("# CLASSP-JAX results\n\n## Headline: test ACC")
+  assert report.index("| classp at the paper's point | 0.") < report.index("## Conclusions")
   assert "## mnist_fashion" in report and "`classp-jax run mnist_fashion`: batch 32" in report
   assert "| classp | 3 |" in report and "| ewc | 3 |" in report  # the methods' table
   assert "paper protocol, training-split accuracy, dropout on" in report
@@ -335,6 +337,71 @@ def test_a_curve_whose_every_point_diverged_selects_nothing():
   assert selection.selected is None and selection.edge == "n/a"
 
 
+def matched_point(value, seed, validation_acc, reached, *, method="sgd"):
+  """A frontier run of an accuracy-matched study (task 2 chases a training target), which
+  stopped at its target or, short of it, at the epoch cap with training accuracy
+  ``reached``."""
+  return {**frontier_point(value, seed, validation_acc, validation_acc, method=method),
+          "epochs": [5, 3 if reached is True else 10],
+          "epoch_accuracy": [0.95, 0.85 if reached is True else reached],
+          "targets_met": [None, reached is True]}
+
+
+def test_accuracy_matched_selection_skips_points_that_missed_the_target(tmp_path):
+  # sgd: lr 0.01 has the best validation ACC but missed its target on one seed.
+  # adam: no point reached it; lr 1e-3 came closest (0.8 against 0.6).
+  runs = [matched_point(0.001, s, 0.6, True) for s in range(2)]
+  runs += [matched_point(0.01, 0, 0.9, True), matched_point(0.01, 1, 0.9, 0.7)]
+  runs += [matched_point(0.1, s, 0.7, True) for s in range(2)]
+  runs += [matched_point(v, 0, acc, reached, method="adam")
+           for v, acc, reached in ((1e-4, 0.8, 0.6), (1e-3, 0.5, 0.8))]
+  sgd, adam = select_points(runs)
+  assert sgd.selected.value == 0.1 and sgd.closest is None and sgd.edge == "yes-high"
+  assert adam.selected is None and adam.closest.value == 1e-3 and adam.edge == "yes-high"
+  # Both grids grow past the edge: sgd's selected point, adam's closest one.
+  assert next_points([sgd, adam]) == (["adam[learning_rate=0.01]", "sgd[learning_rate=1]"], [])
+  out = tmp_path / "report"
+  write_report([write_results(tmp_path / "frontier", runs)], out)
+  report = (out / "report.md").read_text()
+  assert "1 method(s) reached the training target at no point" in report
+  assert "| adam | learning_rate | 0.001 | 1 | 0.800 | 15 | 0.500 | yes-high |" in report
+  assert "closest to the training target, missed the training target (1/1 seeds)" in report
+  assert "| adam | learning_rate | none: no point reached the training target (closest: 0.001)" \
+      in report
+  assert "| sgd | learning_rate | 0.01 | 2 |" in report
+  assert "missed the training target (1/2 seeds)" in report
+
+
+def test_the_report_shows_commands_without_the_machines_paths(tmp_path):
+  command = ("classp-jax run split_mnist --data-dir /home/me/data --out "
+             "/scratch/me/runs-v2/split_mnist_class/frontier --seeds 0,1")
+  folder = write_results(tmp_path / "frontier", [fake_run("sgd", 0)],
+                         options={"command": command, "data_dir": "/home/me/data"})
+  write_report([folder], tmp_path / "report")
+  report = (tmp_path / "report" / "report.md").read_text()
+  assert ("`classp-jax run split_mnist --data-dir ROOT --out RUNS/split_mnist_class/frontier "
+          "--seeds 0,1`") in report
+  assert "/home/me" not in report and "/scratch" not in report
+
+
+def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_point(tmp_path):
+  # Two studies: lr 0.01 is selected in both; the second also has CLASSP at its own point.
+  first = [frontier_point(v, s, 0.5 + v, 0.9 - abs(v - 0.01), method="sgd")
+           for v in (0.001, 0.01, 0.1) for s in range(2)]
+  second = [{**run, "acc": run["acc"] - 0.1} for run in first]
+  second += [fake_run("classp", s, matrix=[[0.9, 0.1], [0.3, 0.2]]) for s in range(2)]
+  folders = [write_results(tmp_path / "a", first),
+             write_results(tmp_path / "b", second, scenario="class")]
+  write_report(folders, tmp_path / "report")
+  report = (tmp_path / "report" / "report.md").read_text()
+  assert ("| method | mnist_fashion | mnist_fashion (class-incremental) |\n"
+          "| --- | --- | --- |\n"
+          "| classp at the paper's point | — | 0.250 ± 0.000 (2) |\n"
+          "| sgd | 0.510 ± 0.000 (2) | 0.410 ± 0.000 (2) |") in report
+  # Wall time per method: 6 frontier runs of sgd at 12 s each.
+  assert "| sgd | 6 | 0.02 | 12 |" in report
+
+
 def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
   runs = [fake_run("classp", 0, classp=True), fake_run("sgd", 0),
           frontier_point(0.1, 0, 0.7, 0.8, classp=True),
@@ -343,7 +410,9 @@ def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
   out = tmp_path / "report"
   written = write_report([folder], out)
   report = (out / "report.md").read_text()
-  headings = [line for line in report.splitlines() if line.startswith("#")][1:]
+  # After the title and the headline (whose columns name the study and its scenario).
+  headings = [line for line in report.splitlines() if line.startswith("#")][2:]
+  assert "| method | mnist_fashion (class-incremental) |" in report
   assert headings and all("mnist_fashion (class-incremental)" in h for h in headings)
   # The tuned methods lead (with the plots); the named ones follow in their own table.
   assert [h.split(": ", 1)[1] for h in headings[1:]] == [

@@ -13,16 +13,35 @@ IMDB until an epoch's mean training accuracy (dropout on, like the loss)
 reaches `IMDB_ACCURACY_TARGET`, and the epoch loss where it stopped is its
 per-method loss target. Results record both per task (``epoch_loss``,
 ``epoch_accuracy``), and the report tabulates them; a method's
-`MethodSpec.loss_targets` replays fixed targets instead. ``fpb_imdb_cpu`` is the same study with a 5,000-token vocabulary and
-a 32-wide Transformer (2 heads, feed-forward 64), sized for a CPU: a 64-wide
-one took about 2 s per 750-example step on one shared core.
+`MethodSpec.loss_targets` replays fixed targets instead.
+
+``fpb_imdb_cpu`` is the study sized for a CPU, and accuracy-matched within
+a budget:
+
+* a 5,000-token vocabulary and a 32-wide Transformer (2 heads, feed-forward
+  64): a 64-wide one took about 2 s per 750-example step on one shared core;
+* batch 100, not 750: at batch 750 an epoch is a handful of steps, and plain
+  SGD (and every method built on it) stayed near the majority class within
+  the epochs a CPU affords;
+* FPB trains a fixed `CPU_FPB_EPOCHS` epochs, the same for every method (no
+  method reached the paper's loss of 0.005 in 30 epochs);
+* IMDB trains until an epoch's training accuracy reaches
+  `CPU_IMDB_ACCURACY_TARGET`, at most `CPU_MAX_EPOCHS` epochs. A run that
+  stops at the cap has missed the target (``targets_met``), and the report
+  selects no such point (`classp_jax.report.select_points`): a method that
+  reaches it at no learning rate is listed with the accuracy it reached.
+  The target is one that most methods reach at some learning rate: in a
+  probe (seed 0), SGD reached 0.69 in 20 IMDB epochs at its best stable
+  learning rate (0.3; 1.0 diverged), while Adam, AdaGrad and CLASSP reached
+  0.80-0.97.
 """
 
 import dataclasses
 
 from classp_jax.data import text_stream
 from classp_jax.experiments import VALIDATION_FRACTION, Experiment
-from classp_jax.experiments.comparison import METHODS, comparison_frontier, comparison_methods
+from classp_jax.experiments.comparison import (METHODS, NARROW_HALF_DECADES, comparison_frontier,
+                                               comparison_methods)
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
 from classp_jax.loop import LoopConfig
@@ -31,6 +50,10 @@ from classp_jax.models import TextTransformer
 LEARNING_RATE = 0.025
 FPB_LOSS_TARGET = 0.005
 IMDB_ACCURACY_TARGET = 0.85
+CPU_FPB_EPOCHS = 20
+CPU_IMDB_ACCURACY_TARGET = 0.7
+CPU_MAX_EPOCHS = 30
+THRESHOLDS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2, 0.99)
 
 
 def _stream(vocabulary_size: int):
@@ -63,15 +86,24 @@ EXPERIMENT = Experiment(
     # The full-width model on a handful of examples still compiles for minutes.
     quick=lambda e: smoke_sized(dataclasses.replace(e, stream=_stream(2_000), model=_cpu_model)),
     frontier=comparison_frontier(learning_rate=LEARNING_RATE, classp_learning_rate=LEARNING_RATE,
-                                 thresholds=(0.0, 1e-8, 1e-6, 1e-4, 1e-2, 0.99),
-                                 threshold=1e-6),
+                                 thresholds=THRESHOLDS, threshold=1e-6),
 )
 
 CPU_EXPERIMENT = dataclasses.replace(
     EXPERIMENT,
     name="fpb_imdb_cpu",
-    description="fpb_imdb sized for a CPU: 5,000-token vocabulary, 32-wide Transformer",
+    description=f"fpb_imdb sized for a CPU: 5,000-token vocabulary, 32-wide Transformer, batch "
+                f"100; FPB {CPU_FPB_EPOCHS} epochs, then IMDB to {CPU_IMDB_ACCURACY_TARGET:.0%} "
+                f"training accuracy (at most {CPU_MAX_EPOCHS} epochs)",
     stream=_stream(5_000),
     model=_cpu_model,
+    loop=dataclasses.replace(EXPERIMENT.loop, batch_size=100, epochs=(CPU_FPB_EPOCHS, 1),
+                             loss_target=None, accuracy_target=(None, CPU_IMDB_ACCURACY_TARGET),
+                             max_epochs=CPU_MAX_EPOCHS),
     quick=smoke_sized,
+    # Learning rates from a seed-0 probe: SGD trained at 0.3 and diverged at 1; threshold-
+    # free CLASSP reached 80% IMDB training accuracy at 0.05 and stayed near chance at 0.01.
+    frontier=comparison_frontier(learning_rate=0.3, classp_learning_rate=0.05,
+                                 thresholds=THRESHOLDS, threshold=1e-6,
+                                 learning_rate_factors=NARROW_HALF_DECADES),
 )
