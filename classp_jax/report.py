@@ -92,9 +92,15 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def experiment_label(results: dict[str, Any]) -> str:
-  """The experiment's name, with its scenario when the results record one."""
-  scenario = results.get("scenario")
-  return f"{results['experiment']} ({scenario}-incremental)" if scenario else results["experiment"]
+  """The experiment's name, with its scenario and its ``--subsample`` when the results
+  record them."""
+  scenario, subsample = results.get("scenario"), _subsample(results)
+  return (results["experiment"] + (f" ({scenario}-incremental)" if scenario else "")
+          + (f" [--subsample {subsample}]" if subsample else ""))
+
+
+def _subsample(results: dict[str, Any]) -> str | None:
+  return (results.get("options") or {}).get("subsample")
 
 
 def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
@@ -353,9 +359,9 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
 def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
   """Results of run folders (or results.json files), one dict per experiment and scenario.
 
-  Folders of the same experiment (e.g. its methods and its frontier) are
-  merged; ``sources`` lists each folder's command-line options and loop
-  settings. A (method, seed) already seen with the same ``settings_id`` is
+  Folders of the same experiment, scenario and ``--subsample`` (e.g. its
+  methods and its frontier) are merged; ``sources`` lists each folder's
+  command-line options and loop settings. A (method, seed) already seen with the same ``settings_id`` is
   the same run and is not added again.
 
   Raises:
@@ -365,11 +371,11 @@ def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
       with recorded settings in one and none in the other): such runs are not
       the same method and cannot be averaged.
   """
-  merged: dict[tuple[str, str | None], dict[str, Any]] = {}
-  origins: dict[tuple[str, str | None], dict[str, tuple[str | None, Path]]] = {}
+  merged: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
+  origins: dict[tuple[str, str | None, str | None], dict[str, tuple[str | None, Path]]] = {}
   for path in map(_results_path, paths):
     results = read_results(path)
-    key = results["experiment"], results.get("scenario")
+    key = results["experiment"], results.get("scenario"), _subsample(results)
     if key not in merged:
       merged[key] = {**results, "runs": [], "sources": []}
       origins[key] = {}
@@ -573,7 +579,8 @@ class Selection(NamedTuple):
     selected_on: ``validation``, ``test`` or ``validation, first K tasks``.
     edge: ``yes-low`` or ``yes-high`` when the selected value (or, without
       one, the closest) is the smallest or largest of its grid, ``no``
-      otherwise, ``n/a`` without either.
+      otherwise, ``one point`` for a curve of one point (chosen on another
+      study's frontier), ``n/a`` without either.
     closest: when no point met its training targets (an accuracy-matched
       study), the one whose training accuracy came closest; else None.
   """
@@ -717,7 +724,9 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
         scored, key=lambda p: np.nan_to_num(np.mean([target_accuracy(r) for r in p.runs]),
                                             nan=-np.inf))
     edge, marked = "n/a", best or closest
-    if marked is not None and isinstance(marked.value, (int, float)):
+    if marked is not None and len(points) == 1:
+      edge = "one point"
+    elif marked is not None and isinstance(marked.value, (int, float)):
       index = points.index(marked)
       edge = ("yes-low" if index == 0 else "yes-high" if index == len(points) - 1 else "no")
     shown = {"first-tasks": f"validation, first {k} tasks"}.get(used, used)
@@ -1386,6 +1395,10 @@ def _tuned_section(label: str, selections: list[Selection], tasks: list[str]) ->
            "largest (high) of its grid, so the grid may be too narrow. Test metrics are over "
            "every seed the point was run with.", "",
            markdown_table(SELECTED_HEADER, selected_rows(best_per_method(selections))), ""]
+  if all(s.edge == "one point" for s in selections):
+    parts[2] += (" Here each method ran at one point only, chosen on another frontier's "
+                 "validation ACC (see the commands above, and the section of the same study "
+                 "with `--subsample`), so its grid edge is that frontier's.")
   unmatched = unmatched_rows(selections)
   if unmatched:
     parts += [f"{len(unmatched)} method(s) reached the training target at no point of their "
@@ -1506,8 +1519,9 @@ def experiment_report(results: dict[str, Any], out: Path,
     selections: its frontier curves' selections (`select_points`).
   """
   label, tasks = experiment_label(results), results["tasks"]
-  prefix = (results["experiment"] if not results.get("scenario") else
-            f"{results['experiment']}_{results['scenario']}")
+  prefix = "_".join([results["experiment"], *filter(None, [results.get("scenario")])]
+                    + ([f"subsample{_subsample(results).replace(',', '-')}"]
+                       if _subsample(results) else []))
   named = [r for r in results["runs"] if not is_variant(r)]
   tuned = tuned_runs(selections)
   hours = sum(r.get("wall_time_s") or 0 for r in results["runs"]) / 3600

@@ -16,13 +16,17 @@
 #                   whose selected point is at its edge grows past it, point by point
 #                   (`classp-jax select --next-points`), until none is (4 rounds at most);
 #   STUDY_selected  each method's best frontier point, selected on validation accuracy
-#                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables;
+#                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables (for
+#                   mnist_fashion, whose frontier runs on a subsample: on all the data,
+#                   seeds 0-4, into RUNS/mnist_fashion/selected);
 #   STUDY_paper     the named methods at the paper's points, 5 seeds;
 # and `report`, which reads whatever has finished.
 #
 # Scaled down for the CPU (see the report's budget section):
-# - mnist_fashion: its frontier sweeps the learning rate only, from 3 points (a run takes
-#   minutes), with one evaluation a task and no training-split scoring;
+# - mnist_fashion: its frontier runs on 3,000 training examples per task (all the data
+#   takes about 4 minutes a run) and sweeps the learning rate only, from 3 points, with one
+#   evaluation a task and no training-split scoring; the selected points and the paper's
+#   run on all the data;
 # - fpb_imdb_cpu: 5,000 IMDB training and 2,000 test examples (the preset: batch 100, FPB 20
 #   epochs, IMDB to 70% training accuracy within 30 epochs); its frontier sweeps the learning
 #   rate from 3 points, and CLASSP's thresholds, but no other method's strength.
@@ -61,6 +65,19 @@ tuning_args() {  # what a study's frontier and selected points add to its option
   esac
 }
 
+frontier_data() {  # what a study's frontier adds to its data options: a subsample to tune on
+  case $1 in
+    mnist_fashion) echo "--subsample 3000" ;;
+  esac
+}
+
+selected_part() {  # the folder of a study's 5-seed selected points: its frontier's, unless
+  case $1 in       # the frontier ran on other data
+    mnist_fashion) echo selected ;;
+    *) echo frontier ;;
+  esac
+}
+
 run() {  # run STUDY PART ARGS...: one resumable `classp-jax run` into RUNS/STUDY/PART
   local study=$1 part=$2; shift 2
   local out=$RUNS/$study/$part
@@ -74,12 +91,15 @@ run() {  # run STUDY PART ARGS...: one resumable `classp-jax run` into RUNS/STUD
 frontier() {  # frontier STUDY: sweep, then grow each grid whose selected point is at an edge
   local study=$1 points
   # shellcheck disable=SC2046
-  for m in $FRONTIER_METHODS; do run "$study" frontier $(tuning_args "$study") --methods "$m" --seeds 0,1,2; done
+  for m in $FRONTIER_METHODS; do
+    run "$study" frontier $(tuning_args "$study") $(frontier_data "$study") --methods "$m" --seeds 0,1,2
+  done
   for _ in 1 2 3 4; do
     points=$(classp-jax select "$RUNS/$study/frontier" --next-points | paste -sd,) || return 0
     [[ -z $points ]] && return 0
     # shellcheck disable=SC2046
-    run "$study" frontier $(tuning_args "$study") --methods "$points" --seeds 0,1,2
+    run "$study" frontier $(tuning_args "$study") $(frontier_data "$study") --methods "$points" \
+      --seeds 0,1,2
   done
 }
 
@@ -91,7 +111,8 @@ for stage in "$@"; do
       selected=$(classp-jax select "$RUNS/$study/frontier" | paste -sd,) \
         || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; continue; }
       # shellcheck disable=SC2046
-      [[ -n $selected ]] && run "$study" frontier $(tuning_args "$study") --methods "$selected" --seeds 0,1,2,3,4 ;;
+      [[ -n $selected ]] && run "$study" "$(selected_part "$study")" $(tuning_args "$study") \
+        --methods "$selected" --seeds 0,1,2,3,4 ;;
     *_paper)
       run "$study" paper --methods "${PAPER_METHODS// /,}" --seeds 0,1,2,3,4 ;;
     report)

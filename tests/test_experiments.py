@@ -8,6 +8,7 @@ import pytest
 from classp_jax.cli import main
 from classp_jax.data import CACHE_DIR_ENV, dataset_folders
 from classp_jax.experiments import DataOptions, experiments, get_experiment
+from classp_jax.experiments.comparison import NARROW_HALF_DECADES, comparison_frontier
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.frontier import Sweep, plan_methods
 from classp_jax.methods import build_method
@@ -63,6 +64,19 @@ def test_every_method_and_frontier_point_builds(name):
         hparams = {**point.spec.hparams, **point.spec.reg_hparams, **point.spec.memory_hparams}
         assert hparams[knob] == point.value
         assert all(hparams[k] == v for k, v in knobs.at.items() if k != knob)
+
+
+def test_a_frontiers_learning_rate_centre_can_be_set_per_method():
+  frontier = comparison_frontier(learning_rate=0.03, classp_learning_rate=0.02,
+                                 thresholds=(0.0, 1e-6, 0.5), threshold=1e-6,
+                                 learning_rate_factors=NARROW_HALF_DECADES,
+                                 learning_rate_centres={"adam": 3e-5, "ewc": 0.003})
+  assert frontier["adam"].knobs["learning_rate"] == (9e-6, 3e-5, 9e-5)
+  assert dict(frontier["ewc"].at) == {"learning_rate": 0.003, "strength": 100.0}
+  assert frontier["sgd"].knobs["learning_rate"] == (0.009, 0.03, 0.09)  # the default centre
+  with pytest.raises(ValueError, match=r"without a frontier: \['classp_as_released'\]"):
+    comparison_frontier(learning_rate=0.03, classp_learning_rate=0.02, thresholds=(0.0,),
+                        threshold=0.0, learning_rate_centres={"classp_as_released": 0.1})
 
 
 def test_frontier_variants_are_named_after_their_knob():

@@ -402,6 +402,28 @@ def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_poi
   assert "| sgd | 6 | 0.02 | 12 |" in report
 
 
+def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_sections(
+    tmp_path):
+  tuning = [frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01), method="sgd")
+            for v in (0.001, 0.01, 0.1) for s in range(2)]
+  full = [frontier_point(0.01, s, 0.7, 0.8, method="sgd") for s in range(5)]
+  folders = [write_results(tmp_path / "frontier", tuning,
+                           options={"command": "classp-jax run mnist_fashion --subsample 3000",
+                                    "subsample": "3000"}),
+             write_results(tmp_path / "selected", full)]
+  written = write_report(folders, tmp_path / "report")
+  report = (tmp_path / "report" / "report.md").read_text()
+  assert "## mnist_fashion [--subsample 3000]\n" in report and "## mnist_fashion\n" in report
+  assert "| method | mnist_fashion [--subsample 3000] | mnist_fashion |" in report
+  assert "| sgd | 0.500 ± 0.000 (2) | 0.700 ± 0.000 (5) |" in report
+  full_section = report.split("## mnist_fashion\n")[1]
+  assert "each method ran at one point only, chosen on another frontier" in full_section
+  assert "| sgd | learning_rate | 0.01 | validation | 0.800 ± 0.000 | 0.700 ± 0.000 |" \
+      in full_section and "| 5 | one point |" in full_section
+  names = {p.name for p in written}
+  assert {"mnist_fashion_frontier.png", "mnist_fashion_subsample3000_frontier.png"} <= names
+
+
 def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
   runs = [fake_run("classp", 0, classp=True), fake_run("sgd", 0),
           frontier_point(0.1, 0, 0.7, 0.8, classp=True),

@@ -115,7 +115,8 @@ DECADES = (0.01, 0.1, 1.0, 10.0, 100.0)  # a strength grid: 4 decades, centre in
 def comparison_frontier(*, learning_rate: float, classp_learning_rate: float,
                         thresholds: tuple[float, ...], threshold: float,
                         ewc_strength: float = 100.0,
-                        learning_rate_factors: tuple[float, ...] = HALF_DECADES
+                        learning_rate_factors: tuple[float, ...] = HALF_DECADES,
+                        learning_rate_centres: Mapping[str, float] | None = None
                         ) -> dict[str, Sweep]:
   """Each method's knobs, swept one at a time around a centre (`Experiment.frontier`).
 
@@ -123,7 +124,8 @@ def comparison_frontier(*, learning_rate: float, classp_learning_rate: float,
   default `HALF_DECADES`) of its centre
   (SGD-based methods around ``learning_rate``, CLASSP with p = 1 around
   ``classp_learning_rate``, Adam around 1e-3, AdaGrad and CLASSP with p = 2
-  around 1e-2, Eq. (1) CLASSP a decade lower: its first step is ``g / eps``),
+  around 1e-2, Eq. (1) CLASSP a decade lower: its first step is ``g / eps``;
+  ``learning_rate_centres`` replaces any of these, by method name),
   plus its own strength: CLASSP's absolute ``thresholds`` (centre
   ``threshold``) and relative `RELATIVE_THRESHOLDS` (centre 1), EWC's lambda
   (centre ``ewc_strength``), SI's c and MAS's lambda (centre 1) over
@@ -133,28 +135,34 @@ def comparison_frontier(*, learning_rate: float, classp_learning_rate: float,
   CLASSP with ER's buffer. ``classp_as_released`` has no frontier: it is the
   authors' code at their settings.
   """
-  lr, classp_lr, factors = learning_rate, classp_learning_rate, learning_rate_factors
-  sgd_lr = {"learning_rate": _around(lr, factors)}
-  classp_lrs = {"learning_rate": _around(classp_lr, factors)}
+  classp = ("classp", "classp_no_threshold", "classp_relative", "classp_reset", "classp+er")
+  sgd_based = ("sgd", "ewc", "si", "mas", "er", "derpp", "agem", "lwf", "joint")
+  centres = {**dict.fromkeys(classp, classp_learning_rate),
+             **dict.fromkeys(sgd_based, learning_rate),
+             "classp_eq1": classp_learning_rate / 10, "classp_p2": 1e-2, "adam": 1e-3,
+             "adagrad": 1e-2, **(learning_rate_centres or {})}
+  unknown = set(centres) - set(classp) - set(sgd_based) - {"classp_eq1", "classp_p2", "adam",
+                                                           "adagrad"}
+  if unknown:
+    raise ValueError(f"learning_rate_centres names methods without a frontier: {sorted(unknown)}")
+
+  def sweep(name: str, at: Mapping[str, Any] | None = None, **strengths) -> Sweep:
+    """``name``'s learning rates around its centre, and ``strengths`` around ``at``."""
+    grid = {**strengths, "learning_rate": _around(centres[name], learning_rate_factors)}
+    return Sweep(grid, {"learning_rate": centres[name], **(at or {})})
+
   return {
-      "classp": Sweep({"threshold": thresholds, **classp_lrs},
-                      {"learning_rate": classp_lr, "threshold": threshold}),
-      "classp_no_threshold": Sweep(classp_lrs, {"learning_rate": classp_lr}),
-      "classp_relative": Sweep({"threshold": RELATIVE_THRESHOLDS, **classp_lrs},
-                               {"learning_rate": classp_lr}),
-      "classp_eq1": Sweep({"learning_rate": _around(classp_lr / 10, factors)},
-                          {"learning_rate": classp_lr / 10}),
-      "classp_p2": Sweep({"learning_rate": _around(1e-2, factors)}, {"learning_rate": 1e-2}),
-      "classp_reset": Sweep(classp_lrs, {"learning_rate": classp_lr}),
-      "classp+er": Sweep(classp_lrs, {"learning_rate": classp_lr, "threshold": 0.0}),
-      "sgd": Sweep(sgd_lr, {"learning_rate": lr}),
-      "adam": Sweep({"learning_rate": _around(1e-3, factors)}, {"learning_rate": 1e-3}),
-      "adagrad": Sweep({"learning_rate": _around(1e-2, factors)}, {"learning_rate": 1e-2}),
-      "ewc": Sweep({**sgd_lr, "strength": _around(ewc_strength, DECADES)},
-                   {"learning_rate": lr, "strength": ewc_strength}),
-      **{name: Sweep({**sgd_lr, "strength": DECADES}, {"learning_rate": lr, "strength": 1.0})
-         for name in ("si", "mas")},
-      **{name: Sweep(sgd_lr, {"learning_rate": lr}) for name in ("er", "agem", "joint")},
-      "derpp": Sweep({**sgd_lr, "alpha": (0.03, 0.1, 0.3, 1.0)}, {"learning_rate": lr}),
-      "lwf": Sweep({**sgd_lr, "alpha": (0.1, 0.3, 1.0, 3.0, 10.0)}, {"learning_rate": lr}),
+      "classp": sweep("classp", {"threshold": threshold}, threshold=thresholds),
+      "classp_no_threshold": sweep("classp_no_threshold"),
+      "classp_relative": sweep("classp_relative", threshold=RELATIVE_THRESHOLDS),
+      "classp_eq1": sweep("classp_eq1"),
+      "classp_p2": sweep("classp_p2"),
+      "classp_reset": sweep("classp_reset"),
+      "classp+er": sweep("classp+er", {"threshold": 0.0}),
+      **{name: sweep(name) for name in ("sgd", "adam", "adagrad", "er", "agem", "joint")},
+      "ewc": sweep("ewc", {"strength": ewc_strength},
+                   strength=_around(ewc_strength, DECADES)),
+      **{name: sweep(name, {"strength": 1.0}, strength=DECADES) for name in ("si", "mas")},
+      "derpp": sweep("derpp", alpha=(0.03, 0.1, 0.3, 1.0)),
+      "lwf": sweep("lwf", alpha=(0.1, 0.3, 1.0, 3.0, 10.0)),
   }
