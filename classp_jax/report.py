@@ -1395,6 +1395,12 @@ def _tuned_section(label: str, selections: list[Selection], tasks: list[str]) ->
            "largest (high) of its grid, so the grid may be too narrow. Test metrics are over "
            "every seed the point was run with.", "",
            markdown_table(SELECTED_HEADER, selected_rows(best_per_method(selections))), ""]
+  grow, stuck = next_points(selections)
+  if grow or stuck:
+    parts += ["Exceptions to the rule that a selected point is interior to its grid:", "",
+              *[f"- {line}." for line in stuck],
+              *[f"- `{name}`, the next point past an edge, was not run (the grid's growth "
+                "stopped before it)." for name in grow], ""]
   if all(s.edge == "one point" for s in selections):
     parts[2] += (" Here each method ran at one point only, chosen on another frontier's "
                  "validation ACC (see the commands above, and the section of the same study "

@@ -300,6 +300,12 @@ def test_a_selected_point_at_the_edge_of_its_grid_is_flagged(tmp_path, scores, e
   assert report.count(f"| 1 | {edge} |") == 1
   if edge != "no":
     assert f"selected (grid edge: {edge[4:]})" in report
+    # The exception is named: the next point past the edge, not yet run.
+    following = {"yes-low": "0.0001", "yes-high": "1"}[edge]
+    assert (f"- `classp[learning_rate={following}]`, the next point past an edge, was not run"
+            in report)
+  else:
+    assert "Exceptions to the rule" not in report
 
 
 def test_first_tasks_selection_scores_the_first_tasks_and_reports_the_full_stream(tmp_path):
@@ -559,6 +565,8 @@ def test_each_method_is_tuned_over_all_its_knobs_on_shared_seeds(tmp_path, capsy
   assert "| sgd | learning_rate | 0.1 | validation | 0.520 ± 0.383 | 0.592 ± 0.011 |" in report
   assert "| sgd | 3 | 0.150 ± 0.010 | 3/3 | 0 |" in report
   assert "The selected point of every curve" in report  # classp has two curves
+  # Threshold 0 is the lowest possible threshold: the exception says why it cannot grow.
+  assert "- classp (threshold) selected 0, at its grid's low edge, which cannot grow." in report
   # `classp-jax select` names each method's point as `run --frontier --methods` takes it,
   # and the edge on stderr.
   assert main(["select", str(tmp_path / "frontier")]) == 0
