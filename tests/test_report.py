@@ -564,6 +564,9 @@ def test_each_method_is_tuned_over_all_its_knobs_on_shared_seeds(tmp_path, capsy
   assert "| classp | threshold | 0 | validation | 0.900 ± 0.000 | 0.750 ± 0.010 |" in report
   assert "| sgd | learning_rate | 0.1 | validation | 0.520 ± 0.383 | 0.592 ± 0.011 |" in report
   assert "| sgd | 3 | 0.150 ± 0.010 | 3/3 | 0 |" in report
+  # The same difference heads the report, beside the paper's other baselines (not run here).
+  assert ("| CLASSP (tuned) minus | mnist_fashion |\n| --- | --- |\n| ewc | — |\n"
+          "| sgd | 0.150 ± 0.010 (3/3) |\n| adam | — |\n| adagrad | — |") in report
   assert "The selected point of every curve" in report  # classp has two curves
   # Threshold 0 is the lowest possible threshold: the exception says why it cannot grow.
   assert "- classp (threshold) selected 0, at its grid's low edge, which cannot grow." in report
