@@ -357,12 +357,13 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-  """Results of run folders (or results.json files), one dict per experiment and scenario.
+  """Results of run folders (or results.json files), one dict per experiment, scenario and
+  ``--subsample``.
 
   Folders of the same experiment, scenario and ``--subsample`` (e.g. its
   methods and its frontier) are merged; ``sources`` lists each folder's
-  command-line options and loop settings. A (method, seed) already seen with the same ``settings_id`` is
-  the same run and is not added again.
+  command-line options and loop settings. A (method, seed) already seen with
+  the same ``settings_id`` is the same run and is not added again.
 
   Raises:
     ValueError: naming the file, when one cannot be read (`read_results`),
