@@ -27,6 +27,9 @@
 #   takes about 4 minutes a run) and sweeps the learning rate only, from 3 points, with one
 #   evaluation a task and no training-split scoring; the selected points and the paper's
 #   run on all the data;
+# - permuted_mnist: 3-point learning-rate grids around each method's point selected on
+#   split_mnist (domain-incremental; see classp_jax/experiments/permuted_mnist.py), and
+#   task-end evaluations only;
 # - fpb_imdb_cpu: 5,000 IMDB training and 2,000 test examples (the preset: batch 100, FPB 20
 #   epochs, IMDB to 70% training accuracy within 30 epochs); its frontier sweeps the learning
 #   rate from 3 points, and CLASSP's thresholds, but no other method's strength.
@@ -61,6 +64,8 @@ tuning_args() {  # what a study's frontier and selected points add to its option
     # One evaluation a task, and no training-split scoring: the paper stage has those.
     mnist_fashion) echo "--frontier --knobs learning_rate --set evals_per_task=1 --set paper_eval=false" ;;
     fpb_imdb_cpu) echo "--frontier --knobs learning_rate,threshold --set evals_per_task=1 --set paper_eval=false" ;;
+    # Evaluating all 10 tasks' test sets took a third of a run: task-end evaluations only.
+    permuted_mnist) echo "--frontier --set evals_per_task=0" ;;
     *) echo "--frontier" ;;
   esac
 }
