@@ -470,7 +470,10 @@ def select_command(args) -> int:
       for name in selected_variants(selections):
         print(name)
       for s in selections:
-        if s.selected is None:
+        if s.selected is None and s.closest is not None:
+          print(f"{results['experiment']}: {s.method} ({s.knob}): no point met its training "
+                f"target; the closest is {s.closest.value}", file=sys.stderr)
+        elif s.selected is None:
           print(f"{results['experiment']}: {s.method} ({s.knob}): every point diverged",
                 file=sys.stderr)
         elif s.edge.startswith("yes"):

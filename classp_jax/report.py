@@ -772,11 +772,12 @@ def tuned_runs(selections: list[Selection]) -> list[dict[str, Any]]:
 
 def selected_variants(selections: list[Selection]) -> list[str]:
   """Each method's best point as ``METHOD[KNOB=VALUE]``, the name ``classp-jax run
-  --frontier --methods`` takes (e.g. to run it on more seeds)."""
+  --frontier --methods`` takes (e.g. to run it on more seeds); for a method that met its
+  training targets at no point, the point that came closest (it is reported too)."""
   from classp_jax.experiments.frontier import variant_name
 
-  return [variant_name(s.method, s.knob, s.selected.value)
-          for s in best_per_method(selections) if s.selected]
+  return [variant_name(s.method, s.knob, (s.selected or s.closest).value)
+          for s in best_per_method(selections) if s.selected or s.closest]
 
 
 def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:

@@ -353,7 +353,7 @@ def matched_point(value, seed, validation_acc, reached, *, method="sgd"):
           "targets_met": [None, reached is True]}
 
 
-def test_accuracy_matched_selection_skips_points_that_missed_the_target(tmp_path):
+def test_accuracy_matched_selection_skips_points_that_missed_the_target(tmp_path, capsys):
   # sgd: lr 0.01 has the best validation ACC but missed its target on one seed.
   # adam: no point reached it; lr 1e-3 came closest (0.8 against 0.6).
   runs = [matched_point(0.001, s, 0.6, True) for s in range(2)]
@@ -376,6 +376,12 @@ def test_accuracy_matched_selection_skips_points_that_missed_the_target(tmp_path
       in report
   assert "| sgd | learning_rate | 0.01 | 2 |" in report
   assert "missed the training target (1/2 seeds)" in report
+  # `classp-jax select` names adam's closest point too (for the 5-seed runs), and says so.
+  assert main(["select", str(tmp_path / "frontier")]) == 0
+  printed = capsys.readouterr()
+  assert printed.out.split() == ["adam[learning_rate=0.001]", "sgd[learning_rate=0.1]"]
+  assert "adam (learning_rate): no point met its training target; the closest is 0.001" \
+      in printed.err
 
 
 def test_the_report_shows_commands_without_the_machines_paths(tmp_path):
