@@ -121,6 +121,7 @@ for stage in "$@"; do
     *_paper)
       run "$study" paper --methods "${PAPER_METHODS// /,}" --seeds 0,1,2,3,4 ;;
     report)
+      rm -f experiments/results/*.png  # plots of studies no longer in the report
       classp-jax report "$RUNS"/*/*/results.json --out experiments/results \
         --notes experiments/conclusions.md ;;
     *) echo "unknown stage: $stage" >&2; exit 2 ;;
