@@ -199,21 +199,22 @@ def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 
       continue
     label = (method if len(runs) == len(group) else
              f"{method} ({len(runs)} seeds; {len(group) - len(runs)} diverged, not shown)")
-    steps = np.array(runs[0]["history"]["step"])
+    # Seeds evaluate at the same points of their tasks, but a seed stopped at a target
+    # reaches them at other steps: the x-axis counts tasks trained (`tasks_trained`).
+    x = np.mean([tasks_trained(r, r["history"]["step"], r["history"]["task"]) for r in runs],
+                axis=0)
     accuracy = np.array([r["history"]["accuracy"] for r in runs])  # (seeds, evals, tasks)
     for j, ax in enumerate(axes[0]):
       mean = accuracy[:, :, j].mean(0)
-      line, = ax.plot(steps, mean, label=label if j == len(tasks) - 1 else None)
+      line, = ax.plot(x, mean, label=label if j == len(tasks) - 1 else None)
       if len(runs) > 1:
         std = accuracy[:, :, j].std(0, ddof=1)
-        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-  reference = finished(results["runs"]) or results["runs"]
-  boundaries = np.cumsum(reference[0]["steps"])[:-1]
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
   for j, ax in enumerate(axes[0]):
-    for b in boundaries:
-      ax.axvline(b, color="grey", lw=0.5, ls="--")
+    for boundary in range(1, len(tasks)):
+      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
     ax.set_title(f"task {j + 1}: {tasks[j]}", fontsize=9)
-    ax.set_xlabel("training step")
+    ax.set_xlabel("tasks trained")
   axes[0][0].set_ylabel("test accuracy")
   axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
   _save(fig, path, dpi=dpi)
@@ -236,13 +237,24 @@ def seen_tasks_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     >>> x.tolist(), y.round(3).tolist()
     ([0.0, 0.5, 1.0, 1.5, 2.0], [0.5, 0.7, 0.9, 0.7, 0.8])
   """
-  starts = np.concatenate([[0], np.cumsum(run["steps"])])
   history = run["history"]
-  x, y = [], []
-  for step, task, accuracy in zip(history["step"], history["task"], history["accuracy"]):
-    x.append(task + (step - starts[task]) / max(starts[task + 1] - starts[task], 1))
-    y.append(float(np.mean(accuracy[:task + 1])))
-  return np.array(x), np.array(y)
+  y = [float(np.mean(accuracy[:task + 1]))
+       for task, accuracy in zip(history["task"], history["accuracy"])]
+  return tasks_trained(run, history["step"], history["task"]), np.array(y)
+
+
+def tasks_trained(run: dict[str, Any], steps: Iterable[int], tasks: Iterable[int]) -> np.ndarray:
+  """Global steps of a run as tasks trained: step s of task t (counting from 0), a fraction
+  f through it, is t + f. Seeds and methods whose tasks took different numbers of steps
+  (a target, ``joint``'s growing data) line up on this axis.
+
+  Examples:
+    >>> tasks_trained({"steps": [10, 20]}, [0, 5, 10, 20, 30], [0, 0, 0, 1, 1]).tolist()
+    [0.0, 0.5, 1.0, 1.5, 2.0]
+  """
+  starts = np.concatenate([[0], np.cumsum(run["steps"])])
+  steps, tasks = np.asarray(list(steps), dtype=float), np.asarray(list(tasks), dtype=int)
+  return tasks + (steps - starts[tasks]) / np.maximum(starts[tasks + 1] - starts[tasks], 1)
 
 
 def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = 75) -> None:
@@ -1262,17 +1274,22 @@ def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
     return False
   plt = _pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+  num_tasks = len(results["tasks"])
+  # Seeds stopped at a target train for different numbers of steps: each is read at the
+  # same points of the tasks-trained axis (`tasks_trained`) and averaged there.
+  grid = np.linspace(0, num_tasks, 100 * num_tasks + 1)
   for method, runs in groups.items():
-    steps = runs[0]["logs"]["step"]
     for ax, name in zip(axes, ("update_fraction", "capacity_used")):
-      ax.plot(steps, np.mean([r["logs"][name] for r in runs], axis=0), label=method, lw=1)
-  for b in np.cumsum(next(iter(groups.values()))[0]["steps"])[:-1]:
+      curves = [np.interp(grid, tasks_trained(r, r["logs"]["step"], r["logs"]["task"]),
+                          r["logs"][name]) for r in runs]
+      ax.plot(grid, np.mean(curves, axis=0), label=method, lw=1)
+  for boundary in range(1, num_tasks):
     for ax in axes:
-      ax.axvline(b, color="grey", lw=0.5, ls="--")
+      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
   axes[0].set_title("fraction of weights updated in a step", fontsize=9)
   axes[1].set_title("capacity used: fraction of weights ever updated", fontsize=9)
   for ax in axes:
-    ax.set_xlabel("training step")
+    ax.set_xlabel("tasks trained")
     ax.set_ylim(-0.02, 1.02)
   axes[1].legend(fontsize=7)
   _save(fig, path, dpi=80)

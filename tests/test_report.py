@@ -9,8 +9,9 @@ import pytest
 from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
 from classp_jax.report import (ablation_rows, best_per_method, load_results,
-                               matched_plasticity_rows, next_points, paired_rows, print_summary,
-                               read_results, select_points, tuned_runs, write_report)
+                               matched_plasticity_rows, next_points, paired_rows,
+                               plot_classp_diagnostics, print_summary, read_results,
+                               select_points, tuned_runs, write_report)
 from classp_jax.results import write_json_atomically
 
 TASKS = ["mnist", "fashion_mnist"]
@@ -46,7 +47,8 @@ def fake_run(method, seed, rng=None, *, classp=False, matrix=None, validation=No
       "epoch_loss": [0.3, 0.4], "epoch_accuracy": [0.9, 0.8], "wall_time_s": 12.0,
       "history": {"step": [10, 20, 30, 40], "task": [0, 0, 1, 1],
                   "accuracy": [[0.5, 0.1], matrix[0].tolist(), [0.7, 0.5], matrix[1].tolist()]},
-      "logs": {"step": [0, 10, 20, 30, 40], "loss": [1.0] * 5, "penalty": [0.0] * 5,
+      "logs": {"step": [0, 10, 20, 30, 40], "task": [0, 0, 0, 1, 1], "loss": [1.0] * 5,
+               "penalty": [0.0] * 5,
                "update_fraction": fraction,
                "capacity_used": [0.5, 0.6, 0.7, 0.8, 0.9] if classp else [None] * 5},
       "paper_protocol": {"accuracy_matrix": (matrix + 0.05).clip(0, 1).tolist(),
@@ -434,6 +436,16 @@ def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_
       in full_section and "| 5 | one point |" in full_section
   names = {p.name for p in written}
   assert {"mnist_fashion_frontier.png", "mnist_fashion_subsample3000_frontier.png"} <= names
+
+
+def test_classp_diagnostics_average_seeds_whose_tasks_took_different_steps(tmp_path):
+  # Seed 1 stopped task 1 at a target after 10 steps and trained task 2 for 40: its logs
+  # are at other steps than seed 0's, and are read on the tasks-trained axis.
+  runs = [fake_run("classp", 0, classp=True), fake_run("classp", 1, classp=True)]
+  runs[1].update(steps=[10, 40])
+  runs[1]["logs"]["step"] = [0, 5, 10, 30, 50]
+  assert plot_classp_diagnostics(results_dict(runs), tmp_path / "diagnostics.png")
+  assert (tmp_path / "diagnostics.png").stat().st_size > 2_000
 
 
 def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
