@@ -17,7 +17,9 @@ import fcntl
 import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -265,6 +267,31 @@ def _exclusive(folder: Path):
     yield
 
 
+@contextlib.contextmanager
+def _remembered_interrupts():
+  """Yields a list that gains an entry at each Ctrl-C, which still raises KeyboardInterrupt.
+
+  Python raises KeyboardInterrupt in whatever Python code runs when the signal lands, and
+  inside a garbage-collector callback (JAX installs one) it is printed and dropped. The
+  loop checks the list between runs, so a Ctrl-C is never lost, at worst one run late.
+  """
+  interrupts = []
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    yield interrupts  # SIGINT is ignored, or someone else's: leave it alone
+    return
+
+  def handler(signum, frame):
+    interrupts.append(signum)
+    signal.default_int_handler(signum, frame)
+
+  signal.signal(signal.SIGINT, handler)
+  try:
+    yield interrupts
+  finally:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class _PlannedRun(NamedTuple):
   method: Any
   variant: dict[str, Any]
@@ -403,9 +430,17 @@ def run_command(args) -> int:
                     "source": args.source, "data_dir": args.data_dir},
     }
     finished = []
+    interrupts = stack.enter_context(_remembered_interrupts())
     try:
-      for planned_run in runs_to_do:
+      for previous, planned_run in zip([None, *runs_to_do], runs_to_do):
+        if interrupts:
+          raise KeyboardInterrupt
         method, seed = planned_run.method, planned_run.seed
+        if previous is not None and previous.method is not method:
+          # Each method (each frontier point) compiles its own steps, and XLA:CPU maps each
+          # executable's code separately: a long frontier in one process ran out of memory
+          # mappings (Linux allows 65,530) and LLVM failed with "Cannot allocate memory".
+          jax.clear_caches()
         loggers = (make_loggers(log_formats, out / "logs" / f"{method.name}-seed{seed}",
                                 task_names, name=f"{experiment.name}/{method.name}/seed{seed}",
                                 settings=planned_run.settings) if lead else [])

@@ -265,11 +265,13 @@ def make_evaluate(
     batch_size: examples per evaluation batch.
 
   Returns:
-    A function of ``(params, inputs, labels, rng=None, mask=None)``, with
-    ``inputs`` and ``labels`` replicated device arrays (as the loop holds
+    A function of ``(params, inputs, labels, rng=None, mask=None, size=None)``,
+    with ``inputs`` and ``labels`` replicated device arrays (as the loop holds
     them), returning the accuracy as a Python float. ``mask``, bool ``(C,)``,
     restricts the predictions to those outputs (the task-incremental
-    scenario's task identity).
+    scenario's task identity). ``size`` scores only the first ``size``
+    examples (default all): splits padded to one length share one compiled
+    function.
   """
   n = mesh.shape[DATA]
   batch_size = -(-batch_size // n) * n
@@ -289,10 +291,10 @@ def make_evaluate(
       in_specs=(P(), P(), P(), P(DATA), P(DATA), P(), P()), out_specs=P()),
       compiler_options=compiler_options(mesh))
 
-  def evaluate(params, inputs, labels, rng=None, mask=None) -> float:
-    size = labels.shape[0]
-    if size == 0:
-      raise ValueError("cannot evaluate on an empty split")
+  def evaluate(params, inputs, labels, rng=None, mask=None, size=None) -> float:
+    size = labels.shape[0] if size is None else size
+    if not 0 < size <= labels.shape[0]:
+      raise ValueError(f"cannot evaluate {size} examples of a split of {labels.shape[0]}")
     counts = []  # device scalars; read once at the end, not per batch
     for start in range(0, size, batch_size):
       indices = np.arange(start, start + batch_size)

@@ -7,6 +7,7 @@ import os
 
 import hypothesis
 import jax
+import pytest
 
 jax.config.update("jax_num_cpu_devices", 4)
 
@@ -15,3 +16,11 @@ jax.config.update("jax_num_cpu_devices", 4)
 hypothesis.settings.register_profile("ci", derandomize=True, database=None)
 hypothesis.settings.register_profile("explore")
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_each_modules_compiled_code():
+  """XLA:CPU maps each executable's code separately; one process running the whole suite
+  would otherwise keep every module's code (Linux allows 65,530 mappings)."""
+  yield
+  jax.clear_caches()

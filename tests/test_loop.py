@@ -14,8 +14,8 @@ from classp_jax.loop import LoopConfig, run_continual, split_validation, tree_by
 from classp_jax.methods import MethodSpec, build_method
 from classp_jax.metrics import continual_metrics
 from classp_jax.models import MLP
-from classp_jax.parallel import (TrainState, compiler_options, data_mesh, make_train_chunk, replicate,
-                                 shard_batch)
+from classp_jax.parallel import (TrainState, compiler_options, data_mesh, make_evaluate,
+                                 make_train_chunk, replicate, shard_batch)
 from classp_jax.results import strict_json
 
 
@@ -56,6 +56,63 @@ def test_metrics_three_tasks():
 def test_metrics_reject_non_square():
   with pytest.raises(ValueError, match="square"):
     continual_metrics(np.zeros((2, 3)))
+
+
+# --- compilation --------------------------------------------------------------------------
+
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+def _compilations(stream: TaskStream) -> int:
+  """XLA compilations of one SGD run over ``stream``, from cold caches."""
+  jax.clear_caches()
+  compiled = []
+
+  def listener(event, duration, **kwargs):
+    del duration, kwargs
+    if event == BACKEND_COMPILE:
+      compiled.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    config = dataclasses.replace(CONFIG, validation_fraction=0.25, paper_eval=True)
+    run_continual(MODEL, stream, build_method("sgd", MethodSpec("sgd", {"learning_rate": 0.1}),
+                                              len(stream.tasks)), config, progress=False)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return len(compiled)
+
+
+def test_tasks_of_different_sizes_share_their_compiled_steps():
+  # The training step and the evaluation take a whole split, so each new split length
+  # would compile them again: in a long study that is time, and memory mappings.
+  equal = tiny_stream(num_tasks=3)
+  unequal = dataclasses.replace(equal, tasks=tuple(
+      dataclasses.replace(task, train=Split(task.train.inputs[:n], task.train.labels[:n]),
+                          test=Split(task.test.inputs[:m], task.test.labels[:m]))
+      for task, n, m in zip(equal.tasks, (64, 48, 40), (32, 24, 20))))
+  _compilations(equal)  # what a process compiles once
+  once = _compilations(equal)
+  assert once > 0  # the listener sees compilations
+  assert _compilations(unequal) == once
+
+
+def test_evaluate_scores_only_the_first_size_rows_of_a_padded_split():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(21, 3)).astype(np.float32)
+  labels = rng.integers(0, 3, 21).astype(np.int32)
+  expected = np.mean(logits.argmax(1) == labels)
+  # Padding rows that every prediction gets wrong: counted, they would lower the score.
+  padded_logits = np.concatenate([logits, np.tile([[9, 0, 0]], (11, 1)).astype(np.float32)])
+  padded_labels = np.concatenate([labels, np.full(11, 2, np.int32)])
+  mesh = data_mesh(jax.devices()[:4])
+  evaluate = make_evaluate(lambda params, x, rng: x, mesh, batch_size=8)  # inputs are logits
+  x, y = replicate((padded_logits, padded_labels), mesh)
+  assert evaluate(None, x, y, size=21) == pytest.approx(expected)
+  assert evaluate(None, *replicate((logits, labels), mesh)) == pytest.approx(expected)
+  for size in (0, 33):
+    with pytest.raises(ValueError, match=f"cannot evaluate {size} examples of a split of 32"):
+      evaluate(None, x, y, size=size)
 
 
 # --- data parallelism -------------------------------------------------------------------
