@@ -10,6 +10,8 @@ import jax
 import pytest
 
 jax.config.update("jax_num_cpu_devices", 4)
+# Two test workers share a machine: on a GPU, neither may take most of its memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 # CI runs the same property-test examples every time; HYPOTHESIS_PROFILE=explore
 # draws new ones (and keeps failures in .hypothesis/ to replay).
