@@ -32,7 +32,8 @@
 #   task-end evaluations only;
 # - fpb_imdb_cpu: 5,000 IMDB training and 2,000 test examples (the preset: batch 100, FPB 20
 #   epochs, IMDB to 70% training accuracy within 30 epochs); its frontier sweeps the learning
-#   rate from 3 points, and CLASSP's thresholds, but no other method's strength.
+#   rate from 3 points, CLASSP's thresholds, and EWC's, SI's and MAS's strengths (at their
+#   centres every EWC and SI point diverged), but not DER++'s or LwF's alpha.
 set -euo pipefail
 # Runs of one method differ in injected hyperparameters only, so their compiled steps are
 # the same: XLA's persistent cache compiles a learning-rate sweep once (about 4x faster).
@@ -63,7 +64,7 @@ tuning_args() {  # what a study's frontier and selected points add to its option
   case $1 in
     # One evaluation a task, and no training-split scoring: the paper stage has those.
     mnist_fashion) echo "--frontier --knobs learning_rate --set evals_per_task=1 --set paper_eval=false" ;;
-    fpb_imdb_cpu) echo "--frontier --knobs learning_rate,threshold --set evals_per_task=1 --set paper_eval=false" ;;
+    fpb_imdb_cpu) echo "--frontier --knobs learning_rate,threshold,strength --set evals_per_task=1 --set paper_eval=false" ;;
     # Evaluating all 10 tasks' test sets took a third of a run: task-end evaluations only.
     permuted_mnist) echo "--frontier --set evals_per_task=0" ;;
     *) echo "--frontier" ;;
