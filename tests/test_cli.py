@@ -1,5 +1,6 @@
 """The ``classp-jax`` command: the main job, errors, and multi-process runs."""
 
+import gc
 import json
 import os
 import signal
@@ -179,6 +180,32 @@ def test_ctrl_c_keeps_the_finished_runs(tmp_path):
   assert "finished run(s) are kept in" in err and str(out / "results.json") in err
   runs = json.loads((out / "results.json").read_text())["runs"]
   assert 1 <= len(runs) < 40 and runs[0]["method"] == "sgd"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # emulated
+def test_a_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_runs(tmp_path, capsys):
+  # Python drops an exception raised inside a garbage-collector callback ("Exception
+  # ignored"), so a Ctrl-C landing there would be lost: emulate one, after the first run.
+  out = tmp_path / "out"
+  sent = []
+
+  def ctrl_c_during_a_collection(phase, info):
+    del info
+    if phase == "start" and not sent and (out / "results.json").exists():
+      sent.append(True)
+      os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, inside the callback
+
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+  gc.callbacks.append(ctrl_c_during_a_collection)
+  try:
+    status = main([*QUICK, "--methods", "sgd,adam", "--seeds", "0,1,2,3", "--out", str(out)])
+  finally:
+    gc.callbacks.remove(ctrl_c_during_a_collection)
+    signal.signal(signal.SIGINT, previous)
+  assert sent and status == 130
+  assert "finished run(s) are kept in" in capsys.readouterr().err
+  runs = json.loads((out / "results.json").read_text())["runs"]
+  assert 1 <= len(runs) < 8
 
 
 @pytest.mark.slow
