@@ -330,6 +330,8 @@ def _padded_split(split: Split, rows: int) -> tuple[np.ndarray, np.ndarray]:
   compilation. Only the real rows are ever indexed, so results are unchanged.
   """
   def pad(x):
+    if len(x) == rows:  # the longest split: no copy
+      return x
     return np.concatenate([x, np.zeros((rows - len(x), *x.shape[1:]), x.dtype)])
   return pad(split.inputs), pad(split.labels)
 
