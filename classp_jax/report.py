@@ -792,9 +792,20 @@ def selected_variants(selections: list[Selection]) -> list[str]:
           for s in best_per_method(selections) if s.selected or s.closest]
 
 
+def _unstable_curve(selections: list[Selection], method: str) -> Selection | None:
+  """The curve to grow down for a method that diverged at every point: its strength's (a
+  penalty too stiff for the step size: EWC needs ``lr * strength * F_i < 2``), or, without
+  one, its learning rate's; None if it has neither."""
+  curves = {s.knob: s for s in selections if s.method == method}
+  return curves.get("strength", curves.get("learning_rate"))
+
+
 def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
   """Where each method's grid must grow: a point beyond each selected point at a grid edge
   (or, where no point met the training targets, beyond the closest one at an edge).
+
+  A method whose every point diverged grows one grid below its lowest value: its
+  strength's, or its learning rate's if it has no strength (`_unstable_curve`).
 
   The next value continues the grid's geometric step past the edge (0.001, 0.003, 0.01:
   0.0003 below, 0.03 above), to 3 significant digits.
@@ -807,6 +818,11 @@ def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
 
   points, stuck = [], []
   for s in best_per_method(selections):
+    if s.selected is None and s.closest is None:
+      s = _unstable_curve(selections, s.method)
+      if s is None:
+        continue
+      s = s._replace(edge="yes-low")
     if not s.edge.startswith("yes"):
       continue
     values = [p.value for p in s.points]

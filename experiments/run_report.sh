@@ -13,8 +13,10 @@
 # split_mnist_domain, split_mnist_class, permuted_mnist, mnist_fashion, fpb_imdb_cpu:
 #   STUDY_frontier  every method's knobs, one at a time around a centre
 #                   (classp_jax/experiments/comparison.py), 3 seeds (0-2); then each grid
-#                   whose selected point is at its edge grows past it, point by point
-#                   (`classp-jax select --next-points`), until none is (4 rounds at most);
+#                   whose selected point is at its edge grows past it, point by point,
+#                   and a method that diverged at every point grows its strength grid (or
+#                   its learning rate's) down (`classp-jax select --next-points`), until
+#                   neither is left (4 rounds at most);
 #   STUDY_selected  each method's best frontier point, selected on validation accuracy
 #                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables (for
 #                   mnist_fashion, whose frontier runs on a subsample: on all the data,

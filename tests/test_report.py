@@ -669,3 +669,18 @@ def test_next_points_grow_each_grid_past_its_selected_edge(capsys, tmp_path):
   assert main(["select", str(write_results(tmp_path / "f", runs)), "--next-points"]) == 0
   printed = capsys.readouterr()
   assert printed.out.split() == points and "cannot grow" in printed.err
+
+
+def test_a_method_that_diverged_everywhere_grows_its_strength_grid_down():
+  # si diverged at every learning rate and strength: a stiffer penalty than its steps
+  # allow, so its strength grid grows down (0.01 * 0.01 / 0.1). sgd diverged too and has
+  # no strength: its learning rate grid grows down. A threshold alone cannot grow.
+  runs = [frontier_point(v, 0, 0.5, 0.5, method="si", diverged_at=(1, 5))
+          for v in (0.09, 0.3)]
+  runs += [frontier_point(v, 0, 0.5, 0.5, method="si", knob="strength", diverged_at=(1, 5))
+           for v in (0.01, 0.1, 1.0)]
+  runs += [frontier_point(v, 0, 0.5, 0.5, method="sgd", diverged_at=(0, 2)) for v in (0.3, 3)]
+  runs += [frontier_point(v, 0, 0.5, 0.5, method="classp_relative", knob="threshold",
+                          diverged_at=(0, 2)) for v in (1.0, 2.0)]
+  assert next_points(select_points(runs)) == (
+      ["sgd[learning_rate=0.03]", "si[strength=0.001]"], [])
