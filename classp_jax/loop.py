@@ -556,7 +556,7 @@ class ContinualRun:
         order = np.random.default_rng([self.seed, t, progress.epoch]).permutation(num_examples)
         order = order[: steps_per_epoch * config.batch_size].reshape(
             steps_per_epoch, config.batch_size)
-        sums = {k: jnp.asarray(v, jnp.float32) for k, v in progress.epoch_sums.items()}
+        sums = dict(progress.epoch_sums)  # host floats until the first chunk's sums arrive
         while progress.step_in_epoch < steps_per_epoch:
           first = progress.step_in_epoch
           # Chunks stay aligned to multiples of steps_per_call within the epoch, so a
@@ -566,7 +566,11 @@ class ContinualRun:
           self.state, metrics = self.train_chunk(
               self.state, inputs, labels, shard_batch(order[first:last], self.mesh),
               self.dropout_key, jnp.int32(progress.global_step), self.label_masks, jnp.int32(t))
-          sums = {k: v + metrics[k].sum() for k, v in sums.items()}  # on device: no sync
+          # Summed on one device, without a sync. An eager op on the replicated metrics
+          # would launch on every device, and such launches between the chunks'
+          # all-reduces made XLA:CPU abort (a collective's rendezvous stuck) on an
+          # oversubscribed CPU.
+          sums = {k: v + metrics[k].addressable_data(0).sum() for k, v in sums.items()}
           self.pending_metrics.append((progress.global_step, t, metrics))
           progress.global_step += last - first
           progress.step_in_epoch = last
@@ -584,9 +588,9 @@ class ContinualRun:
             if self._diverged():
               return None
             self._flush_metrics()
-            progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
+            progress.epoch_sums = {k: float(v) for k, v in sums.items()}
             self._save(started)
-        means = {k: float(to_host(v)) / steps_per_epoch for k, v in sums.items()}
+        means = {k: float(v) / steps_per_epoch for k, v in sums.items()}
         progress.epoch += 1
         progress.step_in_epoch = 0
         progress.epoch_sums = dict.fromkeys(EPOCH_METRICS, 0.0)
