@@ -49,7 +49,8 @@ if [[ $# -eq 0 ]]; then
   set -- $(for s in $STUDIES; do echo "${s}_frontier ${s}_selected ${s}_paper"; done) report
 fi
 # The methods of the 5-seed tables: each tuned on its frontier, plus the paper's points.
-FRONTIER_METHODS="classp classp_no_threshold classp_relative classp_eq1 classp_p2 classp_reset classp+er sgd adam adagrad ewc si mas er derpp agem lwf joint"
+# Set FRONTIER_METHODS to a part of this list to split a study's frontier between jobs.
+FRONTIER_METHODS=${FRONTIER_METHODS:-"classp classp_no_threshold classp_relative classp_eq1 classp_p2 classp_reset classp+er sgd adam adagrad ewc si mas er derpp agem lwf joint"}
 PAPER_METHODS="classp classp_as_released sgd adam adagrad ewc"
 
 study_args() {  # the experiment and options of a study
