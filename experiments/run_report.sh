@@ -77,11 +77,13 @@ tuning_args() {  # what a study's frontier and selected points add to its option
 }
 
 frontier_methods() {  # the methods a study tunes: all, but for mnist_fashion (a run on all its
-  case $1 in          # data takes minutes) not the p = 2 and reset ablations, which the
-                      # other five studies measure
-    mnist_fashion) echo "${FRONTIER_METHODS//classp_p2 classp_reset /}" ;;
-    *) echo "$FRONTIER_METHODS" ;;
-  esac
+  local m             # data takes minutes) not the p = 2 and reset ablations, which the
+  for m in $FRONTIER_METHODS; do  # other five studies measure
+    case $1:$m in
+      mnist_fashion:classp_p2 | mnist_fashion:classp_reset) ;;
+      *) echo -n "$m " ;;
+    esac
+  done
 }
 
 frontier_data() {  # what a study's frontier adds to its data options: a subsample to tune on
@@ -107,6 +109,14 @@ run() {  # run STUDY PART ARGS...: one resumable `classp-jax run` into RUNS/STUD
     --skip-finished >> "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
 }
 
+tuned_by() {  # tuned_by STUDY: the METHOD[KNOB=VALUE] lines read of the methods it tunes
+  local methods=" $(frontier_methods "$1") " point
+  while read -r point; do
+    [[ $methods == *" ${point%%[*} "* ]] && echo "$point"
+  done
+  return 0
+}
+
 frontier() {  # frontier STUDY: sweep, then grow each grid whose selected point is at an edge
   local study=$1 points
   # shellcheck disable=SC2046
@@ -114,7 +124,8 @@ frontier() {  # frontier STUDY: sweep, then grow each grid whose selected point 
     run "$study" frontier $(tuning_args "$study") $(frontier_data "$study") --methods "$m" --seeds 0,1,2
   done
   for _ in 1 2 3 4; do
-    points=$(classp-jax select "$RUNS/$study/frontier" --next-points | paste -sd,) || return 0
+    points=$(classp-jax select "$RUNS/$study/frontier" --next-points | tuned_by "$study" |
+             paste -sd,) || return 0
     [[ -z $points ]] && return 0
     # shellcheck disable=SC2046
     run "$study" frontier $(tuning_args "$study") $(frontier_data "$study") --methods "$points" \
