@@ -596,6 +596,8 @@ class Selection(NamedTuple):
       study's frontier), ``n/a`` without either.
     closest: when no point met its training targets (an accuracy-matched
       study), the one whose training accuracy came closest; else None.
+    flat: no point learned (`FLAT_MARGIN`), so the selected value is no
+      better than any other: an interior one is no tuned point.
   """
 
   method: str
@@ -605,6 +607,7 @@ class Selection(NamedTuple):
   selected_on: str
   edge: str
   closest: FrontierPoint | None = None
+  flat: bool = False
 
 
 def parse_select(select: str | None) -> tuple[str | None, int | None]:
@@ -658,6 +661,20 @@ def _selection_accuracy(run: dict[str, Any], protocol: str, k: int | None) -> fl
 
 def _sort_key(value: Any):
   return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
+# A curve none of whose points scores this much above its runs' untrained accuracy learned
+# nothing at any value (e.g. CLASSP with the paper's Eq. (1), whose first step divides by eps).
+FLAT_MARGIN = 0.05
+
+
+def _learned_nothing(points: list[FrontierPoint]) -> bool:
+  """Whether every scored point's score is within `FLAT_MARGIN` of the mean test accuracy
+  its runs had before training (``baseline``; False if a run did not record it)."""
+  if not all(r.get("baseline") for p in points for r in p.runs):
+    return False
+  return all(p.score < np.mean([np.mean(r["baseline"]) for r in p.runs]) + FLAT_MARGIN
+             for p in points)
 
 
 def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list[Selection]:
@@ -743,7 +760,8 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
       index = points.index(marked)
       edge = ("yes-low" if index == 0 else "yes-high" if index == len(points) - 1 else "no")
     shown = {"first-tasks": f"validation, first {k} tasks"}.get(used, used)
-    selections.append(Selection(method, knob, points, best, shown, edge, closest))
+    selections.append(Selection(method, knob, points, best, shown, edge, closest,
+                                bool(scored) and _learned_nothing(scored)))
   return selections
 
 
@@ -876,14 +894,19 @@ def selected_rows(selections: list[Selection]) -> list[list[str]]:
       why = ("every point diverged" if s.closest is None else
              f"no point reached the training target (closest: {_value(s.closest.value)})")
       rows.append([s.method, s.knob, f"none: {why}", s.selected_on,
-                   *[MISSING] * 4, MISSING, s.edge])
+                   *[MISSING] * 4, MISSING, _edge(s)])
       continue
     runs = s.selected.runs
     old_new = np.array([old_and_new_accuracy(r) for r in runs])
     rows.append([s.method, s.knob, _value(s.selected.value), s.selected_on, _validation_acc(runs),
                  mean_std(r["acc"] for r in runs), mean_std(old_new[:, 0]),
-                 mean_std(old_new[:, 1]), str(len(runs)), s.edge])
+                 mean_std(old_new[:, 1]), str(len(runs)), _edge(s)])
   return rows
+
+
+def _edge(s: Selection) -> str:
+  """The grid-edge column: the edge, and whether the curve is flat."""
+  return f"{s.edge}, flat" if s.flat else s.edge
 
 
 def unmatched_rows(selections: list[Selection]) -> list[list[str]]:
@@ -896,7 +919,7 @@ def unmatched_rows(selections: list[Selection]) -> list[list[str]]:
       rows.append([s.method, s.knob, _value(s.closest.value), str(len(runs)),
                    mean_std(map(target_accuracy, runs)),
                    f"{np.mean([sum(r['epochs']) for r in runs]):.3g}",
-                   mean_std(r["acc"] for r in runs), s.edge])
+                   mean_std(r["acc"] for r in runs), _edge(s)])
   return rows
 
 
@@ -1427,8 +1450,10 @@ def _tuned_section(label: str, selections: list[Selection], tasks: list[str]) ->
            f"Each method's knobs are swept one at a time around a centre; its point is the "
            f"best of all its curves: {selection_sentence(selections)}. A point with a diverged "
            "seed is never selected. *grid edge*: the selected value is the smallest (low) or "
-           "largest (high) of its grid, so the grid may be too narrow. Test metrics are over "
-           "every seed the point was run with.", "",
+           "largest (high) of its grid, so the grid may be too narrow; *flat*: no point "
+           f"scored {FLAT_MARGIN} above the untrained model's accuracy, so the selected value "
+           "is no better than any other. Test metrics are over every seed the point was run "
+           "with.", "",
            markdown_table(SELECTED_HEADER, selected_rows(best_per_method(selections))), ""]
   grow, stuck = next_points(selections)
   if grow or stuck:

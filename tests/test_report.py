@@ -684,3 +684,27 @@ def test_a_method_that_diverged_everywhere_grows_its_strength_grid_down():
                           diverged_at=(0, 2)) for v in (1.0, 2.0)]
   assert next_points(select_points(runs)) == (
       ["sgd[learning_rate=0.03]", "si[strength=0.001]"], [])
+
+
+def test_a_curve_where_no_point_learned_is_marked_flat(tmp_path):
+  # Untrained accuracy 0.1 (fake_run's baseline). classp_eq1 scores 0.10-0.14 at every
+  # learning rate: its middle point is no tuned point. classp_reset's best is at its low
+  # edge, flat too: its grid still grows there. sgd's 0.20 is 0.1 above the untrained
+  # model: it learned.
+  runs = [frontier_point(lr, 0, 0.1, score, method="classp_eq1")
+          for lr, score in ((1e-5, 0.10), (1e-4, 0.14), (1e-3, 0.12))]
+  runs += [frontier_point(lr, 0, 0.1, score, method="classp_reset")
+           for lr, score in ((1e-3, 0.14), (1e-2, 0.10))]
+  runs += [frontier_point(lr, 0, 0.2, score, method="sgd")
+           for lr, score in ((0.01, 0.12), (0.1, 0.2), (1.0, 0.13))]
+  eq1, reset, sgd = select_points(runs)
+  assert [(s.edge, s.flat) for s in (eq1, reset, sgd)] == [
+      ("no", True), ("yes-low", True), ("no", False)]
+  assert next_points([eq1, reset, sgd]) == (["classp_reset[learning_rate=0.0001]"], [])
+  out = tmp_path / "report"
+  write_report([write_results(tmp_path / "frontier", runs)], out)
+  report = (out / "report.md").read_text()
+  assert ("| classp_eq1 | learning_rate | 0.0001 | validation | 0.140 | 0.100 | 0.200 | "
+          "0.000 | 1 | no, flat |") in report
+  assert "| sgd | learning_rate | 0.1 | validation | 0.200 | 0.200 |" in report
+  assert "*flat*: no point scored 0.05 above the untrained model's accuracy" in report
