@@ -731,8 +731,9 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
   for (method, knob), by_value in curves.items():
     groups = sorted(by_value.values(), key=lambda g: _sort_key(g[0]["value"]))
     ok = [r for g in groups for r in finished(g)]
-    validated = all(map(_has_validation, ok))
-    used = protocol or ("validation" if validated and ok else "test")
+    # A curve with no finished run selects nothing; its label follows its diverged runs.
+    validated = all(map(_has_validation, ok or [r for g in groups for r in g]))
+    used = protocol or ("validation" if validated else "test")
     if used != "test" and not validated:
       raise ValueError(f"--select {select}: {method} ({knob}) has runs without a "
                        f"validation_accuracy_matrix (run with a validation split, or use "
@@ -857,8 +858,10 @@ def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
 
 
 def selection_sentence(selections: list[Selection]) -> str:
-  """What the selected points were chosen on, in words."""
-  used = sorted({s.selected_on for s in selections})
+  """What the selected points were chosen on, in words (curves that selected nothing, every
+  point diverged, do not count)."""
+  used = sorted({s.selected_on for s in selections if s.selected or s.closest}
+                or {s.selected_on for s in selections})
   if used == ["validation"]:
     return ("best points selected on validation ACC (held out from the training data); "
             "test ACC reported at that point")

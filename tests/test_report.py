@@ -11,7 +11,7 @@ from classp_jax.metrics import continual_metrics
 from classp_jax.report import (ablation_rows, best_per_method, load_results,
                                matched_plasticity_rows, next_points, paired_rows,
                                plot_classp_diagnostics, print_summary, read_results,
-                               select_points, tuned_runs, write_report)
+                               select_points, selection_sentence, tuned_runs, write_report)
 from classp_jax.results import write_json_atomically
 
 TASKS = ["mnist", "fashion_mnist"]
@@ -708,3 +708,16 @@ def test_a_curve_where_no_point_learned_is_marked_flat(tmp_path):
           "0.000 | 1 | no, flat |") in report
   assert "| sgd | learning_rate | 0.1 | validation | 0.200 | 0.200 |" in report
   assert "*flat*: no point scored 0.05 above the untrained model's accuracy" in report
+
+
+def test_a_curve_whose_every_point_diverged_does_not_claim_test_selection():
+  # sgd was selected on validation; every si point diverged in task 2, after recording
+  # task 1's validation row: nothing is selected on test.
+  runs = [frontier_point(lr, 0, 0.5, score, method="sgd") for lr, score in ((0.1, 0.6),
+                                                                            (0.3, 0.7),
+                                                                            (0.9, 0.6))]
+  runs += [frontier_point(c, 0, 0.5, 0.5, method="si", knob="strength", diverged_at=(1, 5))
+           for c in (0.1, 1.0)]
+  selections = select_points(runs)
+  assert [s.selected_on for s in selections] == ["validation", "validation"]
+  assert selection_sentence(selections).startswith("best points selected on validation ACC")
