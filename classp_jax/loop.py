@@ -283,6 +283,24 @@ class RunRecord:
       default_factory=lambda: {"step": [], "task": [], **{m: [] for m in STEP_METRICS}})
   diverged_at: dict[str, int] | None = None
   wall_time_s: float = 0.0
+  cpu_time_s: float = 0.0  # this process's CPU time, all its threads
+
+
+class _Clock(NamedTuple):
+  """When a run (re)started, in wall and process CPU seconds."""
+
+  wall: float
+  cpu: float
+
+  @classmethod
+  def start(cls) -> _Clock:
+    return cls(time.perf_counter(), time.process_time())
+
+  def add_elapsed(self, record: RunRecord) -> RunRecord:
+    """``record`` with the time since the start added to its times."""
+    return dataclasses.replace(
+        record, wall_time_s=record.wall_time_s + time.perf_counter() - self.wall,
+        cpu_time_s=record.cpu_time_s + time.process_time() - self.cpu)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -463,11 +481,10 @@ class ContinualRun:
     if state is not None:
       self.state = state
 
-  def _save(self, started: float) -> None:
+  def _save(self, started: _Clock) -> None:
     if self.checkpointer is None:
       return
-    record = dataclasses.replace(
-        self.record, wall_time_s=self.record.wall_time_s + time.perf_counter() - started)
+    record = started.add_elapsed(self.record)
     self.checkpointer.save(self.progress.global_step, self.state, {
         "record": _json_ready(dataclasses.asdict(record)),
         "progress": dataclasses.asdict(self.progress)})
@@ -534,7 +551,7 @@ class ContinualRun:
     self.state = state._replace(opt_state=set_hyperparams(
         state.opt_state, self.method.task_hparams[t], lambda v: replicate(v, self.mesh)))
 
-  def _train_task(self, t: int, started: float) -> dict[str, float] | None:
+  def _train_task(self, t: int, started: _Clock) -> dict[str, float] | None:
     """Trains task ``t`` to its end; returns its last epoch's means, or None if it diverged."""
     config, progress, task = self.config, self.progress, self.train_stream.tasks[t]
     inputs, labels = replicate(_padded_split(task.train, self.train_rows), self.mesh)
@@ -666,7 +683,7 @@ class ContinualRun:
 
   def run(self) -> dict[str, Any]:
     """Trains every remaining task; returns the result (see `run_continual`)."""
-    started = time.perf_counter()
+    started = _Clock.start()
     self._restore()
     for logger in self.loggers:
       logger.start(dataclasses.asdict(self.record))
@@ -686,7 +703,7 @@ class ContinualRun:
         self.progress.next_task()
         self.progress.finished = self.progress.task == len(self.stream.tasks)
       self._save(started)
-    self.record.wall_time_s += time.perf_counter() - started
+    self.record = started.add_elapsed(self.record)
     return self.result()
 
   def result(self) -> dict[str, Any]:
@@ -715,6 +732,7 @@ class ContinualRun:
         "epoch_accuracy": record.epoch_accuracy,
         "targets_met": record.targets_met,
         "wall_time_s": record.wall_time_s,
+        "cpu_time_s": record.cpu_time_s,
         "history": record.history,
         "logs": record.logs,
         "reused_checkpoint": self.reused_checkpoint,
@@ -765,8 +783,10 @@ def run_continual(
     if it diverged), ``param_count``, ``state_bytes``, ``steps``, ``epochs``
     and the last epoch's mean training ``epoch_loss`` and ``epoch_accuracy``
     per task, ``targets_met`` (per task, whether it stopped at its loss or
-    accuracy target, False at ``max_epochs``, None without a target), ``wall_time_s``, ``history`` (test accuracy on every task over
-    training), ``logs`` (step metrics), ``reused_checkpoint``, and with the
+    accuracy target, False at ``max_epochs``, None without a target),
+    ``wall_time_s`` and ``cpu_time_s`` (the process's CPU time, all its
+    threads; a resumed run adds the saved parts), ``history`` (test accuracy on
+    every task over training), ``logs`` (step metrics), ``reused_checkpoint``, and with the
     config's options ``validation_accuracy_matrix`` and ``paper_protocol``
     (training splits with dropout on). Non-finite values are None.
   """

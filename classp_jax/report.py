@@ -1511,17 +1511,28 @@ def _frontier_section(label: str, prefix: str, results: dict[str, Any],
           markdown_table(FRONTIER_HEADER, frontier_rows(selections)), "", "</details>", ""], path
 
 
+def cpu_hours(runs: list[dict[str, Any]]) -> str:
+  """The CPU hours of the runs that recorded them (``cpu_time_s``; older results did not),
+  with how many did when not all did."""
+  recorded = [r["cpu_time_s"] for r in runs if r.get("cpu_time_s") is not None]
+  if not recorded:
+    return MISSING
+  hours = f"{sum(recorded) / 3600:.2f}"
+  return hours if len(recorded) == len(runs) else f"{hours} ({len(recorded)} runs)"
+
+
 def time_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
   """Per method (a frontier point counts towards its base method): its runs, their wall
-  time in all, and the mean per run."""
-  seconds = defaultdict(list)
+  and CPU time in all, and the mean wall time per run."""
+  groups = defaultdict(list)
   for run in runs:
-    seconds[run.get("base_method") or run["method"]].append(run.get("wall_time_s") or 0.0)
-  return [[method, str(len(t)), f"{sum(t) / 3600:.2f}", f"{np.mean(t):.0f}"]
-          for method, t in sorted(seconds.items(), key=lambda item: _method_order(item[0]))]
+    groups[run.get("base_method") or run["method"]].append(run)
+  return [[method, str(len(group)), f"{sum(r.get('wall_time_s') or 0 for r in group) / 3600:.2f}",
+           cpu_hours(group), f"{np.mean([r.get('wall_time_s') or 0 for r in group]):.0f}"]
+          for method, group in sorted(groups.items(), key=lambda item: _method_order(item[0]))]
 
 
-TIME_HEADER = ["method", "runs", "wall hours in all", "seconds per run"]
+TIME_HEADER = ["method", "runs", "wall hours in all", "CPU hours in all", "seconds per run"]
 
 
 def headline_rows(experiments: list[dict[str, Any]],
@@ -1619,7 +1630,8 @@ def experiment_report(results: dict[str, Any], out: Path,
   tuned = tuned_runs(selections)
   hours = sum(r.get("wall_time_s") or 0 for r in results["runs"]) / 3600
   parts = [f"## {label}", "", results["description"], "", *_settings(results), "",
-           f"{len(results['runs'])} runs, {hours:.2f} hours of wall time in all.", "",
+           f"{len(results['runs'])} runs, {hours:.2f} hours of wall time in all; CPU hours "
+           f"(all threads): {cpu_hours(results['runs'])}.", "",
            "<details><summary>Wall time per method</summary>", "",
            markdown_table(TIME_HEADER, time_rows(results["runs"])), "", "</details>", ""]
   plots = []

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 
 import chex
 import jax
@@ -271,6 +272,22 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
   for key in ("accuracy_matrix", "baseline", "steps", "epochs", "epoch_loss", "epoch_accuracy",
               "history", "logs"):
     assert resumed[key] == full[key], key
+
+
+def test_a_run_records_its_wall_and_cpu_time():
+  calls = []
+
+  def busy_then_asleep(step):  # 20 ms of this process's CPU, then 20 ms asleep
+    calls.append(step)
+    end = time.process_time() + 0.02
+    while time.process_time() < end:
+      pass
+    time.sleep(0.02)
+
+  result = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, progress=False,
+                         on_step=busy_then_asleep)
+  assert result["cpu_time_s"] >= 0.02 * len(calls)
+  assert result["wall_time_s"] >= 0.04 * len(calls)
 
 
 def test_microbatches_give_the_full_batch_gradient():

@@ -8,10 +8,11 @@ import pytest
 
 from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
-from classp_jax.report import (ablation_rows, best_per_method, load_results,
+from classp_jax.report import (ablation_rows, best_per_method, cpu_hours, load_results,
                                matched_plasticity_rows, next_points, paired_rows,
                                plot_classp_diagnostics, print_summary, read_results,
-                               select_points, selection_sentence, tuned_runs, write_report)
+                               select_points, selection_sentence, time_rows, tuned_runs,
+                               write_report)
 from classp_jax.results import write_json_atomically
 
 TASKS = ["mnist", "fashion_mnist"]
@@ -413,7 +414,7 @@ def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_poi
           "| classp at the paper's point | — | 0.250 ± 0.000 (2) |\n"
           "| sgd | 0.510 ± 0.000 (2) | 0.410 ± 0.000 (2) |") in report
   # Wall time per method: 6 frontier runs of sgd at 12 s each.
-  assert "| sgd | 6 | 0.02 | 12 |" in report
+  assert "| sgd | 6 | 0.02 | — | 12 |" in report
 
 
 def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_sections(
@@ -465,7 +466,7 @@ def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
       "each method at its selected point", "stability-plasticity frontier",
       "the named methods at their own points", "paper protocol, training-split accuracy, "
       "dropout on"]
-  assert "4 runs, 0.01 hours of wall time in all." in report
+  assert "4 runs, 0.01 hours of wall time in all; CPU hours (all threads): —." in report
   assert {p.name for p in written[1:]} == {f"mnist_fashion_class_{kind}.png" for kind in (
       "accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")}
   print_summary(results_dict(runs, scenario="class"))
@@ -721,3 +722,14 @@ def test_a_curve_whose_every_point_diverged_does_not_claim_test_selection():
   selections = select_points(runs)
   assert [s.selected_on for s in selections] == ["validation", "validation"]
   assert selection_sentence(selections).startswith("best points selected on validation ACC")
+
+
+def test_time_tables_sum_wall_and_cpu_hours_and_say_which_runs_lack_cpu_time():
+  # Three sgd points of 1,800 s wall and 3,600 s CPU (two threads busy) and one run of an
+  # older results file, which recorded no CPU time; classp: one run of each.
+  runs = [frontier_point(lr, 0, 0.5, 0.5, method="sgd", wall_time_s=1800.0,
+                         cpu_time_s=3600.0) for lr in (0.01, 0.1, 1.0)]
+  runs += [fake_run("sgd", 0, wall_time_s=3600.0), fake_run("classp", 0, cpu_time_s=720.0)]
+  assert time_rows(runs) == [["classp", "1", "0.00", "0.20", "12"],
+                             ["sgd", "4", "2.50", "3.00 (3 runs)", "2250"]]
+  assert cpu_hours(runs) == "3.20 (4 runs)"
