@@ -26,7 +26,7 @@ import json
 import math
 import os
 import shlex
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
@@ -819,9 +819,26 @@ def _unstable_curve(selections: list[Selection], method: str) -> Selection | Non
   return curves.get("strength", curves.get("learning_rate"))
 
 
+def _incomplete_points(selections: list[Selection]) -> list[str]:
+  """The points that lack a seed which most points of their curve have (a growth round
+  stopped part-way): until they have it, their whole curve is scored on fewer seeds."""
+  from classp_jax.experiments.frontier import variant_name
+
+  names = []
+  for s in selections:
+    seeds = [frozenset(r["seed"] for r in p.runs) for p in s.points]
+    usual = Counter(seeds).most_common(1)[0][0]
+    names += [variant_name(s.method, s.knob, p.value)
+              for p, have in zip(s.points, seeds) if not usual <= have]
+  return names
+
+
 def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
   """Where each method's grid must grow: a point beyond each selected point at a grid edge
   (or, where no point met the training targets, beyond the closest one at an edge).
+
+  First come the points to complete: those missing a seed most of their curve's points
+  have (`_incomplete_points`).
 
   A method whose every point diverged grows one grid below its lowest value: its
   strength's, or its learning rate's if it has no strength (`_unstable_curve`).
@@ -835,7 +852,7 @@ def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
   """
   from classp_jax.experiments.frontier import variant_name
 
-  points, stuck = [], []
+  points, stuck = _incomplete_points(selections), []
   for s in best_per_method(selections):
     if s.selected is None and s.closest is None:
       s = _unstable_curve(selections, s.method)
@@ -1462,8 +1479,8 @@ def _tuned_section(label: str, selections: list[Selection], tasks: list[str]) ->
   if grow or stuck:
     parts += ["Exceptions to the rule that a selected point is interior to its grid:", "",
               *[f"- {line}." for line in stuck],
-              *[f"- `{name}`, the next point past an edge, was not run (the grid's growth "
-                "stopped before it)." for name in grow], ""]
+              *[f"- `{name}`, the next point past an edge or one missing seeds, was not "
+                "run (the grid's growth stopped before it)." for name in grow], ""]
   if all(s.edge == "one point" for s in selections):
     parts[2] += (" Here each method ran at one point only, chosen on another frontier's "
                  "validation ACC (see the commands above, and the section of the same study "

@@ -305,8 +305,8 @@ def test_a_selected_point_at_the_edge_of_its_grid_is_flagged(tmp_path, scores, e
     assert f"selected (grid edge: {edge[4:]})" in report
     # The exception is named: the next point past the edge, not yet run.
     following = {"yes-low": "0.0001", "yes-high": "1"}[edge]
-    assert (f"- `classp[learning_rate={following}]`, the next point past an edge, was not run"
-            in report)
+    assert (f"- `classp[learning_rate={following}]`, the next point past an edge or one "
+            "missing seeds, was not run" in report)
   else:
     assert "Exceptions to the rule" not in report
 
@@ -733,3 +733,14 @@ def test_time_tables_sum_wall_and_cpu_hours_and_say_which_runs_lack_cpu_time():
   assert time_rows(runs) == [["classp", "1", "0.00", "0.20", "12"],
                              ["sgd", "4", "2.50", "3.00 (3 runs)", "2250"]]
   assert cpu_hours(runs) == "3.20 (4 runs)"
+
+
+def test_a_point_missing_seeds_of_its_curve_is_run_again_first():
+  # A growth round stopped after lr 1's seed 0: the curve would be scored on seed 0 alone.
+  # lr 0.1, the selected point, has seeds 3 and 4 too: it misses nothing.
+  runs = [frontier_point(lr, seed, 0.5, score, method="sgd") for lr, score in ((0.01, 0.6),
+                                                                               (0.1, 0.7))
+          for seed in range(5 if lr == 0.1 else 3)]
+  runs += [frontier_point(1.0, 0, 0.5, 0.5, method="sgd")]
+  (sgd,) = select_points(runs)
+  assert next_points([sgd]) == (["sgd[learning_rate=1]"], [])
