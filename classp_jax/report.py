@@ -1544,9 +1544,12 @@ def time_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
   groups = defaultdict(list)
   for run in runs:
     groups[run.get("base_method") or run["method"]].append(run)
-  return [[method, str(len(group)), f"{sum(r.get('wall_time_s') or 0 for r in group) / 3600:.2f}",
-           cpu_hours(group), f"{np.mean([r.get('wall_time_s') or 0 for r in group]):.0f}"]
-          for method, group in sorted(groups.items(), key=lambda item: _method_order(item[0]))]
+  rows = []
+  for method, group in sorted(groups.items(), key=lambda item: _method_order(item[0])):
+    wall = [r.get("wall_time_s") or 0.0 for r in group]
+    rows.append([method, str(len(group)), f"{sum(wall) / 3600:.2f}", cpu_hours(group),
+                 f"{np.mean(wall):.0f}"])
+  return rows
 
 
 TIME_HEADER = ["method", "runs", "wall hours in all", "CPU hours in all", "seconds per run"]
