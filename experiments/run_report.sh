@@ -50,7 +50,8 @@ if [[ $# -eq 0 ]]; then
   set -- $(for s in $STUDIES; do echo "${s}_frontier ${s}_selected ${s}_paper"; done) report
 fi
 # The methods of the 5-seed tables: each tuned on its frontier, plus the paper's points.
-# Set FRONTIER_METHODS to a part of this list to split a study's frontier between jobs.
+# Set FRONTIER_METHODS to a part of this list to split a study's frontier and selected stages
+# between jobs (each job tunes, and runs the selected points of, its own methods).
 FRONTIER_METHODS=${FRONTIER_METHODS:-"classp classp_no_threshold classp_relative classp_eq1 classp_p2 classp_reset classp+er sgd adam adagrad ewc si mas er derpp agem lwf joint"}
 PAPER_METHODS="classp classp_as_released sgd adam adagrad ewc"
 
@@ -139,7 +140,7 @@ for stage in "$@"; do
   case $stage in
     *_frontier) frontier "$study" ;;
     *_selected)
-      selected=$(classp-jax select "$RUNS/$study/frontier" | paste -sd,) \
+      selected=$(classp-jax select "$RUNS/$study/frontier" | tuned_by "$study" | paste -sd,) \
         || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; continue; }
       # shellcheck disable=SC2046
       [[ -n $selected ]] && run "$study" "$(selected_part "$study")" $(tuning_args "$study") \
