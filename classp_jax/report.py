@@ -752,8 +752,8 @@ def select_points(runs: list[dict[str, Any]], select: str | None = None) -> list
     eligible = [p for p in scored if p.matched]
     best = max(eligible, key=lambda p: p.score) if eligible else None
     closest = None if best is not None or not scored else max(
-        scored, key=lambda p: np.nan_to_num(np.mean([target_accuracy(r) for r in p.runs]),
-                                            nan=-np.inf))
+        scored, key=lambda p: np.nan_to_num(
+            np.mean([target_accuracy(r) for r in p.runs if r["seed"] in shared]), nan=-np.inf))
     edge, marked = "n/a", best or closest
     if marked is not None and len(points) == 1:
       edge = "one point"

@@ -387,6 +387,16 @@ def test_accuracy_matched_selection_skips_points_that_missed_the_target(tmp_path
       in printed.err
 
 
+def test_the_closest_point_is_judged_on_the_seeds_every_point_has():
+  # No point reaches the target. On seeds 0-1, lr 0.1 comes closer (0.8 against 0.7); the
+  # 5-seed runs of lr 0.1 add two seeds that came less close, which must not move it.
+  runs = [matched_point(0.01, s, 0.5, 0.7) for s in range(2)]
+  runs += [matched_point(0.1, s, 0.5, 0.8) for s in range(2)]
+  runs += [matched_point(0.1, s, 0.5, 0.4) for s in (2, 3, 4)]
+  (selection,) = select_points(runs)
+  assert selection.selected is None and selection.closest.value == 0.1
+
+
 def test_the_report_shows_commands_without_the_machines_paths(tmp_path):
   command = ("classp-jax run split_mnist --data-dir /home/me/data --out "
              "/scratch/me/runs-v2/split_mnist_class/frontier --seeds 0,1")
