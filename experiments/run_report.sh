@@ -140,11 +140,18 @@ for stage in "$@"; do
   case $stage in
     *_frontier) frontier "$study" ;;
     *_selected)
-      selected=$(classp-jax select "$RUNS/$study/frontier" | tuned_by "$study" | paste -sd,) \
-        || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; continue; }
-      # shellcheck disable=SC2046
-      [[ -n $selected ]] && run "$study" "$(selected_part "$study")" $(tuning_args "$study") \
-        --methods "$selected" --seeds 0,1,2,3,4 ;;
+      # A seed that diverges in the 5-seed runs disqualifies its point and the selection
+      # moves on: run the new points' seeds too, until the selection stands.
+      previous=
+      for _ in 1 2 3 4; do
+        selected=$(classp-jax select "$RUNS/$study/frontier" | tuned_by "$study" | paste -sd,) \
+          || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; break; }
+        [[ -z $selected || $selected == "$previous" ]] && break
+        # shellcheck disable=SC2046
+        run "$study" "$(selected_part "$study")" $(tuning_args "$study") --methods "$selected" \
+          --seeds 0,1,2,3,4
+        previous=$selected
+      done ;;
     *_paper)
       run "$study" paper --methods "${PAPER_METHODS// /,}" --seeds 0,1,2,3,4 ;;
     report)
