@@ -35,7 +35,7 @@ SPLIT_MNIST_SELECTED = {
 SGD_SELECTED = 0.081
 # The penalty methods, centred on SGD_SELECTED: each is SGD plus a penalty, so its strength is
 # swept where SGD learns best. At split_mnist's centre (lr 0.003) their strength curves ran
-# where every method under-trains (all strengths scored SGD's 0.556 there), and their
+# where every method under-trains (their strengths scored 0.49-0.56, SGD 0.556), and their
 # learning-rate curves stopped at 0.009: above it the penalty's importance, a sum over 10
 # tasks, passes its step limit (lr * strength * importance < 2). A probe at lr 0.081 with
 # weak penalties scored 0.795 (EWC) and 0.832 (SI), against 0.609 and 0.563 selected there.
