@@ -427,6 +427,19 @@ def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_poi
   assert "| sgd | 6 | 0.02 | — | 12 |" in report
 
 
+def test_the_headline_says_when_the_papers_point_missed_its_training_target(tmp_path):
+  # An accuracy-matched study: CLASSP at the paper's point stopped at the epoch cap on one
+  # seed (1), at 0.55 training accuracy: its ACC is not accuracy-matched.
+  runs = [matched_point(v, s, 0.6, True) for v in (0.001, 0.01, 0.1) for s in range(2)]
+  paper = [{**fake_run("classp", s, matrix=[[0.9, 0.1], [0.3, 0.2]]),
+            "epochs": [5, 10 if s else 3], "epoch_accuracy": [0.95, 0.55 if s else 0.85],
+            "targets_met": [None, not s]} for s in range(2)]
+  write_report([write_results(tmp_path / "a", runs + paper)], tmp_path / "report")
+  report = (tmp_path / "report" / "report.md").read_text()
+  assert ("| classp at the paper's point | 0.250 ± 0.000 (2); target missed (1/2 seeds, "
+          "reached 0.550) |") in report
+
+
 def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_sections(
     tmp_path):
   tuning = [frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01), method="sgd")
