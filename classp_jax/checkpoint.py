@@ -28,6 +28,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from classp_jax.results import flatten_settings
+
 # Two kept steps: the newest, and one to fall back to if the newest is damaged.
 MAX_TO_KEEP = 2
 
@@ -62,18 +64,9 @@ def _is_finite(state: Any) -> bool:
   return True
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-  if isinstance(tree, dict):
-    flat = {}
-    for key, value in tree.items():
-      flat.update(_flatten(value, f"{prefix}{key}."))
-    return flat
-  return {prefix.rstrip("."): tree}
-
-
 def settings_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
   """``"key: checkpoint X, now Y"`` for every setting that differs."""
-  old, new = _flatten(saved), _flatten(current)
+  old, new = flatten_settings(saved), flatten_settings(current)
   return [f"{key}: checkpoint {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
           for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 

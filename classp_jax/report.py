@@ -32,7 +32,7 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from classp_jax.results import read_strict_json
+from classp_jax.results import flatten_settings, read_strict_json
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
 MISSING = "—"
@@ -1392,9 +1392,21 @@ def _settings(results: dict[str, Any]) -> list[str]:
   if recorded:
     lines += ["", "<details><summary>Each method's settings (settings id: the configuration "
               "without the seed)</summary>", ""]
+    first_of = {}  # base method -> its first point's name and flattened settings
     for method, run in recorded.items():
       spec = run["settings"].get("method", run["settings"])
-      lines.append(f"- {method} `{run.get('settings_id')}`: `{json.dumps(spec)}`")
+      flat = flatten_settings(spec)
+      base = run.get("base_method") or method
+      if base not in first_of:
+        first_of[base] = method, flat
+        lines.append(f"- {method} `{run.get('settings_id')}`: `{json.dumps(spec)}`")
+        continue
+      # Another point of a swept method: only what differs (its knob), not all of it again.
+      first, first_flat = first_of[base]
+      changed = {key: flat.get(key) for key in sorted(set(flat) | set(first_flat))
+                 if key != "name" and flat.get(key) != first_flat.get(key)}
+      lines.append(f"- {method} `{run.get('settings_id')}`: as {first}, but "
+                   f"`{json.dumps(changed)}`")
     lines += ["", "</details>"]
   return lines
 

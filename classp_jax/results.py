@@ -26,6 +26,17 @@ RESULTS_FILE = "results.json"
 _LOCK_FILE = ".results.lock"
 
 
+def flatten_settings(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """Nested settings as one dict of dotted keys (``{"hparams": {"lr": 1}}`` ->
+  ``{"hparams.lr": 1}``), to compare two runs' settings key by key."""
+  if isinstance(tree, dict):
+    flat = {}
+    for key, value in tree.items():
+      flat.update(flatten_settings(value, f"{prefix}{key}."))
+    return flat
+  return {prefix.rstrip("."): tree}
+
+
 def strict_json(data: Any) -> Any:
   """``data`` with every non-finite float (NaN, ±Infinity) replaced by None.
 

@@ -427,6 +427,24 @@ def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_poi
   assert "| sgd | 6 | 0.02 | — | 12 |" in report
 
 
+def test_the_settings_listing_gives_a_swept_methods_other_points_as_differences(tmp_path):
+  def settings(lr, threshold):
+    return {"method": {"name": f"classp[threshold={threshold:g}]", "optimizer": "classp",
+                       "hparams": {"learning_rate": lr, "threshold": threshold}}}
+  runs = [{**frontier_point(t, 0, 0.5, 0.5, knob="threshold"), "settings": settings(0.1, t),
+           "settings_id": f"id{i}"} for i, t in enumerate((0.0, 1e-6))]
+  runs.append({**fake_run("sgd", 0), "settings": {"method": {"hparams": {"learning_rate": 0.1}}},
+               "settings_id": "id2"})
+  write_report([write_results(tmp_path / "a", runs)], tmp_path / "report")
+  report = (tmp_path / "report" / "report.md").read_text()
+  # The first point in full, the second as its knob only (not its name), other methods in full.
+  assert ('- classp[threshold=0] `id0`: `{"name": "classp[threshold=0]", "optimizer": "classp", '
+          '"hparams": {"learning_rate": 0.1, "threshold": 0.0}}`\n'
+          '- classp[threshold=1e-06] `id1`: as classp[threshold=0], but '
+          '`{"hparams.threshold": 1e-06}`\n'
+          '- sgd `id2`: `{"hparams": {"learning_rate": 0.1}}`') in report
+
+
 def test_the_headline_says_when_the_papers_point_missed_its_training_target(tmp_path):
   # An accuracy-matched study: CLASSP at the paper's point stopped at the epoch cap on one
   # seed (1), at 0.55 training accuracy: its ACC is not accuracy-matched.
