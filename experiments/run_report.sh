@@ -26,10 +26,11 @@
 # and `report`, which reads whatever has finished.
 #
 # Scaled down for the CPU (see the report's budget section):
-# - mnist_fashion: its frontier runs on 3,000 training examples per task (all the data
-#   takes about 4 minutes a run) and sweeps the learning rate only, from 3 points, with
-#   task-end evaluations only and no training-split scoring, and leaves out the p = 2 and
-#   reset ablations; the selected points and the paper's run on all the data;
+# - mnist_fashion: its frontier runs on 3,000 training examples per task (a run on all the
+#   data took 6-9 CPU-minutes) and sweeps the learning rate, from 3 points, and EWC's,
+#   SI's and MAS's strengths, with task-end evaluations only and no training-split scoring,
+#   and leaves out the p = 2 and reset ablations; the selected points and the paper's run
+#   on all the data;
 # - permuted_mnist: 3-point learning-rate grids around each method's point selected on
 #   split_mnist (domain-incremental; see classp_jax/experiments/permuted_mnist.py), and
 #   task-end evaluations only;
