@@ -28,7 +28,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from classp_jax.results import flatten_settings
+from classp_jax.results import differing_keys, flatten_settings
 
 # Two kept steps: the newest, and one to fall back to if the newest is damaged.
 MAX_TO_KEEP = 2
@@ -68,7 +68,7 @@ def settings_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
   """``"key: checkpoint X, now Y"`` for every setting that differs."""
   old, new = flatten_settings(saved), flatten_settings(current)
   return [f"{key}: checkpoint {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
-          for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+          for key in differing_keys(old, new)]
 
 
 class Checkpointer:

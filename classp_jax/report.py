@@ -32,7 +32,7 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from classp_jax.results import flatten_settings, read_strict_json
+from classp_jax.results import differing_keys, flatten_settings, read_strict_json
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
 MISSING = "—"
@@ -1403,8 +1403,7 @@ def _settings(results: dict[str, Any]) -> list[str]:
         continue
       # Another point of a swept method: only what differs (its knob), not all of it again.
       first, first_flat = first_of[base]
-      changed = {key: flat.get(key) for key in sorted(set(flat) | set(first_flat))
-                 if key != "name" and flat.get(key) != first_flat.get(key)}
+      changed = {key: flat.get(key) for key in differing_keys(first_flat, flat) if key != "name"}
       lines.append(f"- {method} `{run.get('settings_id')}`: as {first}, but "
                    f"`{json.dumps(changed)}`")
     lines += ["", "</details>"]

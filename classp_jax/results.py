@@ -37,6 +37,12 @@ def flatten_settings(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix.rstrip("."): tree}
 
 
+def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """The keys of two flattened settings (`flatten_settings`) whose values differ, sorted; a
+  key only one of them has differs."""
+  return [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
 def strict_json(data: Any) -> Any:
   """``data`` with every non-finite float (NaN, ±Infinity) replaced by None.
 
