@@ -228,10 +228,15 @@ def _build_parser() -> argparse.ArgumentParser:
   select.add_argument("--select", metavar="validation|test|first-tasks:K",
                       help="what the best point is chosen on, as for `report` (default: "
                       "validation where recorded)")
-  select.add_argument("--next-points", action="store_true",
+  points = select.add_mutually_exclusive_group()
+  points.add_argument("--next-points", action="store_true",
                       help="print instead, for each method selected at its grid's edge, the "
                       "next point beyond that edge (run it, and select again, until no "
                       "selected point is at an edge)")
+  points.add_argument("--neighbours", action="store_true",
+                      help="print instead each method's selected point and the points either "
+                      "side of it on its grid (to run them on other data, e.g. all of it when "
+                      "the frontier ran on a --subsample, and select there)")
   return parser
 
 
@@ -489,8 +494,8 @@ def report_command(args) -> int:
 
 
 def select_command(args) -> int:
-  from classp_jax.report import load_results, next_points, select_points, selected_variants
-
+  from classp_jax.report import (load_results, neighbour_points, next_points, select_points,
+                                 selected_variants)
   try:
     experiments = load_results(args.runs)
     for results in experiments:
@@ -501,6 +506,10 @@ def select_command(args) -> int:
           print(name)
         for line in stuck:
           print(f"{results['experiment']}: {line}", file=sys.stderr)
+        continue
+      if args.neighbours:
+        for name in neighbour_points(selections):
+          print(name)
         continue
       for name in selected_variants(selections):
         print(name)

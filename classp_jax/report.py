@@ -874,6 +874,35 @@ def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
   return points, stuck
 
 
+def neighbour_points(selections: list[Selection]) -> list[str]:
+  """Each method's selected point and the values either side of it on its curve, to run
+  on other data: a frontier tuned on a subsample need not select the same point on all
+  the data, where every run takes more steps.
+
+  Returns:
+    The points as ``METHOD[KNOB=VALUE]``, each method's in grid order; a method whose
+    every point diverged has none.
+
+  Examples:
+    >>> runs = [{"method": f"sgd[learning_rate={lr}]", "base_method": "sgd",
+    ...          "knob": "learning_rate", "value": lr, "seed": 0, "acc": 0.5,
+    ...          "validation_accuracy_matrix": [[score]]}
+    ...         for lr, score in ((0.01, 0.5), (0.03, 0.7), (0.1, 0.6), (0.3, 0.2))]
+    >>> neighbour_points(select_points(runs))
+    ['sgd[learning_rate=0.01]', 'sgd[learning_rate=0.03]', 'sgd[learning_rate=0.1]']
+  """
+  from classp_jax.experiments.frontier import variant_name
+
+  names = []
+  for s in best_per_method(selections):
+    marked = s.selected or s.closest
+    if marked is None:
+      continue
+    i = s.points.index(marked)
+    names += [variant_name(s.method, s.knob, p.value) for p in s.points[max(0, i - 1):i + 2]]
+  return names
+
+
 def selection_sentence(selections: list[Selection]) -> str:
   """What the selected points were chosen on, in words (curves that selected nothing, every
   point diverged, do not count)."""
@@ -1492,10 +1521,10 @@ def _tuned_section(label: str, selections: list[Selection], tasks: list[str]) ->
               *[f"- {line}." for line in stuck],
               *[f"- `{name}`, the next point past an edge or one missing seeds, was not "
                 "run (the grid's growth stopped before it)." for name in grow], ""]
-  if all(s.edge == "one point" for s in selections):
-    parts[2] += (" Here each method ran at one point only, chosen on another frontier's "
-                 "validation ACC (see the commands above, and the section of the same study "
-                 "with `--subsample`), so its grid edge is that frontier's.")
+  if any(s.edge == "one point" for s in selections):
+    parts[2] += (" *one point*: the method ran here at one point only, chosen on another "
+                 "frontier's validation ACC (see the commands above, and the section of the "
+                 "same study with `--subsample`), so its grid edge is that frontier's.")
   unmatched = unmatched_rows(selections)
   if unmatched:
     parts += [f"{len(unmatched)} method(s) reached the training target at no point of their "

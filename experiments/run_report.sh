@@ -19,9 +19,11 @@
 #                   neither is left (8 rounds at most: permuted_mnist's grids, centred on
 #                   split_mnist's points, needed more than 4);
 #   STUDY_selected  each method's best frontier point, selected on validation accuracy
-#                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables (for
-#                   mnist_fashion, whose frontier runs on a subsample: on all the data,
-#                   seeds 0-4, into RUNS/mnist_fashion/selected);
+#                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables. For
+#                   mnist_fashion, whose frontier runs on a subsample, the point selected
+#                   there and its grid neighbours either side run on all the data first
+#                   (3 seeds, into RUNS/mnist_fashion/selected; grown like a frontier), and
+#                   the point selected there gets seeds 0-4;
 #   STUDY_paper     the named methods at the paper's points, 5 seeds;
 # and `report`, which reads whatever has finished.
 #
@@ -29,8 +31,8 @@
 # - mnist_fashion: its frontier runs on 3,000 training examples per task (a run on all the
 #   data took 6-9 CPU-minutes) and sweeps the learning rate, from 3 points, and EWC's,
 #   SI's and MAS's strengths, with task-end evaluations only and no training-split scoring,
-#   and leaves out the p = 2 and reset ablations; the selected points and the paper's run
-#   on all the data;
+#   and leaves out the p = 2 and reset ablations; each selected point and its two grid
+#   neighbours, and the paper's points, run on all the data;
 # - permuted_mnist: 3-point learning-rate grids around each method's point selected on
 #   split_mnist (domain-incremental; see classp_jax/experiments/permuted_mnist.py), and
 #   task-end evaluations only;
@@ -124,18 +126,34 @@ tuned_by() {  # tuned_by STUDY: the METHOD[KNOB=VALUE] lines read of the methods
 }
 
 frontier() {  # frontier STUDY: sweep, then grow each grid whose selected point is at an edge
-  local study=$1 points
+  local study=$1
   # shellcheck disable=SC2046
   for m in $(frontier_methods "$study"); do
     run "$study" frontier $(tuning_args "$study") $(frontier_data "$study") --methods "$m" --seeds 0,1,2
   done
+  # shellcheck disable=SC2046
+  grow "$study" frontier $(frontier_data "$study")
+}
+
+refine() {  # refine STUDY: a study tuned on a subsample selects again on all the data, from
+  local study=$1 points  # the subsample's selected points and their grid neighbours
+  points=$(classp-jax select "$RUNS/$study/frontier" --neighbours | tuned_by "$study" |
+           paste -sd,) || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; return 0; }
+  [[ -z $points ]] && return 0
+  # shellcheck disable=SC2046
+  run "$study" selected $(tuning_args "$study") --methods "$points" --seeds 0,1,2
+  grow "$study" selected
+}
+
+grow() {  # grow STUDY PART [DATA OPTIONS]: extend each grid of RUNS/STUDY/PART whose selected
+  local study=$1 part=$2 points  # point is at an edge, until none is (8 rounds at most)
+  shift 2
   for _ in 1 2 3 4 5 6 7 8; do
-    points=$(classp-jax select "$RUNS/$study/frontier" --next-points | tuned_by "$study" |
+    points=$(classp-jax select "$RUNS/$study/$part" --next-points | tuned_by "$study" |
              paste -sd,) || return 0
     [[ -z $points ]] && return 0
     # shellcheck disable=SC2046
-    run "$study" frontier $(tuning_args "$study") $(frontier_data "$study") --methods "$points" \
-      --seeds 0,1,2
+    run "$study" "$part" $(tuning_args "$study") "$@" --methods "$points" --seeds 0,1,2
   done
 }
 
@@ -144,16 +162,17 @@ for stage in "$@"; do
   case $stage in
     *_frontier) frontier "$study" ;;
     *_selected)
+      part=$(selected_part "$study")
+      [[ $part != frontier ]] && refine "$study"
       # A seed that diverges in the 5-seed runs disqualifies its point and the selection
       # moves on: run the new points' seeds too, until the selection stands.
       previous=
       for _ in 1 2 3 4; do
-        selected=$(classp-jax select "$RUNS/$study/frontier" | tuned_by "$study" | paste -sd,) \
-          || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; break; }
+        selected=$(classp-jax select "$RUNS/$study/$part" | tuned_by "$study" | paste -sd,) \
+          || { echo "FAILED: classp-jax select $RUNS/$study/$part"; break; }
         [[ -z $selected || $selected == "$previous" ]] && break
         # shellcheck disable=SC2046
-        run "$study" "$(selected_part "$study")" $(tuning_args "$study") --methods "$selected" \
-          --seeds 0,1,2,3,4
+        run "$study" "$part" $(tuning_args "$study") --methods "$selected" --seeds 0,1,2,3,4
         previous=$selected
       done ;;
     *_paper)

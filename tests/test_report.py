@@ -9,8 +9,8 @@ import pytest
 from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
 from classp_jax.report import (ablation_rows, best_per_method, cpu_hours, load_results,
-                               matched_plasticity_rows, next_points, paired_rows,
-                               plot_classp_diagnostics, print_summary, read_results,
+                               matched_plasticity_rows, neighbour_points, next_points,
+                               paired_rows, plot_classp_diagnostics, print_summary, read_results,
                                select_points, selection_sentence, time_rows, tuned_runs,
                                write_report)
 from classp_jax.results import write_json_atomically
@@ -460,9 +460,13 @@ def test_the_headline_says_when_the_papers_point_missed_its_training_target(tmp_
 
 def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_sections(
     tmp_path):
-  tuning = [frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01), method="sgd")
-            for v in (0.001, 0.01, 0.1) for s in range(2)]
+  # sgd ran on all the data at its subsample point only; adam at its point (0.01) and the
+  # neighbours either side, where validation selects 0.001 instead.
+  tuning = [frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01), method=m)
+            for m in ("sgd", "adam") for v in (0.001, 0.01, 0.1) for s in range(2)]
   full = [frontier_point(0.01, s, 0.7, 0.8, method="sgd") for s in range(5)]
+  full += [frontier_point(v, s, 0.6, score, method="adam")
+           for v, score in ((0.001, 0.85), (0.01, 0.8), (0.1, 0.7)) for s in range(3)]
   folders = [write_results(tmp_path / "frontier", tuning,
                            options={"command": "classp-jax run mnist_fashion --subsample 3000",
                                     "subsample": "3000"}),
@@ -473,9 +477,11 @@ def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_
   assert "| method | mnist_fashion [--subsample 3000] | mnist_fashion |" in report
   assert "| sgd | 0.500 ± 0.000 (2) | 0.700 ± 0.000 (5) |" in report
   full_section = report.split("## mnist_fashion\n")[1]
-  assert "each method ran at one point only, chosen on another frontier" in full_section
+  assert "*one point*: the method ran here at one point only, chosen on another" in full_section
   assert "| sgd | learning_rate | 0.01 | validation | 0.800 ± 0.000 | 0.700 ± 0.000 |" \
       in full_section and "| 5 | one point |" in full_section
+  assert ("| adam | learning_rate | 0.001 | validation | 0.850 ± 0.000 | 0.600 ± 0.000 |"
+          in full_section) and "| 3 | yes-low |" in full_section
   names = {p.name for p in written}
   assert {"mnist_fashion_frontier.png", "mnist_fashion_subsample3000_frontier.png"} <= names
 
@@ -711,6 +717,29 @@ def test_next_points_grow_each_grid_past_its_selected_edge(capsys, tmp_path):
   assert main(["select", str(write_results(tmp_path / "f", runs)), "--next-points"]) == 0
   printed = capsys.readouterr()
   assert printed.out.split() == points and "cannot grow" in printed.err
+
+
+def test_neighbour_points_are_each_selected_point_and_its_grid_neighbours(capsys, tmp_path):
+  # classp's best lr (0.003) is interior: it and both neighbours; sgd's (0.1) is its high
+  # edge: it and the one below; si's best curve is its strength's (0.8 against 0.6), whose
+  # selected 0.1 is its low edge; ewc diverged everywhere and has nothing to refine.
+  runs = [frontier_point(lr, 0, 0.5, score) for lr, score in ((0.0003, 0.5), (0.001, 0.7),
+                                                              (0.003, 0.9), (0.01, 0.6))]
+  runs += [frontier_point(lr, 0, 0.5, score, method="sgd") for lr, score in ((0.01, 0.7),
+                                                                             (0.1, 0.9))]
+  runs += [frontier_point(lr, 0, 0.5, 0.6, method="si") for lr in (0.01, 0.1)]
+  runs += [frontier_point(c, 0, 0.5, score, method="si", knob="strength")
+           for c, score in ((0.1, 0.8), (1.0, 0.7))]
+  runs += [frontier_point(lr, 0, 0.5, 0.5, method="ewc", diverged_at=(1, 5))
+           for lr in (0.1, 1.0)]
+  expected = ["classp[learning_rate=0.001]", "classp[learning_rate=0.003]",
+              "classp[learning_rate=0.01]", "sgd[learning_rate=0.01]", "sgd[learning_rate=0.1]",
+              "si[strength=0.1]", "si[strength=1]"]
+  assert neighbour_points(select_points(runs)) == expected
+  assert main(["select", str(write_results(tmp_path / "f", runs)), "--neighbours"]) == 0
+  assert capsys.readouterr().out.split() == expected
+  with pytest.raises(SystemExit):
+    main(["select", str(tmp_path / "f"), "--neighbours", "--next-points"])
 
 
 def test_a_method_that_diverged_everywhere_grows_its_strength_grid_down():
