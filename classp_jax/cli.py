@@ -496,6 +496,7 @@ def report_command(args) -> int:
 def select_command(args) -> int:
   from classp_jax.report import (load_results, neighbour_points, next_points, select_points,
                                  selected_variants)
+
   try:
     experiments = load_results(args.runs)
     for results in experiments:

@@ -135,14 +135,16 @@ frontier() {  # frontier STUDY: sweep, then grow each grid whose selected point 
   grow "$study" frontier $(frontier_data "$study")
 }
 
-refine() {  # refine STUDY: a study tuned on a subsample selects again on all the data, from
-  local study=$1 points  # the subsample's selected points and their grid neighbours
+# refine STUDY PART: a study tuned on a subsample selects again on all the data (into
+# RUNS/STUDY/PART), from the subsample's selected points and their grid neighbours.
+refine() {
+  local study=$1 part=$2 points
   points=$(classp-jax select "$RUNS/$study/frontier" --neighbours | tuned_by "$study" |
            paste -sd,) || { echo "FAILED: classp-jax select $RUNS/$study/frontier"; return 0; }
   [[ -z $points ]] && return 0
   # shellcheck disable=SC2046
-  run "$study" selected $(tuning_args "$study") --methods "$points" --seeds 0,1,2
-  grow "$study" selected
+  run "$study" "$part" $(tuning_args "$study") --methods "$points" --seeds 0,1,2
+  grow "$study" "$part"
 }
 
 grow() {  # grow STUDY PART [DATA OPTIONS]: extend each grid of RUNS/STUDY/PART whose selected
@@ -163,7 +165,7 @@ for stage in "$@"; do
     *_frontier) frontier "$study" ;;
     *_selected)
       part=$(selected_part "$study")
-      [[ $part != frontier ]] && refine "$study"
+      [[ $part != frontier ]] && refine "$study" "$part"
       # A seed that diverges in the 5-seed runs disqualifies its point and the selection
       # moves on: run the new points' seeds too, until the selection stands.
       previous=
