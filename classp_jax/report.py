@@ -1672,9 +1672,11 @@ def claim_rows(experiments: list[dict[str, Any]],
   return ["CLASSP (tuned) minus", *columns], list(rows.values()) if columns else []
 
 
-def _matrices_details(runs: list[dict[str, Any]], tasks: list[str]) -> list[str]:
+def _matrices_details(groups: Iterable[tuple[str, list[dict[str, Any]]]],
+                      tasks: list[str]) -> list[str]:
+  """The accuracy matrices of ``(name, runs)`` groups, each averaged over its own runs."""
   parts = ["<details><summary>Accuracy matrices R[i][j], mean ± std over seeds</summary>", ""]
-  for method, group in runs_by_method(runs).items():
+  for method, group in groups:
     parts += [f"{_matrix_heading(method, group, tasks)}:", ""]
     if finished(group):
       parts += ["```", accuracy_matrix_table(finished(group), tasks), "```", ""]
@@ -1694,6 +1696,8 @@ def experiment_report(results: dict[str, Any], out: Path,
     out: the report folder.
     selections: its frontier curves' selections (`select_points`).
   """
+  from classp_jax.experiments.frontier import variant_name
+
   label, tasks = experiment_label(results), results["tasks"]
   prefix = "_".join([results["experiment"], *filter(None, [results.get("scenario")])]
                     + ([f"subsample{_subsample(results).replace(',', '-')}"]
@@ -1723,7 +1727,11 @@ def experiment_report(results: dict[str, Any], out: Path,
     if not tuned:
       shown, drawn = _plots(label, prefix, results, named, out)
       parts, plots = parts + shown, plots + drawn
-  parts += _matrices_details(tuned + named, tasks)
+  # Each selected point under its variant name: a method's tuned runs and its runs at its own
+  # point (e.g. the paper's) share the method's name, and are not one group.
+  selected = [(variant_name(s.method, s.knob, s.selected.value), s.selected.runs)
+              for s in best_per_method(selections) if s.selected]
+  parts += _matrices_details([*selected, *runs_by_method(named).items()], tasks)
   return "\n".join(parts), plots
 
 

@@ -427,6 +427,21 @@ def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_poi
   assert "| sgd | 6 | 0.02 | — | 12 |" in report
 
 
+def test_a_selected_points_matrix_is_not_averaged_with_the_methods_own_point(tmp_path):
+  # CLASSP tuned (lr 0.01 selected: final row 0.6, 0.4) beside CLASSP at its own point,
+  # which froze (final row 0.1, 0.1): two matrices of 2 seeds each, not one of 4.
+  runs = [frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01)) for v in (0.001, 0.01, 0.1)
+          for s in range(2)]
+  runs += [fake_run("classp", s, matrix=[[0.1, 0.1], [0.1, 0.1]]) for s in range(2)]
+  write_report([write_results(tmp_path / "a", runs)], tmp_path / "report")
+  matrices = (tmp_path / "report" / "report.md").read_text().split("Accuracy matrices")[-1]
+  tuned, own = matrices.split("classp[learning_rate=0.01]: ")[1].split("classp: ")
+  assert tuned.startswith("test accuracy R[i][j] (mean ± std over 2 seed(s))")
+  assert "after fashion_mnist  0.600 ± 0.000  0.400 ± 0.000" in tuned
+  assert own.startswith("test accuracy R[i][j] (mean ± std over 2 seed(s))")
+  assert "after fashion_mnist  0.100 ± 0.000  0.100 ± 0.000" in own
+
+
 def test_the_settings_listing_gives_a_swept_methods_other_points_as_differences(tmp_path):
   def settings(lr, threshold):
     return {"method": {"name": f"classp[threshold={threshold:g}]", "optimizer": "classp",
