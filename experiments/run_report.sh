@@ -21,10 +21,10 @@
 #   STUDY_selected  each method's best frontier point, selected on validation accuracy
 #                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables. For
 #                   mnist_fashion, whose frontier runs on a subsample, the point selected
-#                   there and, for the methods of the paper's claims (RESELECTED_METHODS),
-#                   its grid neighbours either side run on all the data first (3 seeds, into
-#                   RUNS/mnist_fashion/selected; grown like a frontier), and the point
-#                   selected there gets seeds 0-4;
+#                   there and, for the methods of the paper's claims and CLASSP with the
+#                   relative threshold (RESELECTED_METHODS), its grid neighbours either side
+#                   run on all the data first (3 seeds, into RUNS/mnist_fashion/selected;
+#                   grown like a frontier), and the point selected there gets seeds 0-4;
 #   STUDY_paper     the named methods at the paper's points, 5 seeds;
 # and `report`, which reads whatever has finished.
 #
@@ -33,9 +33,9 @@
 #   data took 6-9 CPU-minutes) and sweeps the learning rate, from 3 points, and EWC's,
 #   SI's and MAS's strengths, with task-end evaluations only and no training-split scoring,
 #   and leaves out the p = 2 and reset ablations; each selected point, the two grid
-#   neighbours of those of CLASSP, SGD, Adam, AdaGrad and EWC (the other methods'
-#   neighbours would have cost about 11 CPU-hours more), and the paper's points, run on
-#   all the data;
+#   neighbours of those of CLASSP (absolute and relative threshold), SGD, Adam, AdaGrad and
+#   EWC (the other methods' neighbours would have cost about 10 CPU-hours more), and the
+#   paper's points, run on all the data;
 # - permuted_mnist: 3-point learning-rate grids around each method's point selected on
 #   split_mnist (domain-incremental; see classp_jax/experiments/permuted_mnist.py), and
 #   task-end evaluations only;
@@ -61,8 +61,9 @@ fi
 FRONTIER_METHODS=${FRONTIER_METHODS:-"classp classp_no_threshold classp_relative classp_eq1 classp_p2 classp_reset classp+er sgd adam adagrad ewc si mas er derpp agem lwf joint"}
 PAPER_METHODS="classp classp_as_released sgd adam adagrad ewc"
 # The methods a study tuned on a subsample selects again on all the data: those of the
-# paper's claims. The others keep the point selected on the subsample.
-RESELECTED_METHODS="classp sgd adam adagrad ewc"
+# paper's claims, and CLASSP with the relative threshold (the sparsity principle's verdict).
+# The others keep the point selected on the subsample.
+RESELECTED_METHODS="classp classp_relative sgd adam adagrad ewc"
 
 study_args() {  # the experiment and options of a study
   case $1 in
