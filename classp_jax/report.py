@@ -862,8 +862,12 @@ def next_points(selections: list[Selection]) -> tuple[list[str], list[str]]:
     if not s.edge.startswith("yes"):
       continue
     values = [p.value for p in s.points]
+    if len(values) < 2:  # e.g. a point chosen on another frontier that diverged here
+      stuck.append(f"{s.method} ({s.knob}) has one value, {_value(values[0])}, and no step "
+                   "to grow its grid by")
+      continue
     edge, neighbour = (values[0], values[1]) if s.edge == "yes-low" else (values[-1], values[-2])
-    if len(values) < 2 or edge == 0 or neighbour == 0:
+    if edge == 0 or neighbour == 0:
       stuck.append(f"{s.method} ({s.knob}) selected {_value(edge)}, at its grid's "
                    f"{s.edge[4:]} edge, which cannot grow")
       continue

@@ -770,6 +770,11 @@ def test_a_method_that_diverged_everywhere_grows_its_strength_grid_down():
                           diverged_at=(0, 2)) for v in (1.0, 2.0)]
   assert next_points(select_points(runs)) == (
       ["sgd[learning_rate=0.03]", "si[strength=0.001]"], [])
+  # mas ran at one point, chosen on another frontier, and diverged: no step to grow by.
+  runs += [frontier_point(0.03, s, 0.5, 0.5, method="mas", diverged_at=(1, 5)) for s in (0, 1)]
+  assert next_points(select_points(runs)) == (
+      ["sgd[learning_rate=0.03]", "si[strength=0.001]"],
+      ["mas (learning_rate) has one value, 0.03, and no step to grow its grid by"])
 
 
 def test_a_curve_where_no_point_learned_is_marked_flat(tmp_path):
