@@ -21,10 +21,10 @@
 #   STUDY_selected  each method's best frontier point, selected on validation accuracy
 #                   over seeds 0-2, run on seeds 3 and 4 too: the 5-seed tables. For
 #                   mnist_fashion, whose frontier runs on a subsample, the point selected
-#                   there and, for the methods of the paper's claims and CLASSP with the
-#                   relative threshold (RESELECTED_METHODS), its grid neighbours either side
-#                   run on all the data first (3 seeds, into RUNS/mnist_fashion/selected;
-#                   grown like a frontier), and the point selected there gets seeds 0-4;
+#                   there and, for the methods in RESELECTED_METHODS (below), its grid
+#                   neighbours either side run on all the data first (3 seeds, into
+#                   RUNS/mnist_fashion/selected; grown like a frontier), and the point
+#                   selected there gets seeds 0-4;
 #   STUDY_paper     the named methods at the paper's points, 5 seeds;
 # and `report`, which reads whatever has finished.
 #
