@@ -26,7 +26,9 @@
 #                   RUNS/mnist_fashion/selected; grown like a frontier), and the point
 #                   selected there gets seeds 0-4;
 #   STUDY_paper     the named methods at the paper's points, 5 seeds;
-# and `report`, which reads whatever has finished.
+# and `report`, which reads whatever has finished (of every study: it refuses a RUNS folder
+# that lacks one). Not run by default: `mnist_fashion_rerun` and `rerun_report`, the
+# mnist_fashion runs made after the report's own runs were lost (MNIST_FASHION_RERUN below).
 #
 # Scaled down for the CPU (see the report's budget section):
 # - mnist_fashion: its frontier runs on 3,000 training examples per task (a run on all the
@@ -65,6 +67,17 @@ PAPER_METHODS="classp classp_as_released sgd adam adagrad ewc"
 # MAS, whose subsample point diverged on all of mnist_fashion (a grid of one point cannot
 # grow). The others keep the point selected on the subsample.
 RESELECTED_METHODS="classp classp_relative sgd adam adagrad ewc mas"
+# The runs behind report.md were lost with the disk that held their RUNS folder
+# (experiments/README.md, "The runs behind the report"). mnist_fashion's unfinished methods go
+# on from the points its subsample frontier selected, as report.md lists them (MAS: the two
+# neighbours of its point, which diverged on all the data), on all the data; CLASSP's
+# selected point runs again too, to pair the new methods with it by seed and to check that
+# the lost runs reproduce. Their report stands apart (rerun_report). Give RUNS as
+# experiments/results/runs: its results.json files are committed, so the stage resumes
+# across machines.
+MNIST_FASHION_RERUN="classp[learning_rate=0.006] si[strength=0.1] derpp[learning_rate=0.09]
+  classp+er[learning_rate=0.02] mas[learning_rate=0.009] mas[learning_rate=0.09]
+  classp_no_threshold[learning_rate=0.02] classp_eq1[learning_rate=0.002]"
 
 study_args() {  # the experiment and options of a study
   case $1 in
@@ -177,6 +190,21 @@ grow() {  # grow STUDY PART [DATA OPTIONS]: extend each grid of RUNS/STUDY/PART 
   done
 }
 
+# five_seeds STUDY PART: each point selected in RUNS/STUDY/PART, on seeds 0-4. A seed that
+# diverges there disqualifies its point and the selection moves on: run the new points' seeds
+# too, until the selection stands.
+five_seeds() {
+  local study=$1 part=$2 selected previous=
+  for _ in 1 2 3 4; do
+    selected=$(classp-jax select "$RUNS/$study/$part" | tuned_by "$study" | paste -sd,) \
+      || { echo "FAILED: classp-jax select $RUNS/$study/$part"; return 0; }
+    [[ -z $selected || $selected == "$previous" ]] && return 0
+    # shellcheck disable=SC2046
+    run "$study" "$part" $(tuning_args "$study") --methods "$selected" --seeds 0,1,2,3,4
+    previous=$selected
+  done
+}
+
 for stage in "$@"; do
   study=${stage%_*}
   case $stage in
@@ -184,20 +212,25 @@ for stage in "$@"; do
     *_selected)
       part=$(selected_part "$study")
       [[ $part != frontier ]] && refine "$study" "$part"
-      # A seed that diverges in the 5-seed runs disqualifies its point and the selection
-      # moves on: run the new points' seeds too, until the selection stands.
-      previous=
-      for _ in 1 2 3 4; do
-        selected=$(classp-jax select "$RUNS/$study/$part" | tuned_by "$study" | paste -sd,) \
-          || { echo "FAILED: classp-jax select $RUNS/$study/$part"; break; }
-        [[ -z $selected || $selected == "$previous" ]] && break
-        # shellcheck disable=SC2046
-        run "$study" "$part" $(tuning_args "$study") --methods "$selected" --seeds 0,1,2,3,4
-        previous=$selected
-      done ;;
+      five_seeds "$study" "$part" ;;
+    mnist_fashion_rerun)
+      points=$(tr -s ' \n' '\n' <<< "$MNIST_FASHION_RERUN" | tuned_by mnist_fashion | paste -sd,)
+      # shellcheck disable=SC2046
+      [[ -n $points ]] && run mnist_fashion selected $(tuning_args mnist_fashion) --methods "$points" --seeds 0,1,2
+      grow mnist_fashion selected
+      five_seeds mnist_fashion selected ;;
+    rerun_report)
+      classp-jax report "$RUNS"/mnist_fashion/*/results.json \
+        --out experiments/results/mnist_fashion_rerun --notes experiments/mnist_fashion_rerun.md ;;
     *_paper)
       run "$study" paper --methods "${PAPER_METHODS// /,}" --seeds 0,1,2,3,4 ;;
     report)
+      # A RUNS folder that lacks a study (e.g. experiments/results/runs, which holds the
+      # reruns only) would replace the report with a part of it.
+      for s in $STUDIES; do
+        compgen -G "$RUNS/$s/*/results.json" > /dev/null ||
+          { echo "report: $RUNS has no runs of $s, so the report is left as it is" >&2; exit 2; }
+      done
       rm -f experiments/results/*.png  # plots of studies no longer in the report
       classp-jax report "$RUNS"/*/*/results.json --out experiments/results \
         --notes experiments/conclusions.md ;;
