@@ -61,21 +61,25 @@ fi
 # Set FRONTIER_METHODS to a part of this list to split a study's frontier and selected stages
 # between jobs (each job tunes, and runs the selected points of, its own methods).
 FRONTIER_METHODS=${FRONTIER_METHODS:-"classp classp_no_threshold classp_relative classp_eq1 classp_p2 classp_reset classp+er sgd adam adagrad ewc si mas er derpp agem lwf joint"}
-PAPER_METHODS="classp classp_as_released sgd adam adagrad ewc"
+# The methods at the paper's points; like FRONTIER_METHODS, a part of it splits the paper
+# stages between jobs.
+PAPER_METHODS=${PAPER_METHODS:-"classp classp_as_released sgd adam adagrad ewc"}
 # The methods a study tuned on a subsample selects again on all the data: those of the
 # paper's claims, CLASSP with the relative threshold (the sparsity principle's verdict), and
 # MAS, whose subsample point diverged on all of mnist_fashion (a grid of one point cannot
 # grow). The others keep the point selected on the subsample.
 RESELECTED_METHODS="classp classp_relative sgd adam adagrad ewc mas"
 # The runs behind report.md were lost with the disk that held their RUNS folder
-# (experiments/README.md, "The runs behind the report"). mnist_fashion's unfinished methods go
-# on from the points its subsample frontier selected, as report.md lists them (MAS: the two
-# neighbours of its point, which diverged on all the data), on all the data; CLASSP's
-# selected point runs again too, to pair the new methods with it by seed and to check that
-# the lost runs reproduce. Their report stands apart (rerun_report). Give RUNS as
-# experiments/results/runs: its results.json files are committed, so the stage resumes
-# across machines.
-MNIST_FASHION_RERUN="classp[learning_rate=0.006] si[strength=0.1] derpp[learning_rate=0.09]
+# (experiments/README.md, "The runs behind the report"). mnist_fashion's unfinished methods
+# go on from the points its subsample frontier selected, as report.md lists them, on all the
+# data. MAS's point diverged on all the data, so it runs the learning rates either side;
+# SI's diverged there on 2 of 3 seeds, so it runs the strength below too (the one above
+# diverged on the subsample). The grids then grow as a frontier's do. CLASSP's selected
+# point runs again too, to pair the new methods with it by seed and to check that the lost
+# runs reproduce. Their report, with the mnist_fashion_paper stage's runs (also lost),
+# stands apart (rerun_report). Give RUNS as experiments/results/runs: its results.json files
+# are committed, so the stage resumes across machines.
+MNIST_FASHION_RERUN="classp[learning_rate=0.006] si[strength=0.1] si[strength=0.01] derpp[learning_rate=0.09]
   classp+er[learning_rate=0.02] mas[learning_rate=0.009] mas[learning_rate=0.09]
   classp_no_threshold[learning_rate=0.02] classp_eq1[learning_rate=0.002]"
 
