@@ -104,21 +104,27 @@ def _subsample(results: dict[str, Any]) -> str | None:
 
 
 def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
-  """Where the diverged runs stopped, by task: ``seeds 1, 2 in task 2 (fashion), steps 35, 40``.
+  """Where the diverged runs stopped, by task: ``seeds 1, 2 in task 2 (fashion), steps 11, 12
+  into it (31, 32 of the run)``.
 
-  ``diverged_at["task"]`` counts from 0; it is shown counting from 1.
+  ``diverged_at`` holds the task, counting from 0 (shown counting from 1), and the run's
+  step, counting over all tasks. The step into the task subtracts the earlier tasks'
+  ``steps``; a run that did not record them shows its own step only.
 
   Examples:
-    >>> runs = [{"seed": s, "diverged": True, "diverged_at": {"task": 1, "step": 30 + s}}
-    ...         for s in (1, 2)]
+    >>> runs = [{"seed": s, "diverged": True, "diverged_at": {"task": 1, "step": 30 + s},
+    ...          "steps": [20]} for s in (1, 2)]
     >>> divergence_details(runs, ["mnist", "fashion"])
-    'seeds 1, 2 in task 2 (fashion), steps 31, 32'
+    'seeds 1, 2 in task 2 (fashion), steps 11, 12 into it (31, 32 of the run)'
   """
   by_task: dict[Any, list] = defaultdict(list)
   for run in runs:
     if is_diverged(run):
       where = run.get("diverged_at") or {}
-      by_task[where.get("task")].append((run["seed"], where.get("step", "?")))
+      task, step, before = where.get("task"), where.get("step"), run.get("steps") or []
+      into = (step - sum(before[:task]) if isinstance(step, int) and isinstance(task, int)
+              and len(before) >= task else None)
+      by_task[task].append((run["seed"], "?" if step is None else step, into))
   details = []
   for task, seeds in by_task.items():
     if isinstance(task, int) and 0 <= task < len(tasks):
@@ -126,8 +132,13 @@ def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
     else:
       shown = "an unrecorded task"
     plural = "s" if len(seeds) > 1 else ""
-    details.append(f"seed{plural} {', '.join(str(s) for s, _ in seeds)} in {shown}, "
-                   f"step{plural} {', '.join(str(t) for _, t in seeds)}")
+    steps = ", ".join(str(step) for _, step, _ in seeds)
+    if all(into is not None for _, _, into in seeds):
+      where = f"{', '.join(str(into) for _, _, into in seeds)} into it ({steps} of the run)"
+    else:
+      where = f"{steps} of the run"
+    details.append(f"seed{plural} {', '.join(str(s) for s, _, _ in seeds)} in {shown}, "
+                   f"step{plural} {where}")
   return "; ".join(details)
 
 

@@ -220,9 +220,11 @@ def test_the_terminal_summary_shows_diverged_seeds_not_zero_forgetting(capsys):
   cells = {name: re.split(r"\s{2,}", line.strip()) for name, line in lines.items()}
   si = lines["si"]
   assert "diverged (2/2 seeds)" in si and "0.000" not in si
-  assert "seeds 0, 1 in task 1 (mnist), steps 2, 2" in si
+  assert "seeds 0, 1 in task 1 (mnist), steps 2, 2 into it (2, 2 of the run)" in si
   ewc = lines["ewc"]
-  assert "diverged (1/3 seeds)" in ewc and "seed 1 in task 2 (fashion_mnist), step 35" in ewc
+  assert "diverged (1/3 seeds)" in ewc
+  # Its first task took 20 steps: step 35 of the run is step 15 of the second.
+  assert "seed 1 in task 2 (fashion_mnist), step 15 into it (35 of the run)" in ewc
   # ACC of [[0.9, 0.1], [0.5, 0.6]] is 0.55, BWT -0.4, forgetting 0.4, on both seeds.
   assert cells["ewc: the 2 seed(s) that did not diverge"][1:5] == [
       "2", "0.550 ± 0.000", "-0.400 ± 0.000", "0.400 ± 0.000"]
