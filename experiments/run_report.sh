@@ -79,9 +79,10 @@ RESELECTED_METHODS="classp classp_relative sgd adam adagrad ewc mas"
 # runs reproduce. Their report, with the mnist_fashion_paper stage's runs (also lost),
 # stands apart (rerun_report). Give RUNS as experiments/results/runs: its results.json files
 # are committed, so the stage resumes across machines.
-MNIST_FASHION_RERUN="classp[learning_rate=0.006] si[strength=0.1] si[strength=0.01] derpp[learning_rate=0.09]
-  classp+er[learning_rate=0.02] mas[learning_rate=0.009] mas[learning_rate=0.09]
-  classp_no_threshold[learning_rate=0.02] classp_eq1[learning_rate=0.002]"
+MNIST_FASHION_RERUN="classp[learning_rate=0.006] si[strength=0.1] si[strength=0.01]
+  derpp[learning_rate=0.09] classp+er[learning_rate=0.02] mas[learning_rate=0.009]
+  mas[learning_rate=0.09] classp_no_threshold[learning_rate=0.02]
+  classp_eq1[learning_rate=0.002]"
 
 study_args() {  # the experiment and options of a study
   case $1 in
@@ -220,7 +221,8 @@ for stage in "$@"; do
     mnist_fashion_rerun)
       points=$(tr -s ' \n' '\n' <<< "$MNIST_FASHION_RERUN" | tuned_by mnist_fashion | paste -sd,)
       # shellcheck disable=SC2046
-      [[ -n $points ]] && run mnist_fashion selected $(tuning_args mnist_fashion) --methods "$points" --seeds 0,1,2
+      [[ -n $points ]] &&
+        run mnist_fashion selected $(tuning_args mnist_fashion) --methods "$points" --seeds 0,1,2
       grow mnist_fashion selected
       five_seeds mnist_fashion selected ;;
     rerun_report)
