@@ -134,11 +134,11 @@ def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
     plural = "s" if len(seeds) > 1 else ""
     steps = ", ".join(str(step) for _, step, _ in seeds)
     if all(into is not None for _, _, into in seeds):
-      where = f"{', '.join(str(into) for _, _, into in seeds)} into it ({steps} of the run)"
+      counted = f"{', '.join(str(into) for _, _, into in seeds)} into it ({steps} of the run)"
     else:
-      where = f"{steps} of the run"
+      counted = f"{steps} of the run"
     details.append(f"seed{plural} {', '.join(str(s) for s, _, _ in seeds)} in {shown}, "
-                   f"step{plural} {where}")
+                   f"step{plural} {counted}")
   return "; ".join(details)
 
 
