@@ -28,10 +28,10 @@ import time
 
 # statistic -> (our cotangents, our elementwise function)
 STATS = {
-    "exact": ("exact", "square"),
-    "sampled": ("sampled", "square"),
-    "empirical": ("empirical", "square"),
-    "mas": ("output_norm", "abs"),
+  "exact": ("exact", "square"),
+  "sampled": ("sampled", "square"),
+  "empirical": ("empirical", "square"),
+  "mas": ("output_norm", "abs"),
 }
 IMPLS = ("fast", "fast_xla_default", "general", "torch")
 
@@ -54,7 +54,7 @@ def _jax_worker(stat, impl, num_examples, batch_size):
   import jax
   import jax.numpy as jnp
 
-  from classp_jax import fisher
+  from classp_jax.methods import fisher
   from classp_jax.models import PaperCNN
 
   if impl == "fast_xla_default":
@@ -69,12 +69,19 @@ def _jax_worker(stat, impl, num_examples, batch_size):
   cotangents, elementwise = STATS[stat]
 
   def run(n):
-    return jax.block_until_ready(fisher.mean_per_example_statistic(
-        apply_fn, params, inputs[:n], cotangents=cotangents,
-        elementwise=elementwise, labels=labels[:n], rng=jax.random.key(1),
+    return jax.block_until_ready(
+      fisher.mean_per_example_statistic(
+        apply_fn,
+        params,
+        inputs[:n],
+        cotangents=cotangents,
+        elementwise=elementwise,
+        labels=labels[:n],
+        rng=jax.random.key(1),
         batch_size=batch_size,
         path="general" if impl == "general" else "fast",
-    ))
+      )
+    )
 
   baseline = _rss_bytes()
   run(batch_size)
@@ -90,9 +97,15 @@ def _torch_worker(stat, num_examples, batch_size):
 
   torch.manual_seed(0)
   model = nn.Sequential(
-      nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
-      nn.MaxPool2d(2), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
-      nn.Linear(128, 10),
+    nn.Conv2d(1, 32, 3),
+    nn.ReLU(),
+    nn.Conv2d(32, 64, 3),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Flatten(),
+    nn.Linear(9216, 128),
+    nn.ReLU(),
+    nn.Linear(128, 10),
   ).eval()
   params = {k: v.detach() for k, v in model.named_parameters()}
   inputs, labels = _data(num_examples)
@@ -130,8 +143,7 @@ def _torch_worker(stat, num_examples, batch_size):
       return
     if stat == "sampled":
       with torch.no_grad():
-        y = torch.multinomial(torch.softmax(model(x), -1), 1,
-                              generator=generator)[:, 0]
+        y = torch.multinomial(torch.softmax(model(x), -1), 1, generator=generator)[:, 0]
     onehot = torch.nn.functional.one_hot(y, 10).float()
     for k, g in per_example_log_prob(params, x, onehot).items():
       total[k] += g.square().sum(0)
@@ -139,8 +151,7 @@ def _torch_worker(stat, num_examples, batch_size):
   def run(n):
     total = {k: torch.zeros_like(v) for k, v in params.items()}
     for start in range(0, n, batch_size):
-      chunk_total(inputs[start:start + batch_size],
-                  labels[start:start + batch_size], total)
+      chunk_total(inputs[start : start + batch_size], labels[start : start + batch_size], total)
     return {k: v / n for k, v in total.items()}
 
   baseline = _rss_bytes()
@@ -154,8 +165,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--num-examples", type=int, default=1000)
   parser.add_argument("--batch-size", type=int, default=32)
-  parser.add_argument("--stats", nargs="+", choices=list(STATS),
-                      default=list(STATS))
+  parser.add_argument("--stats", nargs="+", choices=list(STATS), default=list(STATS))
   parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
   parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -164,8 +174,7 @@ def main() -> None:
     if impl == "torch":
       seconds, peak = _torch_worker(stat, args.num_examples, args.batch_size)
     else:
-      seconds, peak = _jax_worker(stat, impl, args.num_examples,
-                                  args.batch_size)
+      seconds, peak = _jax_worker(stat, impl, args.num_examples, args.batch_size)
     print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak}))
     return
 
@@ -173,34 +182,53 @@ def main() -> None:
 
   import jax
 
-  impls = [i for i in args.impls
-           if i != "torch" or importlib.util.find_spec("torch") is not None]
-  print(f"PaperCNN (1,199,882 params), {args.num_examples} examples, chunks "
-        f"of {args.batch_size}, {jax.devices()[0].platform}, jax "
-        f"{jax.__version__}; ratios are examples/s against the first "
-        f"implementation ({impls[0]})")
-  print(f"{'statistic':>10} {'implementation':>17} {'ex/s':>8} {'ratio':>7} "
-        f"{'peak RSS - base (MiB)':>22}")
+  impls = [i for i in args.impls if i != "torch" or importlib.util.find_spec("torch") is not None]
+  print(
+    f"PaperCNN (1,199,882 params), {args.num_examples} examples, chunks "
+    f"of {args.batch_size}, {jax.devices()[0].platform}, jax "
+    f"{jax.__version__}; ratios are examples/s against the first "
+    f"implementation ({impls[0]})"
+  )
+  print(
+    f"{'statistic':>10} {'implementation':>17} {'ex/s':>8} {'ratio':>7} "
+    f"{'peak RSS - base (MiB)':>22}"
+  )
   for stat in args.stats:
     rates = {}
     for impl in impls:
       proc = subprocess.run(
-          [sys.executable, __file__, "--num-examples", str(args.num_examples),
-           "--batch-size", str(args.batch_size), "--worker", stat, impl],
-          capture_output=True, text=True, check=False,
+        [
+          sys.executable,
+          __file__,
+          "--num-examples",
+          str(args.num_examples),
+          "--batch-size",
+          str(args.batch_size),
+          "--worker",
+          stat,
+          impl,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
       )
       if proc.returncode != 0:
-        print(f"{stat:>10} {impl:>17} failed (exit {proc.returncode}): "
-              f"{proc.stderr.strip().splitlines()[-1:]}", flush=True)
+        print(
+          f"{stat:>10} {impl:>17} failed (exit {proc.returncode}): "
+          f"{proc.stderr.strip().splitlines()[-1:]}",
+          flush=True,
+        )
         continue
       r = json.loads(proc.stdout.strip().splitlines()[-1])
       rates[impl] = args.num_examples / r["seconds"]
       ratio = rates[impl] / rates.get(impls[0], float("nan"))
-      print(f"{stat:>10} {impl:>17} {rates[impl]:>8.1f} {ratio:>7.2f} "
-            f"{r['peak_rss_bytes'] / 2**20:>22.0f}", flush=True)
+      print(
+        f"{stat:>10} {impl:>17} {rates[impl]:>8.1f} {ratio:>7.2f} "
+        f"{r['peak_rss_bytes'] / 2**20:>22.0f}",
+        flush=True,
+      )
     if "fast" in rates and "torch" in rates:
-      print(f"{stat:>10} fast / torch.func: {rates['fast'] / rates['torch']:.1f}x",
-            flush=True)
+      print(f"{stat:>10} fast / torch.func: {rates['fast'] / rates['torch']:.1f}x", flush=True)
 
 
 if __name__ == "__main__":

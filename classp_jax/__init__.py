@@ -1,35 +1,21 @@
 """CLASSP for JAX: Continual Learning through Adjustment Suppression and Sparsity Promotion.
 
 Ludwig (2024), https://arxiv.org/abs/2405.09637
+
+The public names below are imported on first use, so that ``import
+classp_jax.results`` (reading results, writing a report) does not start JAX.
+
+* the optimizer (`classp_jax.optimizer`) and its diagnostics (`classp_jax.diagnostics`);
+* the methods (`classp_jax.methods`): regularizers, memories and the registry;
+* the training engine (`classp_jax.training`): `run_continual` and `LoopConfig`.
 """
 
-# --- optimizer (optimizer.py) ---
-from classp_jax.optimizer import ClasspAsReleasedState
-from classp_jax.optimizer import ScaleByGeneralizedAdagradState
-from classp_jax.optimizer import classp
-from classp_jax.optimizer import classp_as_released
-from classp_jax.optimizer import scale_by_classp_as_released
-from classp_jax.optimizer import scale_by_generalized_adagrad
-from classp_jax.optimizer import threshold_mask
-# --- diagnostics (diagnostics.py) ---
-from classp_jax.diagnostics import Sparsity
-from classp_jax.diagnostics import capacity_used
-from classp_jax.diagnostics import update_fraction
-# --- baselines (fisher.py, regularizers.py) ---
-from classp_jax.fisher import fisher_diagonal
-from classp_jax.regularizers import AnchoredState
-from classp_jax.regularizers import ConsolidationContext
-from classp_jax.regularizers import EwcState
-from classp_jax.regularizers import Regularizer
-from classp_jax.regularizers import SiState
-from classp_jax.regularizers import ewc
-from classp_jax.regularizers import l2
-from classp_jax.regularizers import mas
-from classp_jax.regularizers import si
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
+_HOMES = {
+  "classp_jax.optimizer": (
     "ClasspAsReleasedState",
     "ScaleByGeneralizedAdagradState",
     "classp",
@@ -37,9 +23,9 @@ __all__ = [
     "scale_by_classp_as_released",
     "scale_by_generalized_adagrad",
     "threshold_mask",
-    "Sparsity",
-    "capacity_used",
-    "update_fraction",
+  ),
+  "classp_jax.diagnostics": ("Sparsity", "capacity_used", "update_fraction"),
+  "classp_jax.methods": (
     "fisher_diagonal",
     "AnchoredState",
     "ConsolidationContext",
@@ -50,4 +36,28 @@ __all__ = [
     "l2",
     "mas",
     "si",
-]
+    "Memory",
+    "er",
+    "derpp",
+    "agem",
+    "lwf",
+    "MethodSpec",
+    "build_method",
+  ),
+  "classp_jax.training": ("LoopConfig", "run_continual"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = list(_HOME_OF)
+
+
+def __getattr__(name: str):
+  if name not in _HOME_OF:
+    raise AttributeError(f"module 'classp_jax' has no attribute {name!r}")
+  value = getattr(importlib.import_module(_HOME_OF[name]), name)
+  globals()[name] = value  # imported once
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted([*globals(), *__all__])

@@ -10,18 +10,16 @@ run NAME`` runs a named experiment; ``classp-jax list`` shows them;
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import dataclasses
 import fcntl
 import os
 import shlex
-import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 EPILOG = """\
 overrides (--set, repeatable):
@@ -69,175 +67,178 @@ class UsageError(Exception):
   """A bad command-line value: reported in one line, without a traceback."""
 
 
-def _parse_value(text: str) -> Any:
-  values = [_parse_scalar(v) for v in text.split(",")]
-  return tuple(values) if len(values) > 1 else values[0]
-
-
-def _parse_scalar(text: str) -> Any:
-  lowered = text.strip().lower()
-  if lowered in ("true", "false"):
-    return lowered == "true"
-  if lowered == "none":
-    return None
-  try:
-    return ast.literal_eval(text.strip())
-  except (ValueError, SyntaxError):
-    pass
-  try:
-    return float(text)  # nan, inf: parsed, so that checks reject them as numbers
-  except ValueError:
-    return text.strip()
-
-
-def _parse_list(text: str, convert, what: str) -> list:
-  try:
-    items = [convert(x) for x in text.split(",") if x.strip()]
-  except ValueError:
-    raise UsageError(f"{what} must be a comma-separated list, got {text!r}") from None
-  if not items:
-    raise UsageError(f"{what} is empty")
-  return items
-
-
-def apply_overrides(experiment, overrides: Sequence[str]):
-  """Applies ``--set`` overrides to an experiment (see the epilog).
-
-  Returns:
-    The experiment, and the `MethodSpec` fields to set on every method run
-    (``reset_optimizer_state``).
-  """
-  from classp_jax.methods import resolve_method, with_hyperparameter
-
-  loop_fields = {f.name for f in dataclasses.fields(experiment.loop)}
-  loop_changes, methods, every_method = {}, dict(experiment.methods), {}
-  for item in overrides:
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-      raise UsageError(f"--set takes KEY=VALUE or METHOD.KEY=VALUE, got {item!r}")
-    value = _parse_value(text)
-    if key == "scenario":
-      if value not in experiment.scenarios:
-        raise UsageError(f"{experiment.name} runs in the scenarios "
-                         f"{', '.join(experiment.scenarios)}, not {value!r}")
-      experiment = dataclasses.replace(
-          experiment, scenarios=(value, *(s for s in experiment.scenarios if s != value)))
-      continue
-    if key == "reset_optimizer_state":  # checked where it is set, on each method
-      every_method[key] = value
-      continue
-    if "." not in key:
-      if key not in loop_fields:
-        raise UsageError(f"unknown setting {key!r}; known: scenario, reset_optimizer_state, "
-                         f"{', '.join(sorted(loop_fields))}")
-      loop_changes[key] = value
-      continue
-    method_name, _, name = key.partition(".")
-    try:
-      methods[method_name] = with_hyperparameter(
-          method_name, resolve_method(method_name, methods), name, value)
-    except ValueError as e:
-      raise UsageError(str(e)) from None
-  return dataclasses.replace(
-      experiment, loop=dataclasses.replace(experiment.loop, **loop_changes),
-      methods=methods), every_method
-
-
 def _build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="classp-jax", description="CLASSP and baselines on continual-learning task streams.")
+    prog="classp-jax", description="CLASSP and baselines on continual-learning task streams."
+  )
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  _add_run_parser(commands)
+  commands.add_parser("list", help="list the named experiments")
+  _add_report_parsers(commands)
+  return parser
 
+
+def _add_run_parser(commands) -> None:
   run = commands.add_parser(
-      "run", help="run an experiment (default: the offline digits stream)",
-      description="Train each method and seed on an experiment's task stream, evaluate every "
-      "task's held-out test split after each task, print the accuracy matrices and metrics, "
-      "and write results.json and plots to --out.",
-      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-  run.add_argument("experiment", nargs="?", default="digits",
-                   help="experiment name (see `classp-jax list`; default: digits)")
-  run.add_argument("--methods", help="comma-separated methods, e.g. classp,sgd,adam,classp+ewc "
-                   "(default: the experiment's)")
+    "run",
+    help="run an experiment (default: the offline digits stream)",
+    description="Train each method and seed on an experiment's task stream, evaluate every "
+    "task's held-out test split after each task, print the accuracy matrices and metrics, "
+    "and write results.json and plots to --out.",
+    epilog=EPILOG,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  run.add_argument(
+    "experiment",
+    nargs="?",
+    default="digits",
+    help="experiment name (see `classp-jax list`; default: digits)",
+  )
+  run.add_argument(
+    "--methods",
+    help="comma-separated methods, e.g. classp,sgd,adam,classp+ewc (default: the experiment's)",
+  )
   run.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
   run.add_argument("--out", help="output folder (default: runs/EXPERIMENT)")
-  run.add_argument("--source", choices=("auto", "tfds", "local"), default="auto",
-                   help="where datasets come from (default: auto: local files in --data-dir "
-                   "if present, else TFDS)")
-  run.add_argument("--data-dir", metavar="ROOT",
-                   help="folder with the datasets' standard files, each in ROOT or a subfolder "
-                   "named after it (see below), or the TFDS data_dir")
-  run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting or hyperparameter (see below)")
-  run.add_argument("--quick", action="store_true",
-                   help="a smoke run: a few hundred examples per task, one epoch")
-  run.add_argument("--subsample", metavar="TRAIN[,TEST]",
-                   help="keep a seeded random TRAIN training (and TEST test) examples per task, "
-                   "to fit a budget")
-  run.add_argument("--frontier", action="store_true",
-                   help="run each method along its frontier knobs (see below)")
-  run.add_argument("--knobs", metavar="KNOB,...",
-                   help="with --frontier: sweep only these knobs, e.g. learning_rate")
-  run.add_argument("--checkpoint-dir", help="checkpoint here and resume from it (a checkpoint "
-                   "of other settings is refused; a finished one is reused)")
-  run.add_argument("--skip-finished", action="store_true",
-                   help="skip each method and seed whose run with these exact settings is "
-                        "already in OUT/results.json (finished or diverged): a long sweep "
-                        "stopped part-way goes on where it stopped")
-  run.add_argument("--restart", action="store_true",
-                   help="with --checkpoint-dir: delete the planned runs' checkpoints and start afresh")
-  run.add_argument("--log", default="csv", metavar="FORMATS",
-                   help="experiment logs per method and seed under OUT/logs: comma-separated "
-                   "csv, tensorboard, wandb, or none (default: csv)")
-  run.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() to run across hosts")
-  run.add_argument("--coordinator", help="with --distributed: coordinator address host:port "
-                   "(default: detected from the cluster environment)")
+  run.add_argument(
+    "--source",
+    choices=("auto", "tfds", "local"),
+    default="auto",
+    help="where datasets come from (default: auto: local files in --data-dir "
+    "if present, else TFDS)",
+  )
+  run.add_argument(
+    "--data-dir",
+    metavar="ROOT",
+    help="folder with the datasets' standard files, each in ROOT or a subfolder "
+    "named after it (see below), or the TFDS data_dir",
+  )
+  run.add_argument(
+    "--set",
+    dest="overrides",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="override a setting or hyperparameter (see below)",
+  )
+  run.add_argument(
+    "--quick", action="store_true", help="a smoke run: a few hundred examples per task, one epoch"
+  )
+  run.add_argument(
+    "--subsample",
+    metavar="TRAIN[,TEST]",
+    help="keep a seeded random TRAIN training (and TEST test) examples per task, to fit a budget",
+  )
+  run.add_argument(
+    "--frontier", action="store_true", help="run each method along its frontier knobs (see below)"
+  )
+  run.add_argument(
+    "--knobs",
+    metavar="KNOB,...",
+    help="with --frontier: sweep only these knobs, e.g. learning_rate",
+  )
+  run.add_argument(
+    "--checkpoint-dir",
+    help="checkpoint here and resume from it (a checkpoint "
+    "of other settings is refused; a finished one is reused)",
+  )
+  run.add_argument(
+    "--skip-finished",
+    action="store_true",
+    help="skip each method and seed whose run with these exact settings is "
+    "already in OUT/results.json (finished or diverged): a long sweep "
+    "stopped part-way goes on where it stopped",
+  )
+  run.add_argument(
+    "--restart",
+    action="store_true",
+    help="with --checkpoint-dir: delete the planned runs' checkpoints and start afresh",
+  )
+  run.add_argument(
+    "--log",
+    default="csv",
+    metavar="FORMATS",
+    help="experiment logs per method and seed under OUT/logs: comma-separated "
+    "csv, tensorboard, wandb, or none (default: csv)",
+  )
+  run.add_argument(
+    "--distributed",
+    action="store_true",
+    help="call jax.distributed.initialize() to run across hosts",
+  )
+  run.add_argument(
+    "--coordinator",
+    help="with --distributed: coordinator address host:port "
+    "(default: detected from the cluster environment)",
+  )
   run.add_argument("--num-processes", type=int, help="with --distributed: number of processes")
   run.add_argument("--process-id", type=int, help="with --distributed: this process's index")
   run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-  commands.add_parser("list", help="list the named experiments")
 
+def _add_report_parsers(commands) -> None:
   report = commands.add_parser(
-      "report", help="write the markdown report and plots of finished runs",
-      description="Merge the results.json of run folders (folders of the same experiment, e.g. "
-      "its methods and its frontier, are merged) into one markdown report: per experiment, "
-      "tables of ACC/BWT/forgetting/FWT over seeds, memory and time, the paper-protocol "
-      "numbers apart, and PNG plots (accuracy matrices, accuracy over training, the "
-      "stability-plasticity frontier, CLASSP's update fraction and capacity used), and each "
-      "frontier's selected point (see --select). Runs of one method name with different "
-      "settings are refused; diverged runs are shown as diverged.")
-  report.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                      help="a run folder (holding results.json) or a results.json")
+    "report",
+    help="write the markdown report and plots of finished runs",
+    description="Merge the results.json of run folders (folders of the same experiment, e.g. "
+    "its methods and its frontier, are merged) into one markdown report: per experiment, "
+    "tables of ACC/BWT/forgetting/FWT over seeds, memory and time, the paper-protocol "
+    "numbers apart, and PNG plots (accuracy matrices, accuracy over training, the "
+    "stability-plasticity frontier, CLASSP's update fraction and capacity used), and each "
+    "frontier's selected point (see --select). Runs of one method name with different "
+    "settings are refused; diverged runs are shown as diverged.",
+  )
+  report.add_argument(
+    "runs",
+    nargs="+",
+    metavar="RUN_DIR",
+    help="a run folder (holding results.json) or a results.json",
+  )
   report.add_argument("--out", default="report", help="report folder (default: report)")
   report.add_argument("--notes", help="a markdown file to put after the title, e.g. conclusions")
-  report.add_argument("--select", metavar="validation|test|first-tasks:K",
-                      help="what each frontier's best point is chosen on: validation (the "
-                      "validation split carved from each task's training data), test "
-                      "(optimistic), or first-tasks:K (validation accuracy on tasks 1..K after "
-                      "task K, test accuracy on the full stream). Default: validation for every "
-                      "frontier whose runs all recorded it, else test; the report says which")
+  report.add_argument(
+    "--select",
+    metavar="validation|test|first-tasks:K",
+    help="what each frontier's best point is chosen on: validation (the "
+    "validation split carved from each task's training data), test "
+    "(optimistic), or first-tasks:K (validation accuracy on tasks 1..K after "
+    "task K, test accuracy on the full stream). Default: validation for every "
+    "frontier whose runs all recorded it, else test; the report says which",
+  )
   select = commands.add_parser(
-      "select", help="print each method's selected frontier point, one per line",
-      description="For the frontier runs in RUN_DIRs, print each method's best point over all "
-      "its knobs as METHOD[KNOB=VALUE], the name `classp-jax run --frontier --methods` takes "
-      "(e.g. to run it on more seeds). A point selected at its grid's edge, or a method whose "
-      "every point diverged, is named on stderr.")
-  select.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                      help="a run folder (holding results.json) or a results.json")
-  select.add_argument("--select", metavar="validation|test|first-tasks:K",
-                      help="what the best point is chosen on, as for `report` (default: "
-                      "validation where recorded)")
+    "select",
+    help="print each method's selected frontier point, one per line",
+    description="For the frontier runs in RUN_DIRs, print each method's best point over all "
+    "its knobs as METHOD[KNOB=VALUE], the name `classp-jax run --frontier --methods` takes "
+    "(e.g. to run it on more seeds). A point selected at its grid's edge, or a method whose "
+    "every point diverged, is named on stderr.",
+  )
+  select.add_argument(
+    "runs",
+    nargs="+",
+    metavar="RUN_DIR",
+    help="a run folder (holding results.json) or a results.json",
+  )
+  select.add_argument(
+    "--select",
+    metavar="validation|test|first-tasks:K",
+    help="what the best point is chosen on, as for `report` (default: validation where recorded)",
+  )
   points = select.add_mutually_exclusive_group()
-  points.add_argument("--next-points", action="store_true",
-                      help="print instead, for each method selected at its grid's edge, the "
-                      "next point beyond that edge (run it, and select again, until no "
-                      "selected point is at an edge)")
-  points.add_argument("--neighbours", action="store_true",
-                      help="print instead each method's selected point and the points either "
-                      "side of it on its grid (to run them on other data, e.g. all of it when "
-                      "the frontier ran on a --subsample, and select there)")
-  return parser
+  points.add_argument(
+    "--next-points",
+    action="store_true",
+    help="print instead, for each method selected at its grid's edge, the "
+    "next point beyond that edge (run it, and select again, until no "
+    "selected point is at an edge)",
+  )
+  points.add_argument(
+    "--neighbours",
+    action="store_true",
+    help="print instead each method's selected point and the points either "
+    "side of it on its grid (to run them on other data, e.g. all of it when "
+    "the frontier ran on a --subsample, and select there)",
+  )
 
 
 def _initialize_distributed(args) -> None:
@@ -246,12 +247,17 @@ def _initialize_distributed(args) -> None:
   if args.coordinator and (args.num_processes is None or args.process_id is None):
     raise UsageError("--coordinator needs --num-processes and --process-id")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts talk over gloo
-  jax.distributed.initialize(coordinator_address=args.coordinator,
-                             num_processes=args.num_processes, process_id=args.process_id)
+  jax.distributed.initialize(
+    coordinator_address=args.coordinator,
+    num_processes=args.num_processes,
+    process_id=args.process_id,
+  )
 
 
 def _parse_seeds(text: str) -> list[int]:
-  seeds = _parse_list(text, int, "--seeds")
+  from classp_jax.planning import parse_list
+
+  seeds = parse_list(text, int, "--seeds")
   if any(seed < 0 for seed in seeds):
     raise UsageError(f"--seeds must be non-negative, got {text!r}")
   if len(set(seeds)) != len(seeds):
@@ -267,8 +273,10 @@ def _exclusive(folder: Path):
     try:
       fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      raise UsageError(f"--checkpoint-dir {folder} is in use by another classp-jax run: "
-                       "wait for it, or use another folder") from None
+      raise UsageError(
+        f"--checkpoint-dir {folder} is in use by another classp-jax run: "
+        "wait for it, or use another folder"
+      ) from None
     yield
 
 
@@ -281,8 +289,10 @@ def _remembered_interrupts():
   loop checks the list between runs, so a Ctrl-C is never lost, at worst one run late.
   """
   interrupts = []
-  if (threading.current_thread() is not threading.main_thread()
-      or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+  if (
+    threading.current_thread() is not threading.main_thread()
+    or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+  ):
     yield interrupts  # SIGINT is ignored, or someone else's: leave it alone
     return
 
@@ -297,48 +307,169 @@ def _remembered_interrupts():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-class _PlannedRun(NamedTuple):
-  method: Any
-  variant: dict[str, Any]
-  seed: int
-  settings: dict[str, Any]
-  checkpoint_dir: str | None
+def _plan(args):
+  """The run's `classp_jax.planning.RunPlan` from the command line, and its output folder."""
+  from classp_jax.experiments import DataOptions, get_experiment
+  from classp_jax.planning import parse_list, plan_runs
+  from classp_jax.results import check_writable
+
+  get_experiment(args.experiment)  # an unknown name fails before its --out is made
+  seeds = _parse_seeds(args.seeds)
+  out = Path(args.out or f"runs/{args.experiment}")
+  if jax_lead():
+    check_writable(out)
+  plan = plan_runs(
+    args.experiment,
+    methods=parse_list(args.methods, str, "--methods") if args.methods else None,
+    seeds=seeds,
+    overrides=args.overrides,
+    quick=args.quick,
+    subsample=args.subsample,
+    frontier=args.frontier,
+    knobs=parse_list(args.knobs, str, "--knobs") if args.knobs else None,
+    data=DataOptions(args.source, args.data_dir),
+    out=out if args.skip_finished else None,
+    checkpoint_dir=args.checkpoint_dir,
+    restart=args.restart,
+  )
+  return plan, out, seeds
 
 
-def _finished_runs(out: Path) -> dict[tuple[str, int], str]:
-  """``(method, seed) -> settings_id`` of the runs already in ``out/results.json``."""
-  from classp_jax.results import RESULTS_FILE, read_strict_json
+def jax_lead() -> bool:
+  """Whether this process writes the results (the first of a multi-host run)."""
+  import jax
 
-  path = out / RESULTS_FILE
-  if not path.exists():
-    return {}
-  return {(r["method"], r["seed"]): r.get("settings_id") for r in read_strict_json(path)["runs"]}
+  return jax.process_index() == 0
 
 
-def _plan_runs(args, out, experiment, stream, model, planned, methods,
-               seeds) -> list[_PlannedRun]:
-  """Every (method, seed) to run, with its settings; checks (or with --restart clears) checkpoints."""
-  from classp_jax.checkpoint import Checkpointer
-  from classp_jax.loop import run_settings, settings_id
+def _results_header(args, plan) -> dict[str, Any]:
+  """The top-level keys of this command's results.json."""
+  import jax
 
-  done = _finished_runs(out) if args.skip_finished else {}
-  runs = []
-  for method, plan in zip(methods, planned):
-    variant = ({} if plan.knob is None else
-               {"base_method": plan.base_method, "knob": plan.knob, "value": plan.value})
-    for seed in seeds:
-      settings = run_settings(model, stream, method, experiment.loop, seed)
-      if done.get((method.name, seed)) == settings_id(settings):
-        continue
-      checkpoint_dir = None
-      if args.checkpoint_dir is not None:
-        checkpoint_dir = str(Path(args.checkpoint_dir).absolute() / f"{method.name}-seed{seed}")
-        if args.restart:
-          shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        elif Path(checkpoint_dir).is_dir():
-          Checkpointer(checkpoint_dir, settings).check_settings()
-      runs.append(_PlannedRun(method, variant, seed, settings, checkpoint_dir))
-  return runs
+  from classp_jax.results.schema import ResultsHeader
+
+  experiment, stream = plan.experiment, plan.stream
+  return ResultsHeader(
+    experiment=experiment.name,
+    description=experiment.description,
+    scenario=stream.scenario,
+    tasks=[t.name for t in stream.tasks],
+    devices=jax.device_count(),
+    platform=jax.devices()[0].platform,
+    loop=dataclasses.asdict(experiment.loop),
+    options={
+      "command": shlex.join(["classp-jax", *args.argv]),
+      "quick": args.quick,
+      "subsample": args.subsample,
+      "frontier": args.frontier,
+      "overrides": args.overrides,
+      "source": args.source,
+      "data_dir": args.data_dir,
+    },
+  ).to_json()
+
+
+def _log_formats(text: str) -> list[str]:
+  from classp_jax.planning import parse_list
+  from classp_jax.training import LOG_FORMATS
+
+  formats = [] if text == "none" else parse_list(text, str, "--log")
+  if set(formats) - set(LOG_FORMATS):
+    raise ValueError(f"--log takes {', '.join(LOG_FORMATS)} or none, got {text!r}")
+  return formats
+
+
+def _print_plan(plan, seeds: list[int], out: Path) -> None:
+  import jax
+
+  experiment = plan.experiment
+  print(f"{experiment.name}: {experiment.description}")
+  print(
+    f"tasks: {', '.join(t.name for t in plan.stream.tasks)}; devices: {jax.device_count()} "
+    f"x {jax.devices()[0].platform}; methods: {', '.join(p.name for p in plan.planned)}; "
+    f"seeds: {seeds}"
+  )
+  if plan.skipped:
+    print(
+      f"skipping {plan.skipped} run(s) already in {out / 'results.json'} with these "
+      f"settings (--skip-finished); {len(plan.runs)} to run"
+    )
+
+
+def _run_one(planned_run, plan, header, out: Path, log_formats: list[str], show_progress: bool):
+  """Trains one planned run; returns its results entry."""
+  from classp_jax.results.schema import RunEntry
+  from classp_jax.training import make_loggers, run_continual
+
+  method, seed, lead = planned_run.method, planned_run.seed, jax_lead()
+  task_names = header["tasks"]
+  loggers = (
+    make_loggers(
+      log_formats,
+      out / "logs" / f"{method.name}-seed{seed}",
+      task_names,
+      name=f"{plan.experiment.name}/{method.name}/seed{seed}",
+      settings=planned_run.settings,
+    )
+    if lead
+    else []
+  )
+  result = run_continual(
+    plan.model,
+    plan.stream,
+    method,
+    plan.experiment.loop,
+    seed=seed,
+    checkpoint_dir=planned_run.checkpoint_dir,
+    progress=lead and show_progress,
+    loggers=loggers,
+    settings=planned_run.settings,
+  )
+  entry = RunEntry.from_json(result)
+  entry = dataclasses.replace(entry, command=header["options"]["command"], **planned_run.variant)
+  return entry.to_json()
+
+
+def _report_run(result: dict[str, Any], checkpoint_dir: str | None) -> None:
+  """The lines a finished run prints: a reused checkpoint, a divergence."""
+  name, seed = result["method"], result["seed"]
+  if result["reused_checkpoint"]:
+    print(f"{name} seed {seed}: the finished run in {checkpoint_dir} has these settings: reused it")
+  if result["diverged"]:
+    where = result["diverged_at"]
+    print(
+      f"{name} seed {seed}: DIVERGED (non-finite loss or params) at step {where['step']}, "
+      f"task {where['task'] + 1}; stopped it, going on with the rest"
+    )
+
+
+def _train(
+  plan,
+  header,
+  out: Path,
+  log_formats: list[str],
+  show_progress: bool,
+  interrupts: list,
+  finished: list[dict[str, Any]],
+) -> None:
+  """Runs every planned run in turn, appending each entry to ``finished`` and saving
+  results.json after each (the lead process)."""
+  import jax
+
+  from classp_jax.results import save_results
+
+  for previous, planned_run in zip([None, *plan.runs], plan.runs):
+    if interrupts:
+      raise KeyboardInterrupt
+    if previous is not None and previous.method is not planned_run.method:
+      # Each method (each frontier point) compiles its own steps, and XLA:CPU maps each
+      # executable's code separately: a long frontier in one process ran out of memory
+      # mappings (Linux allows 65,530) and LLVM failed with "Cannot allocate memory".
+      jax.clear_caches()
+    finished.append(_run_one(planned_run, plan, header, out, log_formats, show_progress))
+    if jax_lead():
+      _report_run(finished[-1], planned_run.checkpoint_dir)
+      save_results(out, {**header, "runs": finished})
 
 
 def run_command(args) -> int:
@@ -347,127 +478,41 @@ def run_command(args) -> int:
   elif args.coordinator or args.num_processes is not None or args.process_id is not None:
     raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
 
-  import jax
-
-  from classp_jax import experiments as registry
-  from classp_jax.experiments.frontier import plan_methods
-  from classp_jax.experiments.sizing import subsampled
-  from classp_jax.loop import check_config, run_continual
-  from classp_jax.methods import build_method, with_hyperparameter
-  from classp_jax.metric_logs import LOG_FORMATS, make_loggers
   from classp_jax.report import plot_accuracy_over_training, print_summary
-  from classp_jax.results import RESULTS_FILE, check_compatible, check_writable, save_results
+  from classp_jax.results import RESULTS_FILE, check_compatible
 
-  lead = jax.process_index() == 0
+  lead = jax_lead()
   # Set-up errors are the user's (a name, a value, a missing file, a checkpoint of other
   # settings): one line each, before any training. Errors once training runs are bugs and
   # keep their traceback.
   with contextlib.ExitStack() as stack:
     try:
-      experiment = registry.get_experiment(args.experiment)
-      if args.quick:
-        experiment = experiment.quick(experiment)
-      if args.subsample:
-        sizes = _parse_list(args.subsample, int, "--subsample")
-        if len(sizes) > 2 or any(size < 1 for size in sizes):
-          raise UsageError(f"--subsample takes TRAIN or TRAIN,TEST (positive), got {args.subsample!r}")
-        experiment = subsampled(experiment, *sizes)
-      experiment, every_method = apply_overrides(experiment, args.overrides)
-      seeds = _parse_seeds(args.seeds)
-      log_formats = [] if args.log == "none" else _parse_list(args.log, str, "--log")
-      unknown = set(log_formats) - set(LOG_FORMATS)
-      if unknown:
-        raise UsageError(f"--log takes {', '.join(LOG_FORMATS)} or none, got {args.log!r}")
-      if args.frontier and not experiment.frontier:
-        raise UsageError(f"{experiment.name} has no frontier")
-      method_names = (_parse_list(args.methods, str, "--methods") if args.methods
-                      else list(experiment.frontier if args.frontier else experiment.default_methods))
-      planned = plan_methods(method_names, experiment.methods,
-                             experiment.frontier if args.frontier else None)
-      for key, value in every_method.items():
-        planned = [p._replace(spec=with_hyperparameter(p.name, p.spec, key, value))
-                   for p in planned]
-      if args.knobs:
-        if not args.frontier:
-          raise UsageError("--knobs needs --frontier")
-        knobs = set(_parse_list(args.knobs, str, "--knobs"))
-        planned = [p for p in planned if p.knob is None or p.knob in knobs]
-      out = Path(args.out or f"runs/{experiment.name}")
-      if lead:
-        check_writable(out)
-      stream = experiment.stream(registry.DataOptions(args.source, args.data_dir,
-                                                      experiment.scenarios[0]))
-      task_names = [t.name for t in stream.tasks]
-      if lead:
-        check_compatible(out, experiment.name, stream.scenario, task_names)
-      methods = [build_method(p.name, p.spec, len(stream.tasks)) for p in planned]
-      for method in methods:
-        check_config(experiment.loop, stream, jax.device_count(), method)
-      model = experiment.model(stream)
+      log_formats = _log_formats(args.log)
       if args.checkpoint_dir is not None:
         stack.enter_context(_exclusive(Path(args.checkpoint_dir)))
-      runs_to_do = _plan_runs(args, out, experiment, stream, model, planned, methods, seeds)
+      plan, out, seeds = _plan(args)
+      if lead:
+        check_compatible(
+          out, plan.experiment.name, plan.stream.scenario, [t.name for t in plan.stream.tasks]
+        )
     except (ValueError, TypeError, FileNotFoundError, OSError) as e:
       raise UsageError(str(e)) from None
     if lead:
-      print(f"{experiment.name}: {experiment.description}")
-      print(f"tasks: {', '.join(task_names)}; devices: {jax.device_count()} "
-            f"x {jax.devices()[0].platform}; methods: {', '.join(p.name for p in planned)}; "
-            f"seeds: {seeds}")
-      skipped = len(planned) * len(seeds) - len(runs_to_do)
-      if skipped:
-        print(f"skipping {skipped} run(s) already in {out / 'results.json'} with these settings "
-              f"(--skip-finished); {len(runs_to_do)} to run")
-    if not runs_to_do:
+      _print_plan(plan, seeds, out)
+    if not plan.runs:
       return 0
-
-    command = shlex.join(["classp-jax", *args.argv])
-    header = {
-        "experiment": experiment.name,
-        "description": experiment.description,
-        "scenario": stream.scenario,
-        "tasks": task_names,
-        "devices": jax.device_count(),
-        "platform": jax.devices()[0].platform,
-        "loop": dataclasses.asdict(experiment.loop),
-        "options": {"command": command, "quick": args.quick, "subsample": args.subsample,
-                    "frontier": args.frontier, "overrides": args.overrides,
-                    "source": args.source, "data_dir": args.data_dir},
-    }
-    finished = []
+    header = _results_header(args, plan)
     interrupts = stack.enter_context(_remembered_interrupts())
+    finished: list[dict[str, Any]] = []
     try:
-      for previous, planned_run in zip([None, *runs_to_do], runs_to_do):
-        if interrupts:
-          raise KeyboardInterrupt
-        method, seed = planned_run.method, planned_run.seed
-        if previous is not None and previous.method is not method:
-          # Each method (each frontier point) compiles its own steps, and XLA:CPU maps each
-          # executable's code separately: a long frontier in one process ran out of memory
-          # mappings (Linux allows 65,530) and LLVM failed with "Cannot allocate memory".
-          jax.clear_caches()
-        loggers = (make_loggers(log_formats, out / "logs" / f"{method.name}-seed{seed}",
-                                task_names, name=f"{experiment.name}/{method.name}/seed{seed}",
-                                settings=planned_run.settings) if lead else [])
-        result = run_continual(model, stream, method, experiment.loop, seed=seed,
-                               checkpoint_dir=planned_run.checkpoint_dir,
-                               progress=lead and not args.no_progress, loggers=loggers)
-        result = {**result, "command": command, **planned_run.variant}
-        finished.append(result)
-        if not lead:
-          continue
-        if result["reused_checkpoint"]:
-          print(f"{method.name} seed {seed}: the finished run in {planned_run.checkpoint_dir} "
-                "has these settings: reused it")
-        if result["diverged"]:
-          where = result["diverged_at"]
-          print(f"{method.name} seed {seed}: DIVERGED (non-finite loss or params) at step "
-                f"{where['step']}, task {where['task'] + 1}; stopped it, going on with the rest")
-        save_results(out, {**header, "runs": finished})
+      _train(plan, header, out, log_formats, not args.no_progress, interrupts, finished)
     except KeyboardInterrupt:
       if lead:
-        kept = (f"{len(finished)} finished run(s) are kept in {out / RESULTS_FILE}" if finished
-                else "no run had finished")
+        kept = (
+          f"{len(finished)} finished run(s) are kept in {out / RESULTS_FILE}"
+          if finished
+          else "no run had finished"
+        )
         print(f"classp-jax: interrupted; {kept}", file=sys.stderr)
       return 130
   if lead:
@@ -494,8 +539,13 @@ def report_command(args) -> int:
 
 
 def select_command(args) -> int:
-  from classp_jax.report import (load_results, neighbour_points, next_points, select_points,
-                                 selected_variants)
+  from classp_jax.report import (
+    load_results,
+    neighbour_points,
+    next_points,
+    select_points,
+    selected_variants,
+  )
 
   try:
     experiments = load_results(args.runs)
@@ -516,14 +566,21 @@ def select_command(args) -> int:
         print(name)
       for s in selections:
         if s.selected is None and s.closest is not None:
-          print(f"{results['experiment']}: {s.method} ({s.knob}): no point met its training "
-                f"target; the closest is {s.closest.value}", file=sys.stderr)
+          print(
+            f"{results['experiment']}: {s.method} ({s.knob}): no point met its training "
+            f"target; the closest is {s.closest.value}",
+            file=sys.stderr,
+          )
         elif s.selected is None:
-          print(f"{results['experiment']}: {s.method} ({s.knob}): every point diverged",
-                file=sys.stderr)
+          print(
+            f"{results['experiment']}: {s.method} ({s.knob}): every point diverged", file=sys.stderr
+          )
         elif s.edge.startswith("yes"):
-          print(f"{results['experiment']}: {s.method} ({s.knob}): selected at the grid's "
-                f"{s.edge[4:]} edge, {s.selected.value}", file=sys.stderr)
+          print(
+            f"{results['experiment']}: {s.method} ({s.knob}): selected at the grid's "
+            f"{s.edge[4:]} edge, {s.selected.value}",
+            file=sys.stderr,
+          )
   except (OSError, ValueError, KeyError) as e:
     raise UsageError(str(e)) from None
   return 0

@@ -17,8 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from classp_jax.optimizer import ClasspAsReleasedState
-from classp_jax.optimizer import ScaleByGeneralizedAdagradState
+from classp_jax.optimizer import ClasspAsReleasedState, ScaleByGeneralizedAdagradState
 
 
 class Sparsity(NamedTuple):
@@ -37,13 +36,12 @@ class Sparsity(NamedTuple):
 
 def _fractions(flags_tree) -> Sparsity:
   """Sparsity of a tree of boolean arrays: the fraction of True entries."""
-  counts = jax.tree.map(
-      lambda f: jnp.sum(f, dtype=jnp.int32).astype(jnp.float32), flags_tree
-  )
+  counts = jax.tree.map(lambda f: jnp.sum(f, dtype=jnp.int32).astype(jnp.float32), flags_tree)
   # Sizes are static, so a zero-size leaf gives 0 rather than 0 / 0.
   per_leaf = jax.tree.map(
-      lambda c, f: c / f.size if f.size else jnp.zeros([], jnp.float32),
-      counts, flags_tree,
+    lambda c, f: c / f.size if f.size else jnp.zeros([], jnp.float32),
+    counts,
+    flags_tree,
   )
   total = sum(f.size for f in jax.tree.leaves(flags_tree))
   count = sum(jax.tree.leaves(counts), jnp.zeros([], jnp.float32))
@@ -109,8 +107,7 @@ def capacity_used(opt_state) -> Sparsity | None:
     None
   """
   found = [
-      x for x in jax.tree.leaves(opt_state, is_leaf=_is_accumulator_state)
-      if _is_accumulator_state(x)
+    x for x in jax.tree.leaves(opt_state, is_leaf=_is_accumulator_state) if _is_accumulator_state(x)
   ]
   if not found:
     return None
@@ -120,6 +117,4 @@ def capacity_used(opt_state) -> Sparsity | None:
   else:
     initial = jnp.zeros([], jnp.float32)
   # Compare in S's dtype: the initial value was rounded to it when stored.
-  return _fractions(
-      jax.tree.map(lambda s: s > initial.astype(s.dtype), state.accumulator)
-  )
+  return _fractions(jax.tree.map(lambda s: s > initial.astype(s.dtype), state.accumulator))

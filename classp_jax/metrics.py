@@ -23,7 +23,7 @@ import numpy as np
 
 
 def continual_metrics(
-    accuracy_matrix: np.ndarray, baseline: np.ndarray | None = None
+  accuracy_matrix: np.ndarray, baseline: np.ndarray | None = None
 ) -> dict[str, float]:
   """ACC, BWT, forgetting and (given ``baseline``) FWT of an accuracy matrix.
 

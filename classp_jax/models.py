@@ -154,10 +154,10 @@ class EncoderLayer(nn.Module):
     """
     d_model = x.shape[-1]
     attention = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads,
-        dropout_rate=self.dropout,
-        deterministic=not train,
-        name="attention",
+      num_heads=self.num_heads,
+      dropout_rate=self.dropout,
+      deterministic=not train,
+      name="attention",
     )(x, x, mask=mask)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(attention)
     x = nn.LayerNorm(epsilon=_TORCH_LAYER_NORM_EPS, name="attention_norm")(x)
@@ -232,7 +232,7 @@ class TextTransformer(nn.Module):
     # would leave all-pad rows with no valid key at all.
     mask = is_token[:, None, None, :]
     x = EncoderLayer(self.num_heads, self.mlp_dim, self.dropout, name="encoder")(
-        x, mask, train=train
+      x, mask, train=train
     )
     x = nn.LayerNorm(epsilon=_TORCH_LAYER_NORM_EPS, name="final_norm")(x)
     last = jnp.maximum(is_token.sum(axis=1) - 1, 0)

@@ -39,9 +39,9 @@ import numpy as np
 import optax
 
 _REFERENCE = (
-    "Ludwig, `CLASSP: a Biologically-Inspired Approach to Continual Learning"
-    " through Adjustment Suppression and Sparsity Promotion"
-    " <https://arxiv.org/abs/2405.09637>`_, 2024."
+  "Ludwig, `CLASSP: a Biologically-Inspired Approach to Continual Learning"
+  " through Adjustment Suppression and Sparsity Promotion"
+  " <https://arxiv.org/abs/2405.09637>`_, 2024."
 )
 
 
@@ -77,8 +77,7 @@ def _concrete_value(value: Any) -> np.ndarray | None:
     return None
   try:
     return np.asarray(value, dtype=np.float64)
-  except (jax.errors.TracerArrayConversionError,
-          jax.errors.ConcretizationTypeError):
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
     return None
 
 
@@ -131,9 +130,7 @@ def _pow(a: jax.Array, power: Any) -> jax.Array:
   # Traced power: select by value, so that p = 1 and p = 2 give the same bits
   # as the static fast paths. The predicate is loop-invariant, so compiled
   # code does not pay for the branches it does not take (measured).
-  return jnp.where(
-      power == 1, a, jnp.where(power == 2, a * a, _general_pow(a, power))
-  )
+  return jnp.where(power == 1, a, jnp.where(power == 2, a * a, _general_pow(a, power)))
 
 
 def _scale(g: jax.Array, s_plus_eps: jax.Array, power: Any) -> jax.Array:
@@ -149,13 +146,13 @@ def _scale(g: jax.Array, s_plus_eps: jax.Array, power: Any) -> jax.Array:
   if p is not None:
     return g * _general_pow(s_plus_eps, -1 / power)
   return jnp.where(
-      power == 1,
-      g / s_plus_eps,
-      jnp.where(
-          power == 2,
-          g * jax.lax.rsqrt(s_plus_eps),
-          g * _general_pow(s_plus_eps, -1 / power),
-      ),
+    power == 1,
+    g / s_plus_eps,
+    jnp.where(
+      power == 2,
+      g * jax.lax.rsqrt(s_plus_eps),
+      g * _general_pow(s_plus_eps, -1 / power),
+    ),
   )
 
 
@@ -169,19 +166,15 @@ def _accumulator_dtype(param_dtype, accumulator_dtype):
 def _full_like_params(params, value, accumulator_dtype):
   # full_like keeps a concrete array's (or ShapeDtypeStruct's) sharding.
   return jax.tree.map(
-      lambda p: jnp.full_like(
-          p, value, dtype=_accumulator_dtype(p.dtype, accumulator_dtype)
-      ),
-      params,
+    lambda p: jnp.full_like(p, value, dtype=_accumulator_dtype(p.dtype, accumulator_dtype)),
+    params,
   )
 
 
 def _map_pairs(fn, updates, accumulator):
   """Maps ``fn(g, s) -> (u, s)`` over two trees; returns the two trees."""
   out = jax.tree.map(fn, updates, accumulator)
-  return jax.tree.transpose(
-      jax.tree.structure(updates), jax.tree.structure((0, 0)), out
-  )
+  return jax.tree.transpose(jax.tree.structure(updates), jax.tree.structure((0, 0)), out)
 
 
 def _mask_cutoff(g: jax.Array, threshold: Any, relative: bool) -> Any:
@@ -207,9 +200,9 @@ def _masked(g: jax.Array, cutoff: Any) -> jax.Array:
 
 
 def threshold_mask(
-    threshold: float | jax.Array = 0.5,
-    *,
-    relative: bool = False,
+  threshold: float | jax.Array = 0.5,
+  *,
+  relative: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Zeroes the updates whose square is at or below a threshold.
 
@@ -282,13 +275,13 @@ def threshold_mask(
 
 
 def scale_by_generalized_adagrad(
-    power: float | jax.Array = 1.0,
-    eps: float | jax.Array = 1e-5,
-    initial_accumulator_value: float | jax.Array = 0.0,
-    accumulator_dtype: Any = None,
-    threshold: float | jax.Array | None = None,
-    relative_threshold: bool = False,
-    include_current_gradient: bool = True,
+  power: float | jax.Array = 1.0,
+  eps: float | jax.Array = 1e-5,
+  initial_accumulator_value: float | jax.Array = 0.0,
+  accumulator_dtype: Any = None,
+  threshold: float | jax.Array | None = None,
+  relative_threshold: bool = False,
+  include_current_gradient: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaGrad with the ``p``-th power and root in place of square and sqrt.
 
@@ -399,20 +392,18 @@ def scale_by_generalized_adagrad(
   elif relative_threshold:
     raise ValueError("relative_threshold=True needs a threshold.")
   _check(
-      "initial_accumulator_value", initial_accumulator_value,
-      lambda v: v >= 0, ">= 0",
+    "initial_accumulator_value",
+    initial_accumulator_value,
+    lambda v: v >= 0,
+    ">= 0",
   )
 
   def init_fn(params):
     return ScaleByGeneralizedAdagradState(
-        accumulator=_full_like_params(
-            params, initial_accumulator_value, accumulator_dtype
-        ),
-        # A copy: sharing the hyperparameter's buffer (inject_hyperparams)
-        # would make donating the whole state fail.
-        initial_accumulator_value=jnp.array(
-            initial_accumulator_value, jnp.float32, copy=True
-        ),
+      accumulator=_full_like_params(params, initial_accumulator_value, accumulator_dtype),
+      # A copy: sharing the hyperparameter's buffer (inject_hyperparams)
+      # would make donating the whole state fail.
+      initial_accumulator_value=jnp.array(initial_accumulator_value, jnp.float32, copy=True),
     )
 
   def leaf_update(g, s):
@@ -439,23 +430,21 @@ def scale_by_generalized_adagrad(
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    new_updates, accumulator = _map_pairs(
-        leaf_update, updates, state.accumulator
-    )
+    new_updates, accumulator = _map_pairs(leaf_update, updates, state.accumulator)
     return new_updates, state._replace(accumulator=accumulator)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def classp(
-    learning_rate: optax.ScalarOrSchedule,
-    threshold: float | jax.Array = 0.0,
-    power: float | jax.Array = 1.0,
-    eps: float | jax.Array = 1e-5,
-    initial_accumulator_value: float | jax.Array = 0.0,
-    accumulator_dtype: Any = None,
-    relative_threshold: bool = False,
-    include_current_gradient: bool = True,
+  learning_rate: optax.ScalarOrSchedule,
+  threshold: float | jax.Array = 0.0,
+  power: float | jax.Array = 1.0,
+  eps: float | jax.Array = 1e-5,
+  initial_accumulator_value: float | jax.Array = 0.0,
+  accumulator_dtype: Any = None,
+  relative_threshold: bool = False,
+  include_current_gradient: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""The CLASSP optimizer.
 
@@ -553,20 +542,25 @@ def classp(
   """
   _check("learning_rate", learning_rate, lambda v: True, "finite")
   return optax.chain(
-      scale_by_generalized_adagrad(
-          power, eps, initial_accumulator_value, accumulator_dtype, threshold,
-          relative_threshold, include_current_gradient,
-      ),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_generalized_adagrad(
+      power,
+      eps,
+      initial_accumulator_value,
+      accumulator_dtype,
+      threshold,
+      relative_threshold,
+      include_current_gradient,
+    ),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
 def scale_by_classp_as_released(
-    threshold: float | jax.Array = 0.5,
-    power: float | jax.Array = 1.0,
-    eps: float | jax.Array = 1e-5,
-    apply_scaling: bool | float | jax.Array = True,
-    accumulator_dtype: Any = None,
+  threshold: float | jax.Array = 0.5,
+  power: float | jax.Array = 1.0,
+  eps: float | jax.Array = 1e-5,
+  apply_scaling: bool | float | jax.Array = True,
+  accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""The scaling step of the authors' released CLASSP code.
 
@@ -615,13 +609,10 @@ def scale_by_classp_as_released(
   _check("threshold", threshold, lambda v: v >= 0, ">= 0")
   _check("power", power, lambda v: v > 0, "> 0")
   _check("eps", eps, lambda v: v >= 0, ">= 0")
-  _check("apply_scaling", apply_scaling, lambda v: (v == 0) | (v == 1),
-         "a bool or 0/1")
+  _check("apply_scaling", apply_scaling, lambda v: (v == 0) | (v == 1), "a bool or 0/1")
 
   def init_fn(params):
-    return ClasspAsReleasedState(
-        accumulator=_full_like_params(params, 0.0, accumulator_dtype)
-    )
+    return ClasspAsReleasedState(accumulator=_full_like_params(params, 0.0, accumulator_dtype))
 
   def leaf_update(g, s):
     # The released code compares the boolean "any gradient is nonzero" with
@@ -638,21 +629,19 @@ def scale_by_classp_as_released(
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    new_updates, accumulator = _map_pairs(
-        leaf_update, updates, state.accumulator
-    )
+    new_updates, accumulator = _map_pairs(leaf_update, updates, state.accumulator)
     return new_updates, ClasspAsReleasedState(accumulator=accumulator)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def classp_as_released(
-    learning_rate: optax.ScalarOrSchedule,
-    threshold: float | jax.Array = 0.5,
-    power: float | jax.Array = 1.0,
-    eps: float | jax.Array = 1e-5,
-    apply_scaling: bool | float | jax.Array = True,
-    accumulator_dtype: Any = None,
+  learning_rate: optax.ScalarOrSchedule,
+  threshold: float | jax.Array = 0.5,
+  power: float | jax.Array = 1.0,
+  eps: float | jax.Array = 1e-5,
+  apply_scaling: bool | float | jax.Array = True,
+  accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""CLASSP exactly as the authors' released PyTorch code runs it.
 
@@ -718,14 +707,17 @@ def classp_as_released(
   """
   _check("learning_rate", learning_rate, lambda v: True, "finite")
   return optax.chain(
-      scale_by_classp_as_released(
-          threshold, power, eps, apply_scaling, accumulator_dtype
-      ),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_classp_as_released(threshold, power, eps, apply_scaling, accumulator_dtype),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
-for _f in (threshold_mask, scale_by_generalized_adagrad, classp,
-           scale_by_classp_as_released, classp_as_released):
+for _f in (
+  threshold_mask,
+  scale_by_generalized_adagrad,
+  classp,
+  scale_by_classp_as_released,
+  classp_as_released,
+):
   _f.__doc__ = _f.__doc__.replace("{reference}", _REFERENCE)
 del _f

@@ -4,7 +4,7 @@ Builds a custom stream, "rotated digits" (the embedded 8x8 digits rotated by
 0, 90 and 180 degrees: three tasks, one shared 10-way head, the same classes
 seen anew), as ``classp_jax.data.Task`` and ``TaskStream`` objects from NumPy
 arrays, and a small Flax Linen CNN of its own. Then it trains CLASSP and plain
-SGD on the stream with ``classp_jax.loop.run_continual``, the loop behind
+SGD on the stream with ``classp_jax.training.run_continual``, the loop behind
 ``classp-jax run`` (evaluation of every task's test split after each task,
 consolidation, the metrics), prints each method's accuracy matrix
 ``R[i][j]`` (accuracy on task j after training task i) with ACC, BWT and
@@ -28,9 +28,9 @@ import jax
 import numpy as np
 
 from classp_jax.data import Split, Task, TaskStream, load_dataset, subsample_stream
-from classp_jax.loop import LoopConfig, run_continual
 from classp_jax.methods import MethodSpec, build_method
 from classp_jax.report import plot_accuracy_over_training, print_summary
+from classp_jax.training import LoopConfig, run_continual
 
 
 def rotated_digits(angles=(0, 90, 180)) -> TaskStream:
@@ -42,9 +42,16 @@ def rotated_digits(angles=(0, 90, 180)) -> TaskStream:
     return Split(np.ascontiguousarray(images, np.float32) / 255, split.labels)
 
   tasks = tuple(
-      Task(name=f"rot{angle}", train=rotate(digits.train, angle), test=rotate(digits.test, angle),
-           num_classes=10, classes=tuple(range(10)), class_names=digits.class_names)
-      for angle in angles)
+    Task(
+      name=f"rot{angle}",
+      train=rotate(digits.train, angle),
+      test=rotate(digits.test, angle),
+      num_classes=10,
+      classes=tuple(range(10)),
+      class_names=digits.class_names,
+    )
+    for angle in angles
+  )
   return TaskStream(name="rotated_digits", tasks=tasks, num_classes=10, input_shape=(8, 8, 1))
 
 
@@ -63,12 +70,17 @@ class SmallCNN(nn.Module):
 
 def main(argv=None) -> dict[str, dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path(tempfile.gettempdir()) / "classp_jax_examples"
-                      / "continual_run.png",
-                      help="where to save the plot (default: under the temp dir)")
-  parser.add_argument("--quick", action="store_true",
-                      help="300 training examples per task and 1 epoch instead of all and 3")
+  parser.add_argument(
+    "--out",
+    type=pathlib.Path,
+    default=pathlib.Path(tempfile.gettempdir()) / "classp_jax_examples" / "continual_run.png",
+    help="where to save the plot (default: under the temp dir)",
+  )
+  parser.add_argument(
+    "--quick",
+    action="store_true",
+    help="300 training examples per task and 1 epoch instead of all and 3",
+  )
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
 
@@ -78,10 +90,11 @@ def main(argv=None) -> dict[str, dict]:
   model = SmallCNN(stream.num_classes)
   config = LoopConfig(batch_size=32, epochs=1 if args.quick else 3)
   specs = {
-      # Every hyperparameter explicit, so the run does not depend on the defaults.
-      "classp": MethodSpec("classp", {"learning_rate": 0.05, "threshold": 0.0, "power": 1.0,
-                                      "eps": 1e-5}),
-      "sgd": MethodSpec("sgd", {"learning_rate": 0.05}),
+    # Every hyperparameter explicit, so the run does not depend on the defaults.
+    "classp": MethodSpec(
+      "classp", {"learning_rate": 0.05, "threshold": 0.0, "power": 1.0, "eps": 1e-5}
+    ),
+    "sgd": MethodSpec("sgd", {"learning_rate": 0.05}),
   }
   runs = []
   for name, spec in specs.items():
@@ -90,8 +103,9 @@ def main(argv=None) -> dict[str, dict]:
 
   results = {"experiment": stream.name, "tasks": [t.name for t in stream.tasks], "runs": runs}
   print_summary(results)
-  print("(time/run includes compiling each method's step; the first run also compiles "
-        "the evaluation)")
+  print(
+    "(time/run includes compiling each method's step; the first run also compiles the evaluation)"
+  )
   args.out.parent.mkdir(parents=True, exist_ok=True)
   plot_accuracy_over_training(results, args.out)
   print(f"\nplot: {args.out}")

@@ -85,10 +85,13 @@ def main(argv=None) -> dict[str, float]:
       loss, fraction = train_step(model, optimizer, train_x[batch], train_y[batch])
     test_accuracy = float(accuracy(model, test_x, test_y))
     capacity = float(classp_jax.capacity_used(optimizer.opt_state).overall)
-    print(f"{epoch:5d} {float(loss):7.4f} {test_accuracy:8.3f} {float(fraction):8.3f} "
-          f"{capacity:8.3f}")
-  print(f"test accuracy {test_accuracy:.3f} (chance 0.1); the last step updated "
-        f"{float(fraction):.1%} of the weights; CLASSP has updated {capacity:.1%} of them")
+    print(
+      f"{epoch:5d} {float(loss):7.4f} {test_accuracy:8.3f} {float(fraction):8.3f} {capacity:8.3f}"
+    )
+  print(
+    f"test accuracy {test_accuracy:.3f} (chance 0.1); the last step updated "
+    f"{float(fraction):.1%} of the weights; CLASSP has updated {capacity:.1%} of them"
+  )
   return {"accuracy": test_accuracy, "update_fraction": float(fraction), "capacity_used": capacity}
 
 

@@ -42,8 +42,10 @@ from classp_jax.data import load_dataset, split_stream
 
 def init_mlp(key, sizes):
   keys = jax.random.split(key, len(sizes) - 1)
-  return [{"w": jax.random.normal(k, (m, n)) * jnp.sqrt(2.0 / m), "b": jnp.zeros(n)}
-          for k, m, n in zip(keys, sizes[:-1], sizes[1:])]
+  return [
+    {"w": jax.random.normal(k, (m, n)) * jnp.sqrt(2.0 / m), "b": jnp.zeros(n)}
+    for k, m, n in zip(keys, sizes[:-1], sizes[1:])
+  ]
 
 
 def apply_mlp(params, inputs):
@@ -99,8 +101,13 @@ def train_two_tasks(tasks, reg, *, epochs, seed, batch_size=32):
       break  # no task follows that a consolidation would serve
     # The task is over: EWC computes its Fisher here, SI turns its path integral
     # into importances. Both anchor the next task's penalty at these params.
-    reg_state = reg.consolidate(reg_state, params, classp_jax.ConsolidationContext(
-        apply_fn=apply_mlp, inputs=x, labels=y, rng=jax.random.key(seed + t), task_index=t))
+    reg_state = reg.consolidate(
+      reg_state,
+      params,
+      classp_jax.ConsolidationContext(
+        apply_fn=apply_mlp, inputs=x, labels=y, rng=jax.random.key(seed + t), task_index=t
+      ),
+    )
   return after_task, reg_state
 
 
@@ -117,13 +124,12 @@ def main(argv=None) -> dict[str, object]:
   test2 = (jnp.asarray(tasks[1].test.inputs), jnp.asarray(tasks[1].test.labels))
 
   regularizers = {
-      "sgd (no penalty)": classp_jax.ewc(0.0),  # strength 0: the same loop, plain SGD
-      "sgd+ewc": classp_jax.ewc(strength=100.0),
-      "sgd+si": classp_jax.si(strength=0.3),
+    "sgd (no penalty)": classp_jax.ewc(0.0),  # strength 0: the same loop, plain SGD
+    "sgd+ewc": classp_jax.ewc(strength=100.0),
+    "sgd+si": classp_jax.si(strength=0.3),
   }
   results = {}
-  print(f"{'method':<17} {'task 1 after task 1':>19} {'task 1 after task 2':>19} "
-        f"{'task 2':>6}")
+  print(f"{'method':<17} {'task 1 after task 1':>19} {'task 1 after task 2':>19} {'task 2':>6}")
   for name, reg in regularizers.items():
     (params1, params2), reg_state = train_two_tasks(tasks, reg, epochs=epochs, seed=args.seed)
     before, after = float(accuracy(params1, *test1)), float(accuracy(params2, *test1))
@@ -133,14 +139,25 @@ def main(argv=None) -> dict[str, object]:
       ewc_params1, ewc_state = params1, reg_state
 
   # The Fisher directly: the same numbers EWC consolidated after task 1.
-  fisher = classp_jax.fisher_diagonal(apply_mlp, ewc_params1, jnp.asarray(tasks[0].train.inputs),
-                                      kind="exact")
-  gap = max(float(jnp.max(jnp.abs(f - i)))
-            for f, i in zip(jax.tree.leaves(fisher), jax.tree.leaves(ewc_state.importance)))
-  print("diagonal Fisher after task 1, mean per layer:",
-        ", ".join(f"{layer} {float(v.mean()):.2e}" for layer, v in
-                  [("w1", fisher[0]["w"]), ("b1", fisher[0]["b"]),
-                   ("w2", fisher[1]["w"]), ("b2", fisher[1]["b"])]))
+  fisher = classp_jax.fisher_diagonal(
+    apply_mlp, ewc_params1, jnp.asarray(tasks[0].train.inputs), kind="exact"
+  )
+  gap = max(
+    float(jnp.max(jnp.abs(f - i)))
+    for f, i in zip(jax.tree.leaves(fisher), jax.tree.leaves(ewc_state.importance))
+  )
+  print(
+    "diagonal Fisher after task 1, mean per layer:",
+    ", ".join(
+      f"{layer} {float(v.mean()):.2e}"
+      for layer, v in [
+        ("w1", fisher[0]["w"]),
+        ("b1", fisher[0]["b"]),
+        ("w2", fisher[1]["w"]),
+        ("b2", fisher[1]["b"]),
+      ]
+    ),
+  )
   print(f"EWC's importance after task 1 equals it: max |difference| = {gap:.1e}")
   return {"task1_after_task2": results, "fisher_vs_ewc_importance": gap}
 

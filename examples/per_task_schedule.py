@@ -69,10 +69,12 @@ def train(tasks, model, tx, *, epochs, seed, schedule=None, batch_size=32):
     accuracies = [float(accuracy(params, u.test.inputs, u.test.labels)) for u in tasks]
     capacity = classp_jax.capacity_used(opt_state)
     settings = ", ".join(f"{k} {v:g}" for k, v in (schedule or [{}] * len(tasks))[t].items())
-    print(f"  after task {t + 1}{' (' + settings + ')' if settings else ''}: "
-          f"last step updated {float(fraction.overall):.1%}, capacity used "
-          f"{float(capacity.overall):.1%}, test accuracy task 1 {accuracies[0]:.3f}, "
-          f"task 2 {accuracies[1]:.3f}")
+    print(
+      f"  after task {t + 1}{' (' + settings + ')' if settings else ''}: "
+      f"last step updated {float(fraction.overall):.1%}, capacity used "
+      f"{float(capacity.overall):.1%}, test accuracy task 1 {accuracies[0]:.3f}, "
+      f"task 2 {accuracies[1]:.3f}"
+    )
   return accuracies, step._cache_size(), capacity
 
 
@@ -87,22 +89,31 @@ def main(argv=None) -> dict[str, object]:
 
   print("1. inject_hyperparams: a per-task threshold (any injected hyperparameter works alike)")
   tx = optax.inject_hyperparams(classp_jax.classp)(
-      learning_rate=0.05, threshold=0.0, power=1.0, eps=1e-5)
+    learning_rate=0.05, threshold=0.0, power=1.0, eps=1e-5
+  )
   schedule = [{"threshold": 0.0}, {"threshold": 1e-5}]
-  scheduled, compilations, _ = train(tasks, model, tx, epochs=epochs, seed=args.seed,
-                                     schedule=schedule)
+  scheduled, compilations, _ = train(
+    tasks, model, tx, epochs=epochs, seed=args.seed, schedule=schedule
+  )
   print(f"  the step compiled {compilations} time(s) for both tasks")
 
   print("2. multi_transform: CLASSP on the hidden layer, SGD on the output layer")
   tx = optax.multi_transform(
-      {"classp": classp_jax.classp(learning_rate=0.05, threshold=0.0, power=1.0, eps=1e-5),
-       "sgd": optax.sgd(learning_rate=0.05)},
-      param_labels={"Dense_0": "classp", "Dense_1": "sgd"})
+    {
+      "classp": classp_jax.classp(learning_rate=0.05, threshold=0.0, power=1.0, eps=1e-5),
+      "sgd": optax.sgd(learning_rate=0.05),
+    },
+    param_labels={"Dense_0": "classp", "Dense_1": "sgd"},
+  )
   mixed, _, capacity = train(tasks, model, tx, epochs=epochs, seed=args.seed)
   hidden = float(capacity.per_leaf["Dense_0"]["kernel"])
   print(f"  capacity used by CLASSP in the hidden layer's kernel: {hidden:.1%}")
-  return {"scheduled": scheduled, "compilations": compilations, "mixed": mixed,
-          "hidden_capacity": hidden}
+  return {
+    "scheduled": scheduled,
+    "compilations": compilations,
+    "mixed": mixed,
+    "hidden_capacity": hidden,
+  }
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@
 # STAGEs (default: all, in this order). For each STUDY in split_mnist_task,
 # split_mnist_domain, split_mnist_class, permuted_mnist, mnist_fashion, fpb_imdb_cpu:
 #   STUDY_frontier  every method's knobs, one at a time around a centre
-#                   (classp_jax/experiments/comparison.py), 3 seeds (0-2); then each grid
+#                   (classp_jax/experiments/common.py), 3 seeds (0-2); then each grid
 #                   whose selected point is at its edge grows past it, point by point,
 #                   and a method that diverged at every point grows its strength grid (or
 #                   its learning rate's) down (`classp-jax select --next-points`), until

@@ -21,7 +21,11 @@ def test_main_job_writes_results_and_plot(tmp_path, capsys):
   assert main([*QUICK, "--methods", "classp,sgd", "--seeds", "0,1", "--out", str(tmp_path)]) == 0
   results = json.loads((tmp_path / "results.json").read_text())
   assert [(r["method"], r["seed"]) for r in results["runs"]] == [
-      ("classp", 0), ("classp", 1), ("sgd", 0), ("sgd", 1)]
+    ("classp", 0),
+    ("classp", 1),
+    ("sgd", 0),
+    ("sgd", 1),
+  ]
   for run in results["runs"]:
     r = np.array(run["accuracy_matrix"])
     assert r.shape == (5, 5) and ((0 <= r) & (r <= 1)).all()
@@ -37,7 +41,9 @@ def test_main_job_writes_results_and_plot(tmp_path, capsys):
   assert "classp: test accuracy" in out and "forgetting" in out
 
 
-@pytest.mark.parametrize("argv, message", [
+@pytest.mark.parametrize(
+  "argv, message",
+  [
     (["run", "nope"], "unknown experiment 'nope'; known: digits"),
     ([*QUICK, "--methods", "sgd,bogus"], "unknown method 'bogus'"),
     ([*QUICK, "--seeds", "one"], "--seeds must be a comma-separated list"),
@@ -47,16 +53,29 @@ def test_main_job_writes_results_and_plot(tmp_path, capsys):
     ([*QUICK, "--coordinator", "localhost:1"], "need --distributed"),
     ([*QUICK, "--set", "epochs=abc"], "epochs must be a positive integer"),
     ([*QUICK, "--set", "epochs=-1"], "epochs must be a positive integer"),
-    ([*QUICK, "--set", "validation_fraction=1.5"], "validation_fraction must be a number in [0, 1)"),
+    (
+      [*QUICK, "--set", "validation_fraction=1.5"],
+      "validation_fraction must be a number in [0, 1)",
+    ),
     ([*QUICK, "--seeds", "0,-1"], "--seeds must be non-negative"),
     ([*QUICK, "--seeds", "0,0"], "--seeds must be distinct"),
-    ([*QUICK, "--methods", "sgd", "--set", "sgd.learning_rate=nan"], "learning_rate must be finite"),
-    ([*QUICK, "--methods", "sgd", "--set", "sgd.learning_rate=fast"], "must be a number, got 'fast'"),
+    (
+      [*QUICK, "--methods", "sgd", "--set", "sgd.learning_rate=nan"],
+      "learning_rate must be finite",
+    ),
+    (
+      [*QUICK, "--methods", "sgd", "--set", "sgd.learning_rate=fast"],
+      "must be a number, got 'fast'",
+    ),
     ([*QUICK, "--methods", "sgd,classp", "--set", "classp.threshold=-1"], "threshold must be >= 0"),
     ([*QUICK, "--log", "csv,xml"], "--log takes csv, tensorboard, wandb or none"),
-    ([*QUICK, "--set", "reset_optimizer_state=maybe"], "reset_optimizer_state must be true or false"),
+    (
+      [*QUICK, "--set", "reset_optimizer_state=maybe"],
+      "reset_optimizer_state must be true or false",
+    ),
     ([*QUICK, "--set", "classp.reset_optimizer_state=1"], "must be true or false, got 1"),
-])
+  ],
+)
 def test_bad_options_give_one_line_errors(argv, message, capsys, tmp_path):
   assert main([*argv, "--out", str(tmp_path / "out")]) == 2
   captured = capsys.readouterr()
@@ -73,8 +92,15 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys):
 
 
 def test_a_checkpoint_of_other_settings_is_refused_and_restart_starts_afresh(tmp_path, capsys):
-  args = [*QUICK, "--methods", "sgd", "--checkpoint-dir", str(tmp_path / "ck"),
-          "--out", str(tmp_path / "out")]
+  args = [
+    *QUICK,
+    "--methods",
+    "sgd",
+    "--checkpoint-dir",
+    str(tmp_path / "ck"),
+    "--out",
+    str(tmp_path / "out"),
+  ]
   assert main(args) == 0
   assert main([*args, "--set", "sgd.learning_rate=0.5"]) == 2
   err = capsys.readouterr().err
@@ -88,8 +114,12 @@ def test_a_checkpoint_of_other_settings_is_refused_and_restart_starts_afresh(tmp
 
 
 def test_results_are_strict_json_and_a_diverged_run_is_flagged(tmp_path, capsys):
-  assert main([*QUICK, "--methods", "sgd,adam", "--set", "sgd.learning_rate=1e9",
-               "--out", str(tmp_path)]) == 0
+  assert (
+    main(
+      [*QUICK, "--methods", "sgd,adam", "--set", "sgd.learning_rate=1e9", "--out", str(tmp_path)]
+    )
+    == 0
+  )
   text = (tmp_path / "results.json").read_text()
   assert "NaN" not in text and "Infinity" not in text
   runs = {r["method"]: r for r in json.loads(text)["runs"]}
@@ -115,18 +145,49 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   """``--distributed`` over 2 local CPU processes (gloo on loopback) = one process, 2 devices."""
-  args = [sys.executable, "-m", "classp_jax.cli", *QUICK, "--methods", "sgd",
-          "--set", "epochs=1", "--set", "batch_size=16"]
+  args = [
+    sys.executable,
+    "-m",
+    "classp_jax.cli",
+    *QUICK,
+    "--methods",
+    "sgd",
+    "--set",
+    "epochs=1",
+    "--set",
+    "batch_size=16",
+  ]
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  single = subprocess.run([*args, "--out", str(tmp_path / "single")], capture_output=True,
-                          text=True, timeout=300, env={**env, "JAX_NUM_CPU_DEVICES": "2"})
+  single = subprocess.run(
+    [*args, "--out", str(tmp_path / "single")],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**env, "JAX_NUM_CPU_DEVICES": "2"},
+  )
   assert single.returncode == 0, single.stderr
   port = _free_port()
-  processes = [subprocess.Popen(
-      [*args, "--out", str(tmp_path / "multi"), "--distributed", "--coordinator",
-       f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      env={**env, "JAX_NUM_CPU_DEVICES": "1"}) for i in range(2)]
+  processes = [
+    subprocess.Popen(
+      [
+        *args,
+        "--out",
+        str(tmp_path / "multi"),
+        "--distributed",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+        "--process-id",
+        str(i),
+      ],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      env={**env, "JAX_NUM_CPU_DEVICES": "1"},
+    )
+    for i in range(2)
+  ]
   outputs = [p.communicate(timeout=300) for p in processes]
   for p, (_, err) in zip(processes, outputs):
     assert p.returncode == 0, err
@@ -140,8 +201,24 @@ def test_two_processes_match_one_process(tmp_path):
 
 def test_every_method_runs_on_the_default_stream(tmp_path):
   methods = ["ewc", "si", "mas", "l2", "classp+ewc", "adam+si"]  # online EWC: test_regularizers
-  assert main([*QUICK, "--methods", ",".join(methods), "--out", str(tmp_path), "--log", "none",
-               "--set", "validation_fraction=0", "--set", "evals_per_task=0"]) == 0
+  assert (
+    main(
+      [
+        *QUICK,
+        "--methods",
+        ",".join(methods),
+        "--out",
+        str(tmp_path),
+        "--log",
+        "none",
+        "--set",
+        "validation_fraction=0",
+        "--set",
+        "evals_per_task=0",
+      ]
+    )
+    == 0
+  )
   runs = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
   assert list(runs) == methods
   fp32_params = 4 * runs["l2"]["param_count"]
@@ -163,14 +240,29 @@ def test_ctrl_c_keeps_the_finished_runs(tmp_path):
   out = tmp_path / "out"
   # A shell starts background jobs with SIGINT ignored, and Python keeps that: give the
   # command the handler it has in a terminal, wherever the tests run.
-  interactive = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                 "import sys; from classp_jax.cli import entry_point; "
-                 "sys.argv[0] = 'classp-jax'; entry_point()")
+  interactive = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "import sys; from classp_jax.cli import entry_point; "
+    "sys.argv[0] = 'classp-jax'; entry_point()"
+  )
   # 40 runs: however slow the machine, the signal comes long before the last one.
-  process = subprocess.Popen([sys.executable, "-c", interactive, *QUICK, "--methods",
-                              "sgd,adam,adagrad,classp", "--seeds", ",".join(map(str, range(10))),
-                              "--out", str(out)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  process = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      interactive,
+      *QUICK,
+      "--methods",
+      "sgd,adam,adagrad,classp",
+      "--seeds",
+      ",".join(map(str, range(10))),
+      "--out",
+      str(out),
+    ],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   deadline = time.monotonic() + 240
   while not (out / "results.json").exists() and time.monotonic() < deadline:
     time.sleep(0.2)
@@ -211,8 +303,12 @@ def test_a_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_runs(tmp_path, ca
 @pytest.mark.slow
 def test_two_concurrent_runs_into_one_folder_keep_both(tmp_path):
   out = str(tmp_path / "out")
-  processes = [subprocess.Popen(_cli("--methods", m, "--out", out), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for m in ("sgd", "adam")]
+  processes = [
+    subprocess.Popen(
+      _cli("--methods", m, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for m in ("sgd", "adam")
+  ]
   for p in processes:
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -222,8 +318,9 @@ def test_two_concurrent_runs_into_one_folder_keep_both(tmp_path):
 
 
 def test_logs_are_written_per_method_and_seed(tmp_path):
-  assert main([*QUICK, "--methods", "classp", "--out", str(tmp_path), "--log",
-               "csv,tensorboard"]) == 0
+  assert (
+    main([*QUICK, "--methods", "classp", "--out", str(tmp_path), "--log", "csv,tensorboard"]) == 0
+  )
   folder = tmp_path / "logs" / "classp-seed0"
   steps = (folder / "steps.csv").read_text().splitlines()
   assert steps[0] == "step,task,loss,accuracy,penalty,update_fraction,capacity_used"
@@ -241,7 +338,21 @@ def test_logs_are_written_per_method_and_seed(tmp_path):
 
 
 def test_reset_optimizer_state_is_set_on_every_method_run(tmp_path):
-  assert main([*QUICK, "--methods", "classp,sgd+ewc", "--set", "reset_optimizer_state=true",
-               "--out", str(tmp_path), "--log", "none"]) == 0
+  assert (
+    main(
+      [
+        *QUICK,
+        "--methods",
+        "classp,sgd+ewc",
+        "--set",
+        "reset_optimizer_state=true",
+        "--out",
+        str(tmp_path),
+        "--log",
+        "none",
+      ]
+    )
+    == 0
+  )
   runs = json.loads((tmp_path / "results.json").read_text())["runs"]
   assert [r["settings"]["method"]["reset_optimizer_state"] for r in runs] == [True, True]

@@ -6,10 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from hypothesis import given, settings
-
-from classp_jax.continual_losses import (agem_project, derpp_terms, lwf_distillation,
-                                         mask_logits, masked_cross_entropy)
 from strategies import GRADIENT_VALUES
+
+from classp_jax.methods.losses import (
+  agem_project,
+  derpp_terms,
+  lwf_distillation,
+  mask_logits,
+  masked_cross_entropy,
+)
 
 LOG2 = float(np.log(2.0))
 
@@ -29,16 +34,20 @@ def test_agem_projects_onto_the_closed_form_across_leaves():
 
 def test_agem_leaves_a_gradient_that_agrees_with_the_reference_unchanged():
   grads = {"w": jnp.array([[1.0, -2.0]]), "b": jnp.array([0.5])}
-  for reference in ({"w": jnp.array([[1.0, 0.0]]), "b": jnp.array([0.0])},  # dot 1
-                    {"w": jnp.array([[2.0, 1.0]]), "b": jnp.array([0.0])},  # dot 0
-                    jax.tree.map(jnp.zeros_like, grads)):  # an empty buffer's reference
+  for reference in (
+    {"w": jnp.array([[1.0, 0.0]]), "b": jnp.array([0.0])},  # dot 1
+    {"w": jnp.array([[2.0, 1.0]]), "b": jnp.array([0.0])},  # dot 0
+    jax.tree.map(jnp.zeros_like, grads),
+  ):  # an empty buffer's reference
     projected = agem_project(grads, reference)
     jax.tree.map(np.testing.assert_array_equal, projected, grads)
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(GRADIENT_VALUES, min_size=6, max_size=6),
-       st.lists(GRADIENT_VALUES, min_size=6, max_size=6))
+@given(
+  st.lists(GRADIENT_VALUES, min_size=6, max_size=6),
+  st.lists(GRADIENT_VALUES, min_size=6, max_size=6),
+)
 def test_agem_projection_never_opposes_the_reference(g, r):
   grads = {"a": jnp.array(g[:4]).reshape(2, 2), "b": jnp.array(g[4:])}
   reference = {"a": jnp.array(r[:4]).reshape(2, 2), "b": jnp.array(r[4:])}
@@ -78,8 +87,9 @@ def test_derpp_gradient_pulls_a_toy_model_towards_the_stored_logits():
   w = jnp.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
   stored = jnp.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
   valid = jnp.ones(2, bool)
-  grad = jax.grad(lambda w: derpp_terms(x @ w, stored, x @ w, jnp.zeros(2, int), valid,
-                                        alpha=1.0, beta=0.0))(w)
+  grad = jax.grad(
+    lambda w: derpp_terms(x @ w, stored, x @ w, jnp.zeros(2, int), valid, alpha=1.0, beta=0.0)
+  )(w)
   # d/dw mean((xw - z)^2) = 2 x^T (xw - z) / (2 * 3)
   np.testing.assert_allclose(grad, 2 * x.T @ (x @ w - stored) / 6, rtol=1e-6)
 
@@ -110,9 +120,11 @@ def test_masking_the_logits_is_a_head_per_task():
   mask = jnp.array([[False, False, True, True]] * 2)  # the task owning classes 2 and 3
   masked = mask_logits(logits, mask)
   head = optax.softmax_cross_entropy_with_integer_labels(logits[:, 2:], labels - 2).mean()
-  np.testing.assert_allclose(masked_cross_entropy(masked, labels, jnp.ones(2, bool)), head,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    masked_cross_entropy(masked, labels, jnp.ones(2, bool)), head, rtol=1e-6
+  )
   assert masked.argmax(-1).tolist() == [3, 3]
-  grad = jax.grad(lambda z: masked_cross_entropy(mask_logits(z, mask), labels,
-                                                 jnp.ones(2, bool)))(logits)
+  grad = jax.grad(lambda z: masked_cross_entropy(mask_logits(z, mask), labels, jnp.ones(2, bool)))(
+    logits
+  )
   np.testing.assert_array_equal(grad[:, :2], 0.0)  # the other tasks' outputs learn nothing

@@ -141,7 +141,7 @@ def test_aclimdb_folder_and_archive_give_the_same_raw_reviews(tmp_path, cache_di
       assert list(ours.inputs) == list(theirs.inputs)
       np.testing.assert_array_equal(ours.labels, theirs.labels)
   assert from_folder.class_names == ("neg", "pos")
-  expected = sorted((f"{l}/{f}", t, l) for s, l, f, t in IMDB_REVIEWS if s == "train")
+  expected = sorted((f"{label}/{f}", t, label) for s, label, f, t in IMDB_REVIEWS if s == "train")
   assert list(from_folder.train.inputs) == [text for _, text, _ in expected]  # raw: <br />
   assert from_folder.train.labels.tolist() == [0, 0, 1, 1]  # neg = 0, pos = 1; no unsup
   assert from_folder.train.inputs.dtype == object

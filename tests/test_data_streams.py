@@ -125,7 +125,8 @@ def test_the_three_scenarios_of_a_split_stream_on_a_tiny_dataset():
   assert class_mask(klass, 1).all() and class_mask(domain, 1).all()
   assert len(class_mask(domain, 1)) == 2
   np.testing.assert_array_equal(
-    label_class_masks(task), [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]])
+    label_class_masks(task), [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+  )
   assert label_class_masks(klass).all() and label_class_masks(domain).shape == (2, 2)
   # what a model has been trained to output after the first task(s)
   assert seen_class_mask(klass, 0).tolist() == [False] * 4
@@ -156,7 +157,8 @@ def test_joint_stream_trains_each_task_on_the_union_so_far():
   assert [len(t.train) for t in joint.tasks] == [4, 8, 12]
   assert [len(t.test) for t in joint.tasks] == [3, 3, 3]
   np.testing.assert_array_equal(
-    joint.tasks[2].train.labels, np.concatenate([t.train.labels for t in stream.tasks]))
+    joint.tasks[2].train.labels, np.concatenate([t.train.labels for t in stream.tasks])
+  )
   np.testing.assert_array_equal(joint.tasks[1].train.inputs[4:], stream.tasks[1].train.inputs)
   assert [t.classes for t in joint.tasks] == [t.classes for t in stream.tasks]
   # each example keeps its own task's mask: the label names the task
@@ -174,8 +176,13 @@ def test_task_stream_checks_its_scenario():
   narrow = Task("n", split, split, 1, classes=(0,))
   with pytest.raises(ValueError, match="test labels"):
     TaskStream("s", (narrow,), 2, (1,), scenario="task")
-  stray = Task("x", Split(split.inputs, np.array([0, 1], np.int32)),
-               Split(split.inputs, np.array([0, 0], np.int32)), 1, classes=(0,))
+  stray = Task(
+    "x",
+    Split(split.inputs, np.array([0, 1], np.int32)),
+    Split(split.inputs, np.array([0, 0], np.int32)),
+    1,
+    classes=(0,),
+  )
   with pytest.raises(ValueError, match="training labels no task owns"):
     TaskStream("s", (stray,), 2, (1,), scenario="task")
   with pytest.raises(ValueError, match="needs its classes"):

@@ -8,11 +8,12 @@ import pytest
 
 import classp_jax
 
-PARAMS = {"a": jnp.zeros(4), "b": {"c": jnp.zeros((2, 3))},
-          "e": jnp.zeros((0, 5))}
-GRADS = {"a": jnp.array([0.1, 2.0, 0.0, -1.0]),
-         "b": {"c": jnp.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])},
-         "e": jnp.zeros((0, 5))}
+PARAMS = {"a": jnp.zeros(4), "b": {"c": jnp.zeros((2, 3))}, "e": jnp.zeros((0, 5))}
+GRADS = {
+  "a": jnp.array([0.1, 2.0, 0.0, -1.0]),
+  "b": {"c": jnp.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])},
+  "e": jnp.zeros((0, 5)),
+}
 
 
 def test_update_fraction_per_leaf_and_overall():
@@ -21,8 +22,7 @@ def test_update_fraction_per_leaf_and_overall():
   assert s.per_leaf["b"]["c"] == pytest.approx(0.5)
   assert s.per_leaf["e"] == 0.0  # zero-size leaf: 0, not NaN
   assert s.overall == pytest.approx(6 / 10)  # weighted by element count
-  assert all(x.dtype == jnp.float32 and x.shape == ()
-             for x in jax.tree.leaves(s))
+  assert all(x.dtype == jnp.float32 and x.shape == () for x in jax.tree.leaves(s))
 
 
 def test_update_fraction_edge_cases():
@@ -55,8 +55,9 @@ def test_capacity_used_counts_weights_ever_updated():
 
 @pytest.mark.parametrize("acc_dtype", [None, jnp.bfloat16])
 def test_capacity_with_nonzero_initial_accumulator(acc_dtype):
-  tx = classp_jax.classp(0.1, threshold=0.5, initial_accumulator_value=0.1,
-                         accumulator_dtype=acc_dtype)
+  tx = classp_jax.classp(
+    0.1, threshold=0.5, initial_accumulator_value=0.1, accumulator_dtype=acc_dtype
+  )
   state = tx.init(PARAMS)
   assert classp_jax.capacity_used(state).overall == 0.0
   _, state = tx.update(GRADS, state)
@@ -67,15 +68,14 @@ def _wrapped_states():
   classp = classp_jax.classp(0.1, threshold=0.5)
   labels = {"a": "c", "b": "s", "e": "s"}
   return {
-      "chain": optax.chain(optax.clip_by_global_norm(10.0), classp),
-      "inject": optax.inject_hyperparams(classp_jax.classp)(0.1, threshold=0.5),
-      "multisteps": optax.MultiSteps(classp, every_k_schedule=1),
-      "apply_if_finite": optax.apply_if_finite(classp, 3),
-      "masked": optax.masked(classp, {"a": True, "b": True, "e": False}),
-      "multi_transform": optax.multi_transform(
-          {"c": classp, "s": optax.sgd(0.1)}, labels),
-      "released": classp_jax.classp_as_released(0.1, threshold=0.5),
-      "generalized_adagrad": classp_jax.scale_by_generalized_adagrad(),
+    "chain": optax.chain(optax.clip_by_global_norm(10.0), classp),
+    "inject": optax.inject_hyperparams(classp_jax.classp)(0.1, threshold=0.5),
+    "multisteps": optax.MultiSteps(classp, every_k_schedule=1),
+    "apply_if_finite": optax.apply_if_finite(classp, 3),
+    "masked": optax.masked(classp, {"a": True, "b": True, "e": False}),
+    "multi_transform": optax.multi_transform({"c": classp, "s": optax.sgd(0.1)}, labels),
+    "released": classp_jax.classp_as_released(0.1, threshold=0.5),
+    "generalized_adagrad": classp_jax.scale_by_generalized_adagrad(),
   }
 
 
@@ -97,8 +97,7 @@ def test_capacity_used_finds_accumulator_in_nested_states(name):
     assert s.overall == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("tx", [optax.sgd(0.1), optax.adam(1e-3),
-                                optax.adagrad(0.1)])
+@pytest.mark.parametrize("tx", [optax.sgd(0.1), optax.adam(1e-3), optax.adagrad(0.1)])
 def test_capacity_used_is_none_without_accumulator(tx):
   state = tx.init(PARAMS)
   assert classp_jax.capacity_used(state) is None

@@ -20,8 +20,11 @@ def run_example(name, *argv):
 
 def test_every_example_is_tested_and_listed():
   scripts = sorted(p.stem for p in EXAMPLES.glob("*.py"))
-  tested = sorted(name[len("test_"):] for name in globals() if name.startswith("test_")
-                  and (EXAMPLES / f"{name[len('test_'):]}.py").exists())
+  tested = sorted(
+    name[len("test_") :]
+    for name in globals()
+    if name.startswith("test_") and (EXAMPLES / f"{name[len('test_') :]}.py").exists()
+  )
   assert scripts == tested
   readme = (EXAMPLES / "README.md").read_text()
   for script in scripts:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from classp_jax import fisher_diagonal
-from classp_jax.fisher import mean_per_example_statistic
+from classp_jax.methods.fisher import mean_per_example_statistic
 from classp_jax.models import MLP, PaperCNN, TextTransformer
 
 N, D, C = 7, 4, 3
@@ -21,8 +21,8 @@ def linear(p, x):
 def _problem():
   rng = np.random.default_rng(0)
   params = {
-      "w": jnp.asarray(rng.normal(size=(D, C)), jnp.float32),
-      "b": jnp.asarray(rng.normal(size=(C,)), jnp.float32),
+    "w": jnp.asarray(rng.normal(size=(D, C)), jnp.float32),
+    "b": jnp.asarray(rng.normal(size=(C,)), jnp.float32),
   }
   inputs = jnp.asarray(rng.normal(size=(N, D)), jnp.float32)
   labels = jnp.asarray(rng.integers(0, C, size=N), jnp.int32)
@@ -33,8 +33,7 @@ def _per_example_grads(params, inputs, labels):
   """Gradients of log p(y_n | x_n), one example at a time (no vmap)."""
   grads = []
   for x, y in zip(inputs, labels):
-    grads.append(jax.grad(
-        lambda p: jax.nn.log_softmax(linear(p, x[None])[0])[y])(params))
+    grads.append(jax.grad(lambda p: jax.nn.log_softmax(linear(p, x[None])[0])[y])(params))
   return grads
 
 
@@ -44,28 +43,27 @@ def test_exact_matches_closed_form(problem):
   p = jax.nn.softmax(linear(params, inputs))
   var = p * (1 - p)
   np.testing.assert_allclose(
-      fisher["w"], np.mean(inputs[:, :, None] ** 2 * var[:, None, :], 0),
-      rtol=1e-5)
+    fisher["w"], np.mean(inputs[:, :, None] ** 2 * var[:, None, :], 0), rtol=1e-5
+  )
   np.testing.assert_allclose(fisher["b"], np.mean(var, 0), rtol=1e-5)
 
 
 def test_empirical_is_mean_of_squares_not_square_of_mean(problem):
   params, inputs, labels = problem
-  fisher = fisher_diagonal(linear, params, inputs, kind="empirical",
-                           labels=labels, batch_size=2)
+  fisher = fisher_diagonal(linear, params, inputs, kind="empirical", labels=labels, batch_size=2)
   grads = _per_example_grads(params, inputs, labels)
   for name in params:
     per_example = np.stack([g[name] for g in grads])
-    np.testing.assert_allclose(fisher[name], np.mean(per_example**2, 0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(fisher[name], np.mean(per_example**2, 0), rtol=1e-5)
     assert not np.allclose(fisher[name], np.mean(per_example, 0) ** 2)
 
 
 def test_sampled_averages_to_exact(problem):
   params, inputs, _ = problem
   many = jnp.tile(inputs, (3000, 1))  # 3000 label draws per example
-  sampled = fisher_diagonal(linear, params, many, kind="sampled",
-                            rng=jax.random.key(1), batch_size=7000)
+  sampled = fisher_diagonal(
+    linear, params, many, kind="sampled", rng=jax.random.key(1), batch_size=7000
+  )
   exact = fisher_diagonal(linear, params, inputs, kind="exact")
   for name in params:
     np.testing.assert_allclose(sampled[name], exact[name], rtol=0.1)
@@ -77,26 +75,29 @@ def test_chunking_does_not_change_the_result(problem, kind, batch_size):
   params, inputs, labels = problem
   kwargs = dict(kind=kind, labels=labels, rng=jax.random.key(2))
   whole = fisher_diagonal(linear, params, inputs, batch_size=N, **kwargs)
-  chunked = fisher_diagonal(linear, params, inputs, batch_size=batch_size,
-                            **kwargs)
+  chunked = fisher_diagonal(linear, params, inputs, batch_size=batch_size, **kwargs)
   for name in params:
     np.testing.assert_allclose(chunked[name], whole[name], rtol=1e-5)
 
 
 def test_bfloat16_params_accumulate_in_float32(problem):
   params, inputs, _ = problem
-  fisher = fisher_diagonal(linear, jax.tree.map(
-      lambda p: p.astype(jnp.bfloat16), params), inputs.astype(jnp.bfloat16))
+  fisher = fisher_diagonal(
+    linear, jax.tree.map(lambda p: p.astype(jnp.bfloat16), params), inputs.astype(jnp.bfloat16)
+  )
   assert all(f.dtype == jnp.float32 for f in jax.tree.leaves(fisher))
   exact = fisher_diagonal(linear, params, inputs)
   np.testing.assert_allclose(fisher["b"], exact["b"], rtol=0.1)
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
     (dict(kind="diagonal"), "kind must be one of"),
     (dict(kind="empirical"), "labels"),
     (dict(kind="sampled"), "rng"),
-])
+  ],
+)
 def test_invalid_arguments(problem, kwargs, match):
   params, inputs, _ = problem
   with pytest.raises(ValueError, match=match):
@@ -111,6 +112,7 @@ def test_empty_inputs(problem):
 
 # --- the fast layer path against the general per-example path ---
 
+
 class _ConvNet(nn.Module):
   """Strides, kernel dilation, SAME and explicit padding, a bias-free conv."""
 
@@ -120,16 +122,17 @@ class _ConvNet(nn.Module):
   def __call__(self, x, *, train=False):
     del train
     x = nn.relu(nn.Conv(4, (3, 3), strides=2, padding="SAME")(x))
-    x = nn.tanh(nn.Conv(3, (2, 3), kernel_dilation=(1, 2),
-                        padding=((1, 0), (2, 1)), use_bias=False)(x))
+    x = nn.tanh(
+      nn.Conv(3, (2, 3), kernel_dilation=(1, 2), padding=((1, 0), (2, 1)), use_bias=False)(x)
+    )
     x = nn.Conv(2, (1,), padding="VALID")(x.reshape(x.shape[0], -1, 3))
     return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
 
 
 MODELS = {
-    "mlp": (lambda c: MLP(c, hidden=(6, 5)), (3, 4)),
-    "paper_cnn": (PaperCNN, (6, 6, 1)),
-    "conv_net": (_ConvNet, (7, 6, 2)),
+  "mlp": (lambda c: MLP(c, hidden=(6, 5)), (3, 4)),
+  "paper_cnn": (PaperCNN, (6, 6, 1)),
+  "conv_net": (_ConvNet, (7, 6, 2)),
 }
 
 
@@ -141,9 +144,9 @@ def _model(name, num_classes, seed=0, param_dtype=jnp.float32):
   labels = jnp.asarray(rng.integers(0, num_classes, size=N), jnp.int32)
   params = model.init(jax.random.key(seed), inputs[:1], train=False)
   params = jax.tree.map(
-      lambda p: (p + 0.3 * jax.random.normal(jax.random.key(seed + 1),
-                                            p.shape)).astype(param_dtype),
-      params)  # nonzero biases, so no gradient is trivially zero
+    lambda p: (p + 0.3 * jax.random.normal(jax.random.key(seed + 1), p.shape)).astype(param_dtype),
+    params,
+  )  # nonzero biases, so no gradient is trivially zero
 
   def apply_fn(p, x):
     return model.apply(p, x, train=False)
@@ -153,49 +156,59 @@ def _model(name, num_classes, seed=0, param_dtype=jnp.float32):
 
 def _exact_on_path(apply_fn, params, inputs, path):
   return mean_per_example_statistic(
-      apply_fn, params, inputs, cotangents="exact", elementwise="square",
-      batch_size=3, path=path)
+    apply_fn, params, inputs, cotangents="exact", elementwise="square", batch_size=3, path=path
+  )
 
 
-STATISTICS = [("exact", "square"), ("empirical", "square"),
-              ("sampled", "square"), ("output_norm", "abs")]
+STATISTICS = [
+  ("exact", "square"),
+  ("empirical", "square"),
+  ("sampled", "square"),
+  ("output_norm", "abs"),
+]
 
 
-@pytest.mark.parametrize("name, num_classes", [
-    ("mlp", 1), ("paper_cnn", 2), ("conv_net", 3)])
+@pytest.mark.parametrize("name, num_classes", [("mlp", 1), ("paper_cnn", 2), ("conv_net", 3)])
 def test_fast_path_equals_general_path(name, num_classes):
   apply_fn, params, inputs, labels = _model(name, num_classes)
   for cotangents, elementwise in STATISTICS:
     results = [
-        mean_per_example_statistic(
-            apply_fn, params, inputs, cotangents=cotangents,
-            elementwise=elementwise, labels=labels, rng=jax.random.key(4),
-            batch_size=3, path=path)  # 7 = 3 + 3 + 1: a padded last chunk
-        for path in ("fast", "general")]
+      mean_per_example_statistic(
+        apply_fn,
+        params,
+        inputs,
+        cotangents=cotangents,
+        elementwise=elementwise,
+        labels=labels,
+        rng=jax.random.key(4),
+        batch_size=3,
+        path=path,
+      )  # 7 = 3 + 3 + 1: a padded last chunk
+      for path in ("fast", "general")
+    ]
     for fast, general in zip(*map(jax.tree.leaves, results)):
       assert fast.dtype == jnp.float32
-      np.testing.assert_allclose(fast, general, rtol=2e-5,
-                                 atol=2e-6 * np.max(np.abs(general)) + 1e-12)
+      np.testing.assert_allclose(
+        fast, general, rtol=2e-5, atol=2e-6 * np.max(np.abs(general)) + 1e-12
+      )
     # With one class every log-likelihood gradient is zero.
     nonzero = num_classes > 1 or cotangents == "output_norm"
-    assert all(np.any(leaf > 0) == nonzero
-               for leaf in jax.tree.leaves(results[0]))
+    assert all(np.any(leaf > 0) == nonzero for leaf in jax.tree.leaves(results[0]))
 
 
 def test_fast_path_matches_closed_form():
   model = nn.Dense(C)
   params = model.init(jax.random.key(0), jnp.zeros((1, D)))
   params = jax.tree.map(lambda p: p + 0.5, params)
-  inputs = jnp.asarray(np.random.default_rng(0).normal(size=(N, D)),
-                       jnp.float32)
+  inputs = jnp.asarray(np.random.default_rng(0).normal(size=(N, D)), jnp.float32)
   fisher = mean_per_example_statistic(
-      model.apply, params, inputs, cotangents="exact", elementwise="square",
-      batch_size=3, path="fast")["params"]
+    model.apply, params, inputs, cotangents="exact", elementwise="square", batch_size=3, path="fast"
+  )["params"]
   p = jax.nn.softmax(model.apply(params, inputs))
   var = p * (1 - p)
   np.testing.assert_allclose(
-      fisher["kernel"], np.mean(inputs[:, :, None] ** 2 * var[:, None, :], 0),
-      rtol=1e-5)
+    fisher["kernel"], np.mean(inputs[:, :, None] ** 2 * var[:, None, :], 0), rtol=1e-5
+  )
   np.testing.assert_allclose(fisher["bias"], np.mean(var, 0), rtol=1e-5)
 
 
@@ -203,8 +216,8 @@ def test_fast_path_bfloat16_params_accumulate_in_float32():
   apply_fn, params, inputs, _ = _model("mlp", 3, param_dtype=jnp.bfloat16)
   fast = fisher_diagonal(apply_fn, params, inputs, batch_size=3)
   exact = fisher_diagonal(
-      apply_fn, jax.tree.map(lambda p: p.astype(jnp.float32), params),
-      inputs, batch_size=3)
+    apply_fn, jax.tree.map(lambda p: p.astype(jnp.float32), params), inputs, batch_size=3
+  )
   for low, high in zip(jax.tree.leaves(fast), jax.tree.leaves(exact)):
     assert low.dtype == jnp.float32
     np.testing.assert_allclose(low, high, rtol=0.1, atol=0.02 * high.max())
@@ -245,10 +258,8 @@ def test_plain_function_is_not_on_the_fast_path(problem):
 
 
 def test_text_transformer_uses_the_general_path():
-  model = TextTransformer(vocab_size=11, d_model=8, num_heads=2, mlp_dim=8,
-                          max_len=5)
-  tokens = jnp.asarray(np.random.default_rng(0).integers(1, 11, size=(N, 5)),
-                       jnp.int32)
+  model = TextTransformer(vocab_size=11, d_model=8, num_heads=2, mlp_dim=8, max_len=5)
+  tokens = jnp.asarray(np.random.default_rng(0).integers(1, 11, size=(N, 5)), jnp.int32)
   params = model.init(jax.random.key(0), tokens, train=False)
 
   def apply_fn(p, x):

@@ -9,15 +9,23 @@ import jax
 import numpy as np
 import pytest
 
-from classp_jax.checkpoint import CheckpointError, SettingsMismatchError
 from classp_jax.data import Split, Task, TaskStream
-from classp_jax.loop import LoopConfig, run_continual, split_validation, tree_bytes
+from classp_jax.mesh import compiler_options, data_mesh, replicate, shard_batch
 from classp_jax.methods import MethodSpec, build_method
 from classp_jax.metrics import continual_metrics
 from classp_jax.models import MLP
-from classp_jax.parallel import (TrainState, compiler_options, data_mesh, make_evaluate,
-                                 make_train_chunk, replicate, shard_batch)
 from classp_jax.results import strict_json
+from classp_jax.training import (
+  CheckpointError,
+  LoopConfig,
+  SettingsMismatchError,
+  TrainState,
+  make_evaluate,
+  make_train_chunk,
+  run_continual,
+  split_validation,
+  tree_bytes,
+)
 
 
 def tiny_stream(num_tasks=2, n=64, dim=6, seed=0) -> TaskStream:
@@ -26,9 +34,11 @@ def tiny_stream(num_tasks=2, n=64, dim=6, seed=0) -> TaskStream:
   tasks = []
   for t in range(num_tasks):
     direction = rng.normal(size=dim)
+
     def split(m):
       x = rng.normal(size=(m, dim)).astype(np.float32)
       return Split(x, (x @ direction > 0).astype(np.int32))
+
     tasks.append(Task(f"t{t}", split(n), split(32), num_classes=2))
   return TaskStream("tiny", tuple(tasks), num_classes=2, input_shape=(dim,))
 
@@ -43,10 +53,9 @@ def sgd(**hparams):
 
 # --- metrics against hand-computed values --------------------------------------------------
 
+
 def test_metrics_three_tasks():
-  r = np.array([[0.9, 0.2, 0.1],
-                [0.7, 0.8, 0.3],
-                [0.5, 0.6, 0.9]])
+  r = np.array([[0.9, 0.2, 0.1], [0.7, 0.8, 0.3], [0.5, 0.6, 0.9]])
   m = continual_metrics(r, baseline=np.array([0.1, 0.1, 0.2]))
   assert m["acc"] == pytest.approx((0.5 + 0.6 + 0.9) / 3)
   assert m["bwt"] == pytest.approx(((0.5 - 0.9) + (0.6 - 0.8)) / 2)
@@ -77,8 +86,13 @@ def _compilations(stream: TaskStream) -> int:
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     config = dataclasses.replace(CONFIG, validation_fraction=0.25, paper_eval=True)
-    run_continual(MODEL, stream, build_method("sgd", MethodSpec("sgd", {"learning_rate": 0.1}),
-                                              len(stream.tasks)), config, progress=False)
+    run_continual(
+      MODEL,
+      stream,
+      build_method("sgd", MethodSpec("sgd", {"learning_rate": 0.1}), len(stream.tasks)),
+      config,
+      progress=False,
+    )
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   return len(compiled)
@@ -88,10 +102,17 @@ def test_tasks_of_different_sizes_share_their_compiled_steps():
   # The training step and the evaluation take a whole split, so each new split length
   # would compile them again: in a long study that is time, and memory mappings.
   equal = tiny_stream(num_tasks=3)
-  unequal = dataclasses.replace(equal, tasks=tuple(
-      dataclasses.replace(task, train=Split(task.train.inputs[:n], task.train.labels[:n]),
-                          test=Split(task.test.inputs[:m], task.test.labels[:m]))
-      for task, n, m in zip(equal.tasks, (64, 48, 40), (32, 24, 20))))
+  unequal = dataclasses.replace(
+    equal,
+    tasks=tuple(
+      dataclasses.replace(
+        task,
+        train=Split(task.train.inputs[:n], task.train.labels[:n]),
+        test=Split(task.test.inputs[:m], task.test.labels[:m]),
+      )
+      for task, n, m in zip(equal.tasks, (64, 48, 40), (32, 24, 20))
+    ),
+  )
   _compilations(equal)  # what a process compiles once
   once = _compilations(equal)
   assert once > 0  # the listener sees compilations
@@ -118,19 +139,34 @@ def test_evaluate_scores_only_the_first_size_rows_of_a_padded_split():
 
 # --- data parallelism -------------------------------------------------------------------
 
+
 def _train_params(devices, steps=4, batch=8):
   stream = tiny_stream()
   mesh = data_mesh(devices)
   method = sgd()
   params = MODEL.init(jax.random.key(0), np.zeros((1, 6), np.float32), train=False)["params"]
-  state = replicate(TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh)
-  chunk = make_train_chunk(lambda p, x, r: MODEL.apply({"params": p}, x, train=True, rngs={"dropout": r}),
-                           method.tx, method.regularizer, mesh)
+  state = replicate(
+    TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh
+  )
+  chunk = make_train_chunk(
+    lambda p, x, r: MODEL.apply({"params": p}, x, train=True, rngs={"dropout": r}),
+    method.tx,
+    method.regularizer,
+    mesh,
+  )
   task = stream.tasks[0]
   x, y = replicate((task.train.inputs, task.train.labels), mesh)
   indices = np.arange(steps * batch).reshape(steps, batch) % len(y)
-  state, metrics = chunk(state, x, y, shard_batch(indices, mesh), jax.random.key(1), np.int32(0),
-                         replicate(np.ones((2, 2), bool), mesh), np.int32(0))
+  state, metrics = chunk(
+    state,
+    x,
+    y,
+    shard_batch(indices, mesh),
+    jax.random.key(1),
+    np.int32(0),
+    replicate(np.ones((2, 2), bool), mesh),
+    np.int32(0),
+  )
   return jax.device_get(state.params), jax.device_get(metrics["loss"])
 
 
@@ -145,17 +181,27 @@ def test_four_devices_match_one_device():
 def test_cpu_steps_keep_dots_and_convolutions_off_ynnpack():
   mesh = data_mesh(jax.devices()[:1])
   assert compiler_options(mesh) == {
-      "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"
+  }
   model, method = MLP(num_classes=2, hidden=(64,)), sgd()
   x, y = np.zeros((8, 32), np.float32), np.zeros(8, np.int32)
   params = model.init(jax.random.key(0), x, train=False)["params"]
   apply = lambda p, x, r: model.apply({"params": p}, x, train=True)  # noqa: E731
   # XLA's own default hands these dots to YNNPACK; our steps must not.
   assert "__ynn_fusion" in jax.jit(apply).lower(params, x, None).compile().as_text()
-  state = replicate(TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh)
+  state = replicate(
+    TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh
+  )
   chunk = make_train_chunk(apply, method.tx, method.regularizer, mesh)
-  args = (state, *replicate((x, y), mesh), shard_batch(np.zeros((1, 8), np.int32), mesh),
-          jax.random.key(0), np.int32(0), replicate(np.ones((2, 2), bool), mesh), np.int32(0))
+  args = (
+    state,
+    *replicate((x, y), mesh),
+    shard_batch(np.zeros((1, 8), np.int32), mesh),
+    jax.random.key(0),
+    np.int32(0),
+    replicate(np.ones((2, 2), bool), mesh),
+    np.int32(0),
+  )
   assert "__ynn_fusion" not in chunk.lower(*args).compile().as_text()
 
 
@@ -164,11 +210,13 @@ def test_batch_not_divisible_by_devices_is_a_clear_error():
   with pytest.raises(ValueError, match="not divisible by the 4 devices"):
     shard_batch(np.zeros((1, 6), np.int32), mesh)
   with pytest.raises(ValueError, match="multiple of the 4 devices"):
-    run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(CONFIG, batch_size=6),
-                  progress=False)
+    run_continual(
+      MODEL, tiny_stream(), sgd(), dataclasses.replace(CONFIG, batch_size=6), progress=False
+    )
 
 
 # --- the loop ---------------------------------------------------------------------------
+
 
 def test_run_result_shape_and_memory_accounting():
   result = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, progress=False)
@@ -208,7 +256,9 @@ def test_loss_target_stops_a_task_early():
   first_epochs = result["epochs"][0]
   assert 1 <= first_epochs < 30
   per_epoch = 64 // 8
-  losses = np.array(result["logs"]["loss"][: first_epochs * per_epoch]).reshape(first_epochs, per_epoch)
+  losses = np.array(result["logs"]["loss"][: first_epochs * per_epoch]).reshape(
+    first_epochs, per_epoch
+  )
   assert losses[-1].mean() <= 0.45 < losses[:-1].mean(axis=1).min()
   assert result["epochs"][1] == 1
 
@@ -241,8 +291,9 @@ def test_a_task_that_misses_its_target_stops_at_the_cap_and_says_so():
 
 def test_accuracy_target_must_be_a_fraction():
   with pytest.raises(ValueError, match="accuracy_target 85 is not a fraction"):
-    run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(CONFIG, accuracy_target=85),
-                  progress=False)
+    run_continual(
+      MODEL, tiny_stream(), sgd(), dataclasses.replace(CONFIG, accuracy_target=85), progress=False
+    )
 
 
 def test_per_task_hyperparameters_change_without_rebuilding():
@@ -265,12 +316,28 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
       raise Killed
 
   with pytest.raises(Killed):
-    run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(tmp_path / "ckpt"),
-                  progress=False, on_step=kill_at)
-  resumed = run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(tmp_path / "ckpt"),
-                          progress=False)
-  for key in ("accuracy_matrix", "baseline", "steps", "epochs", "epoch_loss", "epoch_accuracy",
-              "history", "logs"):
+    run_continual(
+      MODEL,
+      tiny_stream(),
+      sgd(),
+      config,
+      checkpoint_dir=str(tmp_path / "ckpt"),
+      progress=False,
+      on_step=kill_at,
+    )
+  resumed = run_continual(
+    MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(tmp_path / "ckpt"), progress=False
+  )
+  for key in (
+    "accuracy_matrix",
+    "baseline",
+    "steps",
+    "epochs",
+    "epoch_loss",
+    "epoch_accuracy",
+    "history",
+    "logs",
+  ):
     assert resumed[key] == full[key], key
 
 
@@ -284,8 +351,9 @@ def test_a_run_records_its_wall_and_cpu_time():
       pass
     time.sleep(0.02)
 
-  result = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, progress=False,
-                         on_step=busy_then_asleep)
+  result = run_continual(
+    MODEL, tiny_stream(), sgd(), CONFIG, progress=False, on_step=busy_then_asleep
+  )
   assert result["cpu_time_s"] >= 0.02 * len(calls)
   assert result["wall_time_s"] >= 0.04 * len(calls)
 
@@ -295,27 +363,37 @@ def test_microbatches_give_the_full_batch_gradient():
   # (the MLP has no dropout, so the split changes nothing but the arithmetic).
   config = dataclasses.replace(CONFIG, batch_size=16)
   whole = run_continual(MODEL, tiny_stream(), sgd(), config, progress=False)
-  split = run_continual(MODEL, tiny_stream(), sgd(),
-                        dataclasses.replace(config, microbatch_size=2), progress=False)
+  split = run_continual(
+    MODEL, tiny_stream(), sgd(), dataclasses.replace(config, microbatch_size=2), progress=False
+  )
   np.testing.assert_allclose(split["logs"]["loss"], whole["logs"]["loss"], rtol=1e-5)
   assert split["accuracy_matrix"] == whole["accuracy_matrix"]
   with pytest.raises(ValueError, match="must divide the per-device batch of 4"):
-    run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(config, microbatch_size=3),
-                  progress=False)
+    run_continual(
+      MODEL, tiny_stream(), sgd(), dataclasses.replace(config, microbatch_size=3), progress=False
+    )
 
 
 # --- trust: checkpoints of other settings, damaged checkpoints, divergence -----------------
+
 
 def test_resume_under_changed_settings_is_refused_and_a_finished_run_is_reused(tmp_path):
   ckpt = str(tmp_path / "ckpt")
   first = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, checkpoint_dir=ckpt, progress=False)
   assert not first["reused_checkpoint"]
   with pytest.raises(SettingsMismatchError, match="learning_rate: checkpoint 0.1, now 0.5"):
-    run_continual(MODEL, tiny_stream(), sgd(learning_rate=0.5), CONFIG, checkpoint_dir=ckpt,
-                  progress=False)
+    run_continual(
+      MODEL, tiny_stream(), sgd(learning_rate=0.5), CONFIG, checkpoint_dir=ckpt, progress=False
+    )
   with pytest.raises(SettingsMismatchError, match="loop.epochs: checkpoint 2, now 5"):
-    run_continual(MODEL, tiny_stream(), sgd(), dataclasses.replace(CONFIG, epochs=5),
-                  checkpoint_dir=ckpt, progress=False)
+    run_continual(
+      MODEL,
+      tiny_stream(),
+      sgd(),
+      dataclasses.replace(CONFIG, epochs=5),
+      checkpoint_dir=ckpt,
+      progress=False,
+    )
   with pytest.raises(SettingsMismatchError, match="stream.digest"):
     run_continual(MODEL, tiny_stream(seed=1), sgd(), CONFIG, checkpoint_dir=ckpt, progress=False)
   again = run_continual(MODEL, tiny_stream(), sgd(), CONFIG, checkpoint_dir=ckpt, progress=False)
@@ -333,19 +411,21 @@ def _interrupted_run(ckpt, config, kill_step):
       raise Killed
 
   with pytest.raises(Killed):
-    run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=ckpt, progress=False,
-                  on_step=kill_at)
+    run_continual(
+      MODEL, tiny_stream(), sgd(), config, checkpoint_dir=ckpt, progress=False, on_step=kill_at
+    )
 
 
 def _flip_bytes(step_dir):
   """Flips bytes in the middle of every stored array file of one checkpoint step."""
-  files = [p for p in step_dir.rglob("*") if p.is_file() and "state" in p.parts
-           and p.stat().st_size > 64]
+  files = [
+    p for p in step_dir.rglob("*") if p.is_file() and "state" in p.parts and p.stat().st_size > 64
+  ]
   assert files, f"no state files under {step_dir}"
   for path in files:
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     path.write_bytes(bytes(data))
 
 
@@ -357,8 +437,9 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_step(tmp_path):
   steps = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
   assert steps == [9, 12]
   _flip_bytes(ckpt / "12")
-  resumed = run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(ckpt),
-                          progress=False)
+  resumed = run_continual(
+    MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(ckpt), progress=False
+  )
   for key in ("accuracy_matrix", "history", "logs"):
     assert resumed[key] == full[key], key
 
@@ -388,11 +469,16 @@ def test_a_diverging_run_is_stopped_and_recorded_as_diverged():
 def test_reset_optimizer_state_restarts_the_capacity_used_at_each_task():
   spec = MethodSpec("classp", {"learning_rate": 0.1, "threshold": 1e-4})
   first_of_task_2 = 2 * 64 // 8
-  kept = run_continual(MODEL, tiny_stream(), build_method("classp", spec, 2), CONFIG,
-                       progress=False)["logs"]
-  reset = run_continual(MODEL, tiny_stream(), build_method(
-      "classp", dataclasses.replace(spec, reset_optimizer_state=True), 2), CONFIG,
-                        progress=False)["logs"]
+  kept = run_continual(
+    MODEL, tiny_stream(), build_method("classp", spec, 2), CONFIG, progress=False
+  )["logs"]
+  reset = run_continual(
+    MODEL,
+    tiny_stream(),
+    build_method("classp", dataclasses.replace(spec, reset_optimizer_state=True), 2),
+    CONFIG,
+    progress=False,
+  )["logs"]
   assert kept["capacity_used"][:first_of_task_2] == reset["capacity_used"][:first_of_task_2]
   end_of_task_1 = kept["capacity_used"][first_of_task_2 - 1]
   # Carried over, the accumulator only grows. Reset, it starts from zero: after the first
@@ -417,6 +503,7 @@ def test_validation_split_is_stratified_disjoint_and_deterministic():
     for c in (0, 1):
       n_c = int(np.sum(task.train.labels == c))
       assert int(np.sum(held.labels == c)) == round(n_c * 0.25)
-  result = run_continual(MODEL, stream, sgd(), dataclasses.replace(CONFIG, validation_fraction=0.25),
-                         progress=False)
+  result = run_continual(
+    MODEL, stream, sgd(), dataclasses.replace(CONFIG, validation_fraction=0.25), progress=False
+  )
   assert np.array(result["validation_accuracy_matrix"]).shape == (2, 2)

@@ -6,14 +6,13 @@ import chex
 import jax
 import numpy as np
 import pytest
+from test_loop import CONFIG, MODEL, tiny_stream
 
 from classp_jax.data import digits_stream, label_class_masks
-from classp_jax.loop import LoopConfig, run_continual
-from classp_jax.memories import ExampleSpec
-from classp_jax.methods import MethodSpec, build_method, resolve_method
+from classp_jax.mesh import data_mesh, replicate, shard_batch
+from classp_jax.methods import ExampleSpec, MethodSpec, build_method, resolve_method
 from classp_jax.models import MLP
-from classp_jax.parallel import TrainState, data_mesh, make_train_chunk, replicate, shard_batch
-from test_loop import CONFIG, MODEL, tiny_stream
+from classp_jax.training import LoopConfig, TrainState, make_train_chunk, run_continual
 
 DIGITS_MODEL = MLP(num_classes=10, hidden=(64,))
 DIGITS_CONFIG = LoopConfig(batch_size=32, epochs=3, evals_per_task=0, eval_batch_size=512)
@@ -28,9 +27,10 @@ def method(name, **memory_hparams):
 @pytest.mark.slow
 def test_class_incremental_digits_replay_beats_finetuning_and_joint_beats_all():
   stream = digits_stream("class")
-  acc = {name: run_continual(DIGITS_MODEL, stream, method(name), DIGITS_CONFIG,
-                             progress=False)["acc"]
-         for name in ("finetune", "er", "derpp", "joint")}
+  acc = {
+    name: run_continual(DIGITS_MODEL, stream, method(name), DIGITS_CONFIG, progress=False)["acc"]
+    for name in ("finetune", "er", "derpp", "joint")
+  }
   # Fine-tuned, a class-incremental learner forgets almost everything: ACC near 1/T.
   assert acc["finetune"] < 0.3
   assert acc["er"] > acc["finetune"] + 0.25 and acc["derpp"] > acc["finetune"] + 0.25
@@ -39,8 +39,9 @@ def test_class_incremental_digits_replay_beats_finetuning_and_joint_beats_all():
 
 @pytest.mark.slow
 def test_task_incremental_digits_finetuning_keeps_most_of_each_task():
-  result = run_continual(DIGITS_MODEL, digits_stream("task"), method("finetune"),
-                         DIGITS_CONFIG, progress=False)
+  result = run_continual(
+    DIGITS_MODEL, digits_stream("task"), method("finetune"), DIGITS_CONFIG, progress=False
+  )
   # With the task's identity, each task is a 2-way choice that later tasks barely disturb.
   assert result["acc"] > 0.85
   assert result["scenario"] == "task"
@@ -48,8 +49,11 @@ def test_task_incremental_digits_finetuning_keeps_most_of_each_task():
 
 def test_replay_resumes_exactly(tmp_path):
   config = dataclasses.replace(CONFIG, checkpoint_every=3)
-  er = build_method("er", MethodSpec("sgd", {"learning_rate": 0.1}, memory="er",
-                                     memory_hparams={"buffer_size": 16}), 2)
+  er = build_method(
+    "er",
+    MethodSpec("sgd", {"learning_rate": 0.1}, memory="er", memory_hparams={"buffer_size": 16}),
+    2,
+  )
   full = run_continual(MODEL, tiny_stream(), er, config, progress=False)
 
   class Killed(Exception):
@@ -60,10 +64,18 @@ def test_replay_resumes_exactly(tmp_path):
       raise Killed
 
   with pytest.raises(Killed):
-    run_continual(MODEL, tiny_stream(), er, config, checkpoint_dir=str(tmp_path), progress=False,
-                  on_step=kill_at)
-  resumed = run_continual(MODEL, tiny_stream(), er, config, checkpoint_dir=str(tmp_path),
-                          progress=False)
+    run_continual(
+      MODEL,
+      tiny_stream(),
+      er,
+      config,
+      checkpoint_dir=str(tmp_path),
+      progress=False,
+      on_step=kill_at,
+    )
+  resumed = run_continual(
+    MODEL, tiny_stream(), er, config, checkpoint_dir=str(tmp_path), progress=False
+  )
   for key in ("accuracy_matrix", "logs", "history"):
     assert resumed[key] == full[key], key
   assert full["buffer_bytes"] == 16 * 6 + 16  # float32 features kept as is, uint8 labels
@@ -72,20 +84,36 @@ def test_replay_resumes_exactly(tmp_path):
 def _steps_with_replay(devices, name):
   stream = tiny_stream()
   mesh = data_mesh(devices)
-  m = build_method(name, MethodSpec("sgd", {"learning_rate": 0.1}, memory=name,
-                                    memory_hparams={"buffer_size": 8}), 2)
+  m = build_method(
+    name,
+    MethodSpec("sgd", {"learning_rate": 0.1}, memory=name, memory_hparams={"buffer_size": 8}),
+    2,
+  )
   params = MODEL.init(jax.random.key(0), np.zeros((1, 6), np.float32), train=False)["params"]
   memory = m.memory.init(params, ExampleSpec((6,), np.float32, 2))
-  state = replicate(TrainState(params, m.tx.init(params), m.regularizer.init(params), memory),
-                    mesh)
+  state = replicate(TrainState(params, m.tx.init(params), m.regularizer.init(params), memory), mesh)
   apply = lambda p, x, r: MODEL.apply({"params": p}, x, train=True)  # noqa: E731
-  chunk = make_train_chunk(apply, m.tx, m.regularizer, mesh, memory=m.memory,
-                           eval_apply_fn=lambda p, x: MODEL.apply({"params": p}, x, train=False))
+  chunk = make_train_chunk(
+    apply,
+    m.tx,
+    m.regularizer,
+    mesh,
+    memory=m.memory,
+    eval_apply_fn=lambda p, x: MODEL.apply({"params": p}, x, train=False),
+  )
   task = stream.tasks[0]
   x, y = replicate((task.train.inputs, task.train.labels), mesh)
   indices = np.arange(6 * 8).reshape(6, 8) % len(y)
-  state, metrics = chunk(state, x, y, shard_batch(indices, mesh), jax.random.key(1), np.int32(0),
-                         replicate(label_class_masks(stream), mesh), np.int32(1))
+  state, metrics = chunk(
+    state,
+    x,
+    y,
+    shard_batch(indices, mesh),
+    jax.random.key(1),
+    np.int32(0),
+    replicate(label_class_masks(stream), mesh),
+    np.int32(1),
+  )
   return jax.device_get(state), jax.device_get(metrics["penalty"])
 
 
@@ -111,5 +139,6 @@ def test_method_names_resolve_as_the_field_names_them():
   with pytest.raises(ValueError, match="must be a regularizer, a memory or joint"):
     resolve_method("classp+adam", specs)
   with pytest.raises(ValueError, match="buffer_size must be a positive integer"):
-    build_method("er", dataclasses.replace(resolve_method("er", specs),
-                                           memory_hparams={"buffer_size": 0}), 2)
+    build_method(
+      "er", dataclasses.replace(resolve_method("er", specs), memory_hparams={"buffer_size": 0}), 2
+    )

@@ -70,7 +70,7 @@ def test_mlp_dropout_only_in_train_mode():
   x = jnp.ones((2, 10))
   params = model.init(jax.random.key(0), x, train=False)
   np.testing.assert_array_equal(
-      model.apply(params, x, train=False), model.apply(params, x, train=False)
+    model.apply(params, x, train=False), model.apply(params, x, train=False)
   )
   train_a = model.apply(params, x, train=True, rngs={"dropout": jax.random.key(1)})
   train_b = model.apply(params, x, train=True, rngs={"dropout": jax.random.key(2)})
@@ -86,8 +86,8 @@ def transformer_and_params():
 
 def test_transformer_shapes_and_param_count(transformer_and_params):
   model, params = transformer_and_params
-  d, v, f, l, c = 16, 50, 32, 12, 3
-  embeddings = v * d + l * d
+  d, v, f, length, c = 16, 50, 32, 12, 3
+  embeddings = v * d + length * d
   attention = 4 * (d * d + d)
   mlp = (d * f + f) + (f * d + d)
   norms = 4 * 2 * d
@@ -99,7 +99,7 @@ def test_transformer_shapes_and_param_count(transformer_and_params):
 def test_paper_transformer_sizes():
   model = TextTransformer(vocab_size=100)
   shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.ones((2, 30), jnp.int32), train=False)
+    lambda: model.init(jax.random.key(0), jnp.ones((2, 30), jnp.int32), train=False)
   )
   attention = shapes["params"]["encoder"]["attention"]
   assert attention["query"]["kernel"].shape == (600, 30, 20)
@@ -146,7 +146,7 @@ def test_transformer_dropout_only_in_train_mode(transformer_and_params):
   model, params = transformer_and_params
   tokens = _padded([[3, 4, 5], [6, 7]], 12)
   np.testing.assert_array_equal(
-      model.apply(params, tokens, train=False), model.apply(params, tokens, train=False)
+    model.apply(params, tokens, train=False), model.apply(params, tokens, train=False)
   )
   train_a = model.apply(params, tokens, train=True, rngs={"dropout": jax.random.key(1)})
   train_b = model.apply(params, tokens, train=True, rngs={"dropout": jax.random.key(2)})

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from strategies import GRADIENT_VALUES
 
 import classp_jax
-from strategies import GRADIENT_VALUES
 
 # ---------------------------------------------------------------------------
 # An independent model of the rule: plain NumPy, element by element, float64.
@@ -36,11 +36,10 @@ def _model_element(g, s, lr, threshold, power, eps, include_current=True):
   return -lr * g / (eps + scale) ** (1.0 / power), s_new
 
 
-def model_classp(grads_seq, lr, threshold, power, eps, initial=0.0,
-                 include_current=True):
+def model_classp(grads_seq, lr, threshold, power, eps, initial=0.0, include_current=True):
   """Updates for each step and the final accumulator, for a list of trees."""
   leaves0, treedef = jax.tree.flatten(grads_seq[0])
-  acc = [np.full(np.shape(l), initial, np.float64) for l in leaves0]
+  acc = [np.full(np.shape(leaf), initial, np.float64) for leaf in leaves0]
   all_updates = []
   for grads in grads_seq:
     ups = []
@@ -50,7 +49,7 @@ def model_classp(grads_seq, lr, threshold, power, eps, initial=0.0,
       flat_u, flat_s, flat_g = u.reshape(-1), acc[i].reshape(-1), g.reshape(-1)
       for j in range(flat_g.size):
         flat_u[j], flat_s[j] = _model_element(
-            flat_g[j], flat_s[j], lr, threshold, power, eps, include_current
+          flat_g[j], flat_s[j], lr, threshold, power, eps, include_current
         )
       ups.append(u)
     all_updates.append(jax.tree.unflatten(treedef, ups))
@@ -58,9 +57,9 @@ def model_classp(grads_seq, lr, threshold, power, eps, initial=0.0,
 
 
 TREES = (
-    {"w": (3, 2), "b": (2,)},
-    {"enc": {"k": (4,), "s": ()}, "empty": (0, 3)},
-    [(5,), (1, 1)],
+  {"w": (3, 2), "b": (2,)},
+  {"enc": {"k": (4,), "s": ()}, "empty": (0, 3)},
+  [(5,), (1, 1)],
 )
 
 
@@ -71,7 +70,8 @@ def _injected_step(tree_index, include_current=True):
   @jax.jit
   def step(grads, state):
     tx = optax.inject_hyperparams(classp_jax.classp)(
-        learning_rate=0.1, include_current_gradient=include_current)
+      learning_rate=0.1, include_current_gradient=include_current
+    )
     return tx.update(grads, state)
 
   return step
@@ -91,8 +91,7 @@ def _grads_seq(draw, steps=None):
 
   def leaf(shape):
     n = int(np.prod(shape, dtype=int))
-    return np.asarray(draw(st.lists(value, min_size=n, max_size=n)),
-                      np.float32).reshape(shape)
+    return np.asarray(draw(st.lists(value, min_size=n, max_size=n)), np.float32).reshape(shape)
 
   is_shape = lambda x: isinstance(x, tuple)
   seq = [jax.tree.map(leaf, shapes, is_leaf=is_shape) for _ in range(steps)]
@@ -101,33 +100,39 @@ def _grads_seq(draw, steps=None):
 
 @hypothesis.settings(max_examples=30, deadline=None)
 @hypothesis.given(
-    data=_grads_seq(),
-    lr=st.floats(1e-3, 1.0),
-    threshold=st.one_of(st.just(0.0), st.floats(0.0, 2.0)),
-    power=st.one_of(st.sampled_from([1.0, 2.0]), st.floats(0.5, 3.0)),
-    eps=st.one_of(st.just(0.0), st.floats(1e-6, 1e-2)),
-    initial=st.sampled_from([0.0, 0.1]),
-    include_current=st.booleans(),
+  data=_grads_seq(),
+  lr=st.floats(1e-3, 1.0),
+  threshold=st.one_of(st.just(0.0), st.floats(0.0, 2.0)),
+  power=st.one_of(st.sampled_from([1.0, 2.0]), st.floats(0.5, 3.0)),
+  eps=st.one_of(st.just(0.0), st.floats(1e-6, 1e-2)),
+  initial=st.sampled_from([0.0, 0.1]),
+  include_current=st.booleans(),
 )
-def test_classp_matches_numpy_model(data, lr, threshold, power, eps, initial,
-                                    include_current):
+def test_classp_matches_numpy_model(data, lr, threshold, power, eps, initial, include_current):
   tree_index, grads_seq = data
   params = jax.tree.map(jnp.zeros_like, grads_seq[0])
   state = _injected_init(
-      params, learning_rate=lr, threshold=threshold, power=power, eps=eps,
-      initial_accumulator_value=initial,
+    params,
+    learning_rate=lr,
+    threshold=threshold,
+    power=power,
+    eps=eps,
+    initial_accumulator_value=initial,
   )
   step = _injected_step(tree_index, include_current)
   expected_updates, expected_acc = model_classp(
-      grads_seq, lr, np.float32(threshold), np.float32(power),
-      np.float32(eps), np.float32(initial), include_current,
+    grads_seq,
+    lr,
+    np.float32(threshold),
+    np.float32(power),
+    np.float32(eps),
+    np.float32(initial),
+    include_current,
   )
   for grads, expected in zip(grads_seq, expected_updates):
     updates, state = step(grads, state)
     chex.assert_trees_all_close(updates, expected, rtol=2e-4, atol=1e-6)
-  chex.assert_trees_all_close(
-      state.inner_state[0].accumulator, expected_acc, rtol=1e-5, atol=1e-6
-  )
+  chex.assert_trees_all_close(state.inner_state[0].accumulator, expected_acc, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -141,6 +146,7 @@ def model_relative_mask(grads, threshold):
   the cutoff in float64. Entries within float32 rounding of the cutoff are
   ties, which the float32 reduction may decide either way.
   """
+
   def leaf(g):
     g = np.asarray(g, np.float32)
     sq = (g * g).astype(np.float64)
@@ -160,8 +166,7 @@ def model_relative_mask(grads, threshold):
 def _grads_with_zero_leaves(draw):
   """A gradient tree of one of `TREES`, some of its leaves all zero."""
   tree_index, (grads,) = draw(_grads_seq(steps=1))
-  return jax.tree.map(
-      lambda g: np.zeros_like(g) if draw(st.booleans()) else g, grads)
+  return jax.tree.map(lambda g: np.zeros_like(g) if draw(st.booleans()) else g, grads)
 
 
 @jax.jit
@@ -172,14 +177,15 @@ def _relative_mask(grads, threshold):
 
 @hypothesis.settings(max_examples=40, deadline=None)
 @hypothesis.given(
-    grads=_grads_with_zero_leaves(),
-    threshold=st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 8.0)),
+  grads=_grads_with_zero_leaves(),
+  threshold=st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 8.0)),
 )
 def test_relative_mask_matches_numpy_model(grads, threshold):
   out = _relative_mask(grads, np.float32(threshold))  # traced threshold
   expected, ties = model_relative_mask(grads, np.float32(threshold))
-  for o, e, tie, g in zip(jax.tree.leaves(out), jax.tree.leaves(expected),
-                          jax.tree.leaves(ties), jax.tree.leaves(grads)):
+  for o, e, tie, g in zip(
+    jax.tree.leaves(out), jax.tree.leaves(expected), jax.tree.leaves(ties), jax.tree.leaves(grads)
+  ):
     o = np.asarray(o)
     assert not np.isnan(o).any()
     np.testing.assert_array_equal(o[~tie], e[~tie])
@@ -190,13 +196,13 @@ def test_relative_mask_matches_numpy_model(grads, threshold):
 
 def test_relative_mask_by_hand_zero_nan_and_empty_leaves():
   grads = {
-      # mean(g**2) = (0.01 + 0.64 + 4) / 4 = 1.1625; cutoff 0.58125 at 0.5.
-      "a": jnp.array([0.1, -0.8, 2.0, 0.0]),
-      "zero": jnp.zeros(3),
-      "nan": jnp.array([jnp.nan, 0.1, 0.0]),
-      "empty": jnp.zeros((0, 2)),
-      # Scale-free: 1000x the gradient of "a" keeps the same entries.
-      "big": 1000 * jnp.array([0.1, -0.8, 2.0, 0.0]),
+    # mean(g**2) = (0.01 + 0.64 + 4) / 4 = 1.1625; cutoff 0.58125 at 0.5.
+    "a": jnp.array([0.1, -0.8, 2.0, 0.0]),
+    "zero": jnp.zeros(3),
+    "nan": jnp.array([jnp.nan, 0.1, 0.0]),
+    "empty": jnp.zeros((0, 2)),
+    # Scale-free: 1000x the gradient of "a" keeps the same entries.
+    "big": 1000 * jnp.array([0.1, -0.8, 2.0, 0.0]),
   }
   tx = classp_jax.threshold_mask(0.5, relative=True)
   out = tx.update(grads, tx.init(grads))[0]
@@ -208,21 +214,32 @@ def test_relative_mask_by_hand_zero_nan_and_empty_leaves():
   np.testing.assert_array_equal(out["big"], np.float32([0, -800, 2000, 0]))
 
 
-@pytest.mark.parametrize("threshold, power, include_current", [
-    (0.0, 1.0, True), (1.0, 1.0, False), (1.0, 2.0, True), (4.0, 1.3, False),
+@pytest.mark.parametrize(
+  "threshold, power, include_current",
+  [
+    (0.0, 1.0, True),
+    (1.0, 1.0, False),
+    (1.0, 2.0, True),
+    (4.0, 1.3, False),
     (0.5, 1.3, True),
-])
-def test_fused_relative_classp_equals_its_chain(threshold, power,
-                                                include_current):
+  ],
+)
+def test_fused_relative_classp_equals_its_chain(threshold, power, include_current):
   chained = optax.chain(
-      classp_jax.threshold_mask(threshold, relative=True),
-      classp_jax.scale_by_generalized_adagrad(
-          power, eps=1e-5, include_current_gradient=include_current),
-      optax.scale_by_learning_rate(0.1),
+    classp_jax.threshold_mask(threshold, relative=True),
+    classp_jax.scale_by_generalized_adagrad(
+      power, eps=1e-5, include_current_gradient=include_current
+    ),
+    optax.scale_by_learning_rate(0.1),
   )
-  fused = classp_jax.classp(0.1, threshold=threshold, power=power, eps=1e-5,
-                            relative_threshold=True,
-                            include_current_gradient=include_current)
+  fused = classp_jax.classp(
+    0.1,
+    threshold=threshold,
+    power=power,
+    eps=1e-5,
+    relative_threshold=True,
+    include_current_gradient=include_current,
+  )
   params = {"w": jnp.zeros((5, 4)), "b": jnp.zeros(4), "z": jnp.zeros(3)}
   s1, s2 = chained.init(params), fused.init(params)
   for key in jax.random.split(jax.random.key(7), 3):
@@ -247,8 +264,7 @@ def test_relative_threshold_needs_a_threshold():
 @pytest.mark.parametrize("power", [1.0, 2.0, 1.5])
 def test_equation_1_first_steps_against_numpy(power):
   lr, eps = 0.1, 1e-5
-  tx = classp_jax.classp(lr, threshold=0.0, power=power, eps=eps,
-                         include_current_gradient=False)
+  tx = classp_jax.classp(lr, threshold=0.0, power=power, eps=eps, include_current_gradient=False)
   g1 = np.float32([0.3, -0.02, 0.0, 1.5])
   g2 = np.float32([0.1, 0.4, -0.7, 0.0])
   state = tx.init(jnp.zeros(4))
@@ -260,13 +276,11 @@ def test_equation_1_first_steps_against_numpy(power):
   s1 = np.abs(g1) ** power
   expected_u2 = -lr * g2 / (eps + s1) ** (1 / power)
   np.testing.assert_allclose(u2, expected_u2, rtol=1e-5)
-  np.testing.assert_allclose(state[0].accumulator,
-                             s1 + np.abs(g2) ** power, rtol=1e-6)
+  np.testing.assert_allclose(state[0].accumulator, s1 + np.abs(g2) ** power, rtol=1e-6)
 
 
 def test_equation_1_with_eps_0_skips_a_weights_first_step():
-  tx = classp_jax.classp(1.0, threshold=0.0, eps=0.0,
-                         include_current_gradient=False)
+  tx = classp_jax.classp(1.0, threshold=0.0, eps=0.0, include_current_gradient=False)
   state = tx.init(jnp.zeros(2))
   u, state = tx.update(jnp.array([2.0, 0.0]), state)
   np.testing.assert_array_equal(u, [0.0, 0.0])  # 0, not g / 0
@@ -280,8 +294,11 @@ def test_new_knobs_are_injectable_and_traced_under_jit(include_current):
   params = {"w": jnp.zeros((4, 5)), "b": jnp.zeros(5)}
   grads = _random_grads(jax.random.key(8), params, 3)
   tx = optax.inject_hyperparams(classp_jax.classp)(
-      learning_rate=0.1, threshold=1.0, relative_threshold=True,
-      include_current_gradient=include_current)
+    learning_rate=0.1,
+    threshold=1.0,
+    relative_threshold=True,
+    include_current_gradient=include_current,
+  )
   state = tx.init(params)
   assert "threshold" in state.hyperparams
   assert "relative_threshold" not in state.hyperparams  # static booleans
@@ -289,13 +306,12 @@ def test_new_knobs_are_injectable_and_traced_under_jit(include_current):
   fresh_acc = None
   for threshold, g in zip((1.0, 4.0, 0.0), grads):
     state = _set(state, threshold=threshold)
-    fresh = classp_jax.classp(0.1, threshold=threshold,
-                              relative_threshold=True,
-                              include_current_gradient=include_current)
+    fresh = classp_jax.classp(
+      0.1, threshold=threshold, relative_threshold=True, include_current_gradient=include_current
+    )
     fresh_state = fresh.init(params)
     if fresh_acc is not None:
-      fresh_state = (fresh_state[0]._replace(accumulator=fresh_acc),
-                     fresh_state[1])
+      fresh_state = (fresh_state[0]._replace(accumulator=fresh_acc), fresh_state[1])
     u, state = update(g, state)
     fu, fresh_state = fresh.update(g, fresh_state)
     chex.assert_trees_all_close(u, fu, rtol=1e-6, atol=0)
@@ -326,8 +342,12 @@ def _train_mlp(tx, seed, steps=150, batch=32):
   rng = np.random.default_rng(seed)
   x_train, y_train = _blobs(rng, steps * batch)
   x_test, y_test = _blobs(rng, 1000)
-  params = {"w1": rng.normal(size=(16, 32)) / 4, "b1": np.zeros(32),
-            "w2": rng.normal(size=(32, 4)) / 32**0.5, "b2": np.zeros(4)}
+  params = {
+    "w1": rng.normal(size=(16, 32)) / 4,
+    "b1": np.zeros(32),
+    "w2": rng.normal(size=(32, 4)) / 32**0.5,
+    "b2": np.zeros(4),
+  }
   params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
 
   def loss(p, x, y):  # an ordinary mean-reduced loss
@@ -360,8 +380,7 @@ def test_threshold_mask_zeroes_at_or_below_threshold():
   tx = classp_jax.threshold_mask(0.25)
   g = jnp.array([0.5, -0.5, 0.51, -2.0, 0.0, 0.1])
   updates, _ = tx.update(g, tx.init(g))
-  np.testing.assert_array_equal(
-      updates, np.float32([0.0, 0.0, 0.51, -2.0, 0.0, 0.0]))
+  np.testing.assert_array_equal(updates, np.float32([0.0, 0.0, 0.51, -2.0, 0.0, 0.0]))
 
 
 def test_accumulates_before_scaling():
@@ -394,8 +413,9 @@ def test_zero_gradient_and_zero_accumulator_give_zero_not_nan(eps, power):
 @pytest.mark.parametrize("initial", [0.0, 0.1])
 def test_equals_optax_adagrad_for_power_2_threshold_0(initial):
   eps = 1e-7
-  ours = classp_jax.classp(0.3, threshold=0.0, power=2.0, eps=eps,
-                           initial_accumulator_value=initial)
+  ours = classp_jax.classp(
+    0.3, threshold=0.0, power=2.0, eps=eps, initial_accumulator_value=initial
+  )
   ref = optax.adagrad(0.3, initial_accumulator_value=initial, eps=eps)
   keys = jax.random.split(jax.random.key(0), 5)
   params = {"a": jnp.ones((4, 3)), "b": jnp.zeros(2)}
@@ -404,26 +424,24 @@ def test_equals_optax_adagrad_for_power_2_threshold_0(initial):
   ours_update, ref_update = jax.jit(ours.update), jax.jit(ref.update)
   for key in keys:
     grads = jax.tree.map(
-        lambda x: jax.random.normal(key, x.shape) * (jnp.arange(x.size) % 3 > 0
-                                                     ).reshape(x.shape),
-        params,
+      lambda x: jax.random.normal(key, x.shape) * (jnp.arange(x.size) % 3 > 0).reshape(x.shape),
+      params,
     )
     u1, s1 = ours_update(grads, s1, p1)
     u2, s2 = ref_update(grads, s2, p2)
     # Same formula; the compiled fusions may round the last bit differently.
     chex.assert_trees_all_close(u1, u2, rtol=1e-6, atol=0)
     p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
-  chex.assert_trees_all_close(s1[0].accumulator, s2[0].sum_of_squares,
-                              rtol=1e-6)
+  chex.assert_trees_all_close(s1[0].accumulator, s2[0].sum_of_squares, rtol=1e-6)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.5])
 @pytest.mark.parametrize("power", [1.0, 2.0, 1.3])
 def test_fused_mask_equals_chained_threshold_mask(threshold, power):
   chained = optax.chain(
-      classp_jax.threshold_mask(threshold),
-      classp_jax.scale_by_generalized_adagrad(power, eps=1e-5),
-      optax.scale_by_learning_rate(0.1),
+    classp_jax.threshold_mask(threshold),
+    classp_jax.scale_by_generalized_adagrad(power, eps=1e-5),
+    optax.scale_by_learning_rate(0.1),
   )
   fused = classp_jax.classp(0.1, threshold=threshold, power=power, eps=1e-5)
   grads = jnp.array([0.0, 0.3, -0.8, 1.5, -2.0, 0.7072])
@@ -451,17 +469,17 @@ def test_state_is_one_accumulator_per_weight():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(threshold=-0.1), "threshold"),
-        (dict(power=0.0), "power"),
-        (dict(power=-1.0), "power"),
-        (dict(eps=-1e-8), "eps"),
-        (dict(threshold=float("nan")), "finite"),
-        (dict(power=float("inf")), "finite"),
-        (dict(eps=float("inf")), "finite"),
-        (dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
-    ],
+  "kwargs, match",
+  [
+    (dict(threshold=-0.1), "threshold"),
+    (dict(power=0.0), "power"),
+    (dict(power=-1.0), "power"),
+    (dict(eps=-1e-8), "eps"),
+    (dict(threshold=float("nan")), "finite"),
+    (dict(power=float("inf")), "finite"),
+    (dict(eps=float("inf")), "finite"),
+    (dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
+  ],
 )
 def test_bad_hyperparameters_raise(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -472,9 +490,7 @@ def test_bad_learning_rate_value_and_injected_bad_value_raise():
   with pytest.raises(ValueError, match="learning_rate"):
     classp_jax.classp(float("nan"))
   with pytest.raises(ValueError, match="threshold"):
-    optax.inject_hyperparams(classp_jax.classp)(0.1, threshold=-1.0).init(
-        jnp.zeros(2)
-    )
+    optax.inject_hyperparams(classp_jax.classp)(0.1, threshold=-1.0).init(jnp.zeros(2))
   with pytest.raises(ValueError, match="threshold"):
     classp_jax.threshold_mask(jnp.array(-1.0))
 
@@ -483,9 +499,7 @@ def test_schedules_and_traced_values_are_not_validated():
   tx = classp_jax.classp(optax.linear_schedule(0.1, 0.0, 10))
   state = tx.init(jnp.zeros(2))
   tx.update(jnp.ones(2), state)
-  jax.jit(lambda t: classp_jax.classp(0.1, threshold=t).init(jnp.zeros(2)))(
-      jnp.float32(-1.0)
-  )
+  jax.jit(lambda t: classp_jax.classp(0.1, threshold=t).init(jnp.zeros(2)))(jnp.float32(-1.0))
 
 
 def test_nan_and_inf_gradients_and_the_apply_if_finite_recipe():
@@ -502,9 +516,7 @@ def test_nan_and_inf_gradients_and_the_apply_if_finite_recipe():
   state = safe.init(w)
   updates, state = safe.update(bad, state, w)
   np.testing.assert_array_equal(updates, np.zeros(3))
-  np.testing.assert_array_equal(
-      state.inner_state[0].accumulator, np.zeros(3)
-  )
+  np.testing.assert_array_equal(state.inner_state[0].accumulator, np.zeros(3))
   assert int(state.notfinite_count) == 1
   updates, state = safe.update(jnp.array([2.0, 0.1, -1.0]), state, w)
   np.testing.assert_allclose(updates, [-1.0, 0.0, 1.0], rtol=1e-4)
@@ -516,14 +528,14 @@ def test_nan_and_inf_gradients_and_the_apply_if_finite_recipe():
 
 def _random_grads(key, params, steps):
   keys = jax.random.split(key, steps)
-  return [
-      jax.tree.map(lambda p: 2 * jax.random.normal(k, p.shape, p.dtype), params)
-      for k in keys
-  ]
+  return [jax.tree.map(lambda p: 2 * jax.random.normal(k, p.shape, p.dtype), params) for k in keys]
 
 
-PARAMS = {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.zeros(4)},
-          "scalar": jnp.array(1.0), "empty": jnp.zeros((0, 2))}
+PARAMS = {
+  "dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.zeros(4)},
+  "scalar": jnp.array(1.0),
+  "empty": jnp.zeros((0, 2)),
+}
 
 
 def _run(tx, params, grads_seq):
@@ -551,9 +563,12 @@ def test_jit_and_no_recompilation_on_second_update():
 
 
 def test_extra_args_are_accepted():
-  for tx in (classp_jax.classp(0.1), classp_jax.classp_as_released(0.1),
-             classp_jax.threshold_mask(0.5),
-             classp_jax.scale_by_generalized_adagrad()):
+  for tx in (
+    classp_jax.classp(0.1),
+    classp_jax.classp_as_released(0.1),
+    classp_jax.threshold_mask(0.5),
+    classp_jax.scale_by_generalized_adagrad(),
+  ):
     state = tx.init(PARAMS)
     tx.update(PARAMS, state, PARAMS, value=jnp.array(1.0), unknown_arg=3)
 
@@ -577,8 +592,10 @@ def test_scan_equals_python_loop():
 def test_vmap_over_independent_states():
   tx = classp_jax.classp(0.1)
   params = {"w": jnp.ones(5)}
-  grads = [{"w": jnp.array([0.1, 1.0, -2.0, 0.0, 0.8])},
-           {"w": jnp.array([3.0, -0.2, 0.9, 1.0, 0.0])}]
+  grads = [
+    {"w": jnp.array([0.1, 1.0, -2.0, 0.0, 0.8])},
+    {"w": jnp.array([3.0, -0.2, 0.9, 1.0, 0.0])},
+  ]
   stacked = jax.tree.map(lambda *x: jnp.stack(x), *grads)
   states = jax.vmap(tx.init)(jax.tree.map(lambda x: jnp.stack([x, x]), params))
   updates, states = jax.vmap(tx.update)(stacked, states)
@@ -589,21 +606,21 @@ def test_vmap_over_independent_states():
 
 
 def test_chain_with_clipping_and_weight_decay():
-  tx = optax.chain(optax.clip_by_global_norm(1.0),
-                   optax.add_decayed_weights(0.01),
-                   classp_jax.classp(0.1, threshold=0.01))
+  tx = optax.chain(
+    optax.clip_by_global_norm(1.0),
+    optax.add_decayed_weights(0.01),
+    classp_jax.classp(0.1, threshold=0.01),
+  )
   params = {"w": jnp.array([1.0, -2.0, 0.5])}
   grads = {"w": jnp.array([3.0, 0.0, -4.0])}
   updates, _ = tx.update(grads, tx.init(params), params)
   clipped = grads["w"] / 5.0 + 0.01 * params["w"]
-  expected = np.where(clipped**2 > 0.01, -0.1 * clipped / (1e-5 + abs(clipped)),
-                      0.0)
+  expected = np.where(clipped**2 > 0.01, -0.1 * clipped / (1e-5 + abs(clipped)), 0.0)
   np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
 
 
 def test_multisteps_averages_gradients():
-  tx = optax.MultiSteps(classp_jax.classp(0.1, threshold=0.2),
-                        every_k_schedule=2)
+  tx = optax.MultiSteps(classp_jax.classp(0.1, threshold=0.2), every_k_schedule=2)
   params = {"w": jnp.zeros(3)}
   g1 = {"w": jnp.array([1.0, 0.2, -1.0])}
   g2 = {"w": jnp.array([0.0, 0.6, -2.0])}
@@ -621,22 +638,20 @@ def test_masked_and_multi_transform():
   params = {"a": jnp.zeros(3), "b": jnp.zeros(3)}
   grads = {"a": jnp.array([0.1, 1.0, -2.0]), "b": jnp.array([0.1, 1.0, -2.0])}
   tx = optax.multi_transform(
-      {"classp": classp_jax.classp(0.5, threshold=0.5), "sgd": optax.sgd(0.5)},
-      {"a": "classp", "b": "sgd"},
+    {"classp": classp_jax.classp(0.5, threshold=0.5), "sgd": optax.sgd(0.5)},
+    {"a": "classp", "b": "sgd"},
   )
   updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["a"], [0.0, -0.5, 0.5], rtol=1e-4)
   np.testing.assert_allclose(updates["b"], -0.5 * grads["b"])
 
-  masked = optax.masked(classp_jax.classp(0.5, threshold=0.5),
-                        {"a": True, "b": False})
+  masked = optax.masked(classp_jax.classp(0.5, threshold=0.5), {"a": True, "b": False})
   updates, _ = jax.jit(masked.update)(grads, masked.init(params), params)
   np.testing.assert_allclose(updates["a"], [0.0, -0.5, 0.5], rtol=1e-4)
   np.testing.assert_array_equal(updates["b"], grads["b"])  # passed through
 
 
 class _MLP(nn.Module):
-
   @nn.compact
   def __call__(self, x):
     return nn.Dense(2)(nn.relu(nn.Dense(3)(x)))
@@ -646,8 +661,7 @@ class _MLP(nn.Module):
 def test_flax_params_and_dtypes(dtype):
   params = _MLP().init(jax.random.key(0), jnp.ones((1, 4)))["params"]
   params = jax.tree.map(lambda x: x.astype(dtype), params)
-  params = {**params, "scalar": jnp.array(0.5, dtype),
-            "empty": jnp.zeros((0,), dtype)}
+  params = {**params, "scalar": jnp.array(0.5, dtype), "empty": jnp.zeros((0,), dtype)}
   grads = _random_grads(jax.random.key(3), params, 2)
   tx = classp_jax.classp(0.1)
   new_params, state, updates = _run(tx, params, grads)
@@ -661,8 +675,8 @@ def test_flax_params_and_dtypes(dtype):
   _, _, updates32 = _run(tx, params32, grads32)
   tol = 1e-2 if dtype == jnp.bfloat16 else 1e-6
   chex.assert_trees_all_close(
-      jax.tree.map(lambda u: u.astype(jnp.float32), updates[-1]),
-      updates32[-1], rtol=tol, atol=tol)
+    jax.tree.map(lambda u: u.astype(jnp.float32), updates[-1]), updates32[-1], rtol=tol, atol=tol
+  )
 
 
 def test_accumulator_dtype_argument():
@@ -672,10 +686,8 @@ def test_accumulator_dtype_argument():
   updates, state = tx.update({"w": jnp.ones(3)}, state)
   assert updates["w"].dtype == jnp.float32
   assert state[0].accumulator["w"].dtype == jnp.bfloat16
-  itx = optax.inject_hyperparams(classp_jax.classp)(
-      0.1, accumulator_dtype="bfloat16")
-  assert itx.init({"w": jnp.ones(3)}).inner_state[0].accumulator[
-      "w"].dtype == jnp.bfloat16
+  itx = optax.inject_hyperparams(classp_jax.classp)(0.1, accumulator_dtype="bfloat16")
+  assert itx.init({"w": jnp.ones(3)}).inner_state[0].accumulator["w"].dtype == jnp.bfloat16
 
 
 def test_init_on_shape_dtype_structs_and_sharding():
@@ -686,17 +698,17 @@ def test_init_on_shape_dtype_structs_and_sharding():
   P = jax.sharding.PartitionSpec
   sharding = jax.sharding.NamedSharding(mesh, P("data"))
   replicated = jax.sharding.NamedSharding(mesh, P())
-  params = {"w": jax.device_put(jnp.ones((2 * n, 3)), sharding),
-            "b": jax.device_put(jnp.ones(3, jnp.bfloat16), replicated)}
+  params = {
+    "w": jax.device_put(jnp.ones((2 * n, 3)), sharding),
+    "b": jax.device_put(jnp.ones(3, jnp.bfloat16), replicated),
+  }
   tx = classp_jax.classp(0.1)
 
   shapes = jax.eval_shape(tx.init, params)
   assert shapes[0].accumulator["w"].shape == (2 * n, 3)
   assert shapes[0].accumulator["b"].dtype == jnp.float32
 
-  sds = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      params)
+  sds = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), params)
   for state in (tx.init(params), tx.init(sds)):
     assert state[0].accumulator["w"].sharding == sharding
     assert state[0].accumulator["b"].sharding == replicated
@@ -722,22 +734,24 @@ def test_inject_hyperparams_equals_fresh_optimizer_and_does_not_recompile():
   params = {"w": jnp.zeros((4, 5))}
   grads = _random_grads(jax.random.key(4), params, 6)
   tx = optax.inject_hyperparams(classp_jax.classp)(
-      learning_rate=0.1, threshold=0.5, power=1.0, eps=1e-5)
+    learning_rate=0.1, threshold=0.5, power=1.0, eps=1e-5
+  )
   update = jax.jit(tx.update)
   state = tx.init(params)
   # Three "tasks", each with its own hyperparameters; S carries over.
-  tasks = [dict(learning_rate=0.1, threshold=0.5, power=1.0, eps=1e-5),
-           dict(learning_rate=0.05, threshold=0.2, power=2.0, eps=1e-3),
-           dict(learning_rate=0.2, threshold=1.0, power=1.7, eps=0.0)]
+  tasks = [
+    dict(learning_rate=0.1, threshold=0.5, power=1.0, eps=1e-5),
+    dict(learning_rate=0.05, threshold=0.2, power=2.0, eps=1e-3),
+    dict(learning_rate=0.2, threshold=1.0, power=1.7, eps=0.0),
+  ]
   fresh_acc = None
   for t, hps in enumerate(tasks):
     state = _set(state, **hps)
     fresh = classp_jax.classp(**hps)
     fresh_state = fresh.init(params)
     if fresh_acc is not None:
-      fresh_state = (fresh_state[0]._replace(accumulator=fresh_acc),
-                     fresh_state[1])
-    for g in grads[2 * t: 2 * t + 2]:
+      fresh_state = (fresh_state[0]._replace(accumulator=fresh_acc), fresh_state[1])
+    for g in grads[2 * t : 2 * t + 2]:
       u, state = update(g, state, params)
       fu, fresh_state = jax.jit(fresh.update)(g, fresh_state, params)
       chex.assert_trees_all_equal(u, fu)
@@ -759,8 +773,7 @@ def test_inject_hyperparams_with_learning_rate_schedule():
 
 def test_bfloat16_params_with_float32_hyperparams():
   params = {"w": jnp.zeros(4, jnp.bfloat16)}
-  tx = optax.inject_hyperparams(classp_jax.classp,
-                                hyperparam_dtype=jnp.float32)(0.1, eps=1e-5)
+  tx = optax.inject_hyperparams(classp_jax.classp, hyperparam_dtype=jnp.float32)(0.1, eps=1e-5)
   g = {"w": jnp.array([0.1, 1.0, -2.0, 3.0], jnp.bfloat16)}
   u, state = jax.jit(tx.update)(g, tx.init(params), params)
   # optax.scale_by_learning_rate promotes to the float32 learning rate ...
@@ -770,5 +783,4 @@ def test_bfloat16_params_with_float32_hyperparams():
   ref = classp_jax.classp(0.1)
   ru, _ = ref.update(g, ref.init(params))
   assert ru["w"].dtype == jnp.bfloat16
-  chex.assert_trees_all_close(u, jax.tree.map(lambda x: x.astype(jnp.float32),
-                                              ru), rtol=1e-2)
+  chex.assert_trees_all_close(u, jax.tree.map(lambda x: x.astype(jnp.float32), ru), rtol=1e-2)

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from strategies import GRADIENT_VALUES
 
 import classp_jax
-from strategies import GRADIENT_VALUES
 
 
 def model_released(grads_seq, lr, threshold, power, eps, scaling_seq):
@@ -39,39 +39,40 @@ def model_released(grads_seq, lr, threshold, power, eps, scaling_seq):
 
 @functools.cache
 def _step():
-  tx = optax.inject_hyperparams(classp_jax.classp_as_released)(
-      learning_rate=0.1, apply_scaling=1.0)
+  tx = optax.inject_hyperparams(classp_jax.classp_as_released)(learning_rate=0.1, apply_scaling=1.0)
   return jax.jit(tx.update)
 
 
 @hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
-    grads_seq=st.lists(
-        st.tuples(*[
-            st.lists(GRADIENT_VALUES, min_size=n, max_size=n) for n in (3, 2)
-        ]),
-        min_size=1, max_size=4),
-    lr=st.floats(1e-3, 1.0),
-    threshold=st.floats(0.0, 1.5),
-    power=st.one_of(st.sampled_from([1.0, 2.0]), st.floats(0.5, 3.0)),
-    eps=st.one_of(st.just(0.0), st.floats(1e-6, 1e-2)),
-    scaling=st.lists(st.booleans(), min_size=4, max_size=4),
+  grads_seq=st.lists(
+    st.tuples(*[st.lists(GRADIENT_VALUES, min_size=n, max_size=n) for n in (3, 2)]),
+    min_size=1,
+    max_size=4,
+  ),
+  lr=st.floats(1e-3, 1.0),
+  threshold=st.floats(0.0, 1.5),
+  power=st.one_of(st.sampled_from([1.0, 2.0]), st.floats(0.5, 3.0)),
+  eps=st.one_of(st.just(0.0), st.floats(1e-6, 1e-2)),
+  scaling=st.lists(st.booleans(), min_size=4, max_size=4),
 )
 def test_matches_numpy_model(grads_seq, lr, threshold, power, eps, scaling):
   grads_seq = [tuple(np.float32(g) for g in gs) for gs in grads_seq]
   params = tuple(jnp.zeros(len(g)) for g in grads_seq[0])
   tx = optax.inject_hyperparams(classp_jax.classp_as_released)(
-      lr, threshold, power, eps, apply_scaling=1.0)
+    lr, threshold, power, eps, apply_scaling=1.0
+  )
   state = tx.init(params)
   expected, expected_acc = model_released(
-      grads_seq, lr, np.float32(threshold), np.float32(power),
-      np.float32(eps), scaling)
+    grads_seq, lr, np.float32(threshold), np.float32(power), np.float32(eps), scaling
+  )
   for grads, scale, exp in zip(grads_seq, scaling, expected):
     state.hyperparams["apply_scaling"] = jnp.float32(scale)
     updates, state = _step()(grads, state)
     chex.assert_trees_all_close(updates, tuple(exp), rtol=2e-4, atol=1e-6)
-  chex.assert_trees_all_close(state.inner_state[0].accumulator,
-                              tuple(expected_acc), rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(
+    state.inner_state[0].accumulator, tuple(expected_acc), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_paper_example_moves_every_nonzero_element_by_about_one():
@@ -126,7 +127,8 @@ def test_without_scaling_is_sgd_and_still_accumulates():
 def test_switch_apply_scaling_between_tasks_without_recompiling():
   g = {"w": jnp.array([2.0, -1.0, 0.5])}
   tx = optax.inject_hyperparams(classp_jax.classp_as_released)(
-      0.1, threshold=0.5, apply_scaling=0.0)
+    0.1, threshold=0.5, apply_scaling=0.0
+  )
   update = jax.jit(tx.update)
   state = tx.init(g)
   for _ in range(2):  # task 1: no scaling
@@ -137,17 +139,17 @@ def test_switch_apply_scaling_between_tasks_without_recompiling():
   assert update._cache_size() == 1
 
   fresh = classp_jax.classp_as_released(0.1, threshold=0.5, apply_scaling=True)
-  fresh_state = (classp_jax.ClasspAsReleasedState(
-      accumulator={"w": 2 * jnp.abs(g["w"])}), fresh.init(g)[1])
+  fresh_state = (
+    classp_jax.ClasspAsReleasedState(accumulator={"w": 2 * jnp.abs(g["w"])}),
+    fresh.init(g)[1],
+  )
   fu, fresh_state = fresh.update(g, fresh_state)
   chex.assert_trees_all_close(u, fu, rtol=1e-6)
-  chex.assert_trees_all_close(state.inner_state[0].accumulator,
-                              {"w": 3 * jnp.abs(g["w"])})
+  chex.assert_trees_all_close(state.inner_state[0].accumulator, {"w": 3 * jnp.abs(g["w"])})
 
 
 def test_bool_apply_scaling_is_static_under_inject_hyperparams():
-  tx = optax.inject_hyperparams(classp_jax.classp_as_released)(
-      0.1, apply_scaling=False)
+  tx = optax.inject_hyperparams(classp_jax.classp_as_released)(0.1, apply_scaling=False)
   state = tx.init(jnp.zeros(2))
   assert "apply_scaling" not in state.hyperparams
   u, _ = tx.update(jnp.array([1.0, 2.0]), state)
@@ -155,16 +157,26 @@ def test_bool_apply_scaling_is_static_under_inject_hyperparams():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(threshold=-1.0), dict(power=0.0), dict(eps=-1.0),
-               dict(apply_scaling=0.5), dict(threshold=float("nan"))])
+  "kwargs",
+  [
+    dict(threshold=-1.0),
+    dict(power=0.0),
+    dict(eps=-1.0),
+    dict(apply_scaling=0.5),
+    dict(threshold=float("nan")),
+  ],
+)
 def test_bad_hyperparameters_raise(kwargs):
   with pytest.raises(ValueError):
     classp_jax.classp_as_released(0.1, **kwargs)
 
 
 def test_dtypes_jit_and_extra_args():
-  params = {"w": jnp.zeros(3, jnp.bfloat16), "s": jnp.zeros((), jnp.float32),
-            "e": jnp.zeros((0, 2))}
+  params = {
+    "w": jnp.zeros(3, jnp.bfloat16),
+    "s": jnp.zeros((), jnp.float32),
+    "e": jnp.zeros((0, 2)),
+  }
   tx = classp_jax.classp_as_released(0.1)
   state = tx.init(params)
   assert state[0].accumulator["w"].dtype == jnp.float32

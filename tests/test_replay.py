@@ -7,7 +7,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from classp_jax.data.streams import scale_images
-from classp_jax.replay import Buffer, buffer_bytes, init_buffer, reservoir_add, sample
+from classp_jax.methods.replay import Buffer, buffer_bytes, init_buffer, reservoir_add, sample
 
 
 def ids_buffer(capacity: int) -> Buffer:
@@ -73,12 +73,15 @@ def test_a_batch_is_inserted_as_algorithm_r_offers_its_examples_one_by_one():
 
 
 def test_insertion_is_a_function_of_the_key():
-  first = offer(offer(ids_buffer(4), np.arange(10), jax.random.key(1)), np.arange(10, 30),
-                jax.random.key(2))
-  again = offer(offer(ids_buffer(4), np.arange(10), jax.random.key(1)), np.arange(10, 30),
-                jax.random.key(2))
-  other = offer(offer(ids_buffer(4), np.arange(10), jax.random.key(1)), np.arange(10, 30),
-                jax.random.key(3))
+  first = offer(
+    offer(ids_buffer(4), np.arange(10), jax.random.key(1)), np.arange(10, 30), jax.random.key(2)
+  )
+  again = offer(
+    offer(ids_buffer(4), np.arange(10), jax.random.key(1)), np.arange(10, 30), jax.random.key(2)
+  )
+  other = offer(
+    offer(ids_buffer(4), np.arange(10), jax.random.key(1)), np.arange(10, 30), jax.random.key(3)
+  )
   jax.tree.map(np.testing.assert_array_equal, first, again)
   assert not np.array_equal(first.inputs, other.inputs)
 
@@ -118,8 +121,9 @@ def test_images_are_stored_as_uint8_and_come_back_bit_exact():
   replay = draw(buffer, jax.random.key(1), 4)
   order = np.asarray(replay.labels)
   assert sorted(order.tolist()) == [0, 1, 2, 3]
-  np.testing.assert_array_equal(np.asarray(replay.inputs).view(np.uint32),
-                                images[order].view(np.uint32))
+  np.testing.assert_array_equal(
+    np.asarray(replay.inputs).view(np.uint32), images[order].view(np.uint32)
+  )
   np.testing.assert_array_equal(replay.logits, logits[order])
 
 
@@ -146,14 +150,21 @@ def test_data_parallel_insertion_and_sampling_match_one_device():
 
   P = jax.P
   sharded = jax.device_put((inputs, labels, logits), jax.NamedSharding(mesh, P("data")))
-  replicas, replay = jax.jit(jax.shard_map(
-      per_device, mesh=mesh, in_specs=(P(), P("data"), P("data"), P("data")),
-      out_specs=(P("data"), P("data")), check_vma=False))(buffer, *sharded)
+  replicas, replay = jax.jit(
+    jax.shard_map(
+      per_device,
+      mesh=mesh,
+      in_specs=(P(), P("data"), P("data"), P("data")),
+      out_specs=(P("data"), P("data")),
+      check_vma=False,
+    )
+  )(buffer, *sharded)
 
   expected = reservoir_add(buffer, inputs, labels, logits, key)  # one device, global batch
   for d in range(4):
-    jax.tree.map(lambda r, e: np.testing.assert_array_equal(np.asarray(r)[d], e), replicas,
-                 expected)
+    jax.tree.map(
+      lambda r, e: np.testing.assert_array_equal(np.asarray(r)[d], e), replicas, expected
+    )
   jax.tree.map(np.testing.assert_array_equal, replay, sample(expected, sample_key, 8))
 
 
@@ -169,5 +180,10 @@ def test_a_buffer_without_logits_checkpoints_and_restores(tmp_path):
 
 def test_logits_must_match_the_buffer():
   with pytest.raises(ValueError, match="store_logits"):
-    reservoir_add(ids_buffer(2), jnp.zeros((1, 1), jnp.int32), jnp.zeros(1, jnp.int32),
-                  jnp.zeros((1, 1000)), jax.random.key(0))
+    reservoir_add(
+      ids_buffer(2),
+      jnp.zeros((1, 1), jnp.int32),
+      jnp.zeros(1, jnp.int32),
+      jnp.zeros((1, 1000)),
+      jax.random.key(0),
+    )

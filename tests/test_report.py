@@ -8,18 +8,62 @@ import pytest
 
 from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
-from classp_jax.report import (ablation_rows, best_per_method, cpu_hours, load_results,
-                               matched_plasticity_rows, neighbour_points, next_points,
-                               paired_rows, plot_classp_diagnostics, print_summary, read_results,
-                               select_points, selection_sentence, time_rows, tuned_runs,
-                               write_report)
-from classp_jax.results import write_json_atomically
+from classp_jax.report import print_summary, write_report
+from classp_jax.report.claims import ablation_rows, matched_plasticity_rows
+from classp_jax.report.plots import method_family, plot_classp_diagnostics
+from classp_jax.report.tables import (
+  cpu_hours,
+  paired_rows,
+  report_header,
+  report_rows,
+  selection_sentence,
+  time_rows,
+)
+from classp_jax.results import (
+  best_per_method,
+  load_results,
+  neighbour_points,
+  next_points,
+  read_results,
+  select_points,
+  tuned_runs,
+  write_json_atomically,
+)
 
 TASKS = ["mnist", "fashion_mnist"]
 
+# What each method is, as its registry entry declares it (`MethodInfo`): the metadata the
+# paper's comparison gives them. A method not named here records none.
+_CLASSP_ABLATION = {"family": "CLASSP", "ablation_of": "classp_no_threshold"}
+METHOD_INFO = {
+  "classp": {**_CLASSP_ABLATION, "roles": ["reference"], "changes": "an absolute threshold"},
+  "classp_no_threshold": {"family": "CLASSP"},
+  "classp_relative": {**_CLASSP_ABLATION, "changes": "a relative threshold"},
+  "classp_p2": {**_CLASSP_ABLATION, "changes": "p = 2 instead of p = 1"},
+  "classp_eq1": {**_CLASSP_ABLATION, "changes": "Eq. (1) instead of Algorithm 1"},
+  "classp_reset": {**_CLASSP_ABLATION, "changes": "the optimizer state reset at each task"},
+  **{m: {"family": "optimizers", "roles": ["paper_baseline"]} for m in ("sgd", "adam", "adagrad")},
+  "ewc": {"family": "regularizers", "roles": ["paper_baseline"]},
+  **{m: {"family": "regularizers"} for m in ("si", "mas", "l2")},
+  **{m: {"family": "replay"} for m in ("er", "derpp", "agem")},
+  "lwf": {"family": "distillation"},
+  "joint": {"family": "optimizers", "roles": ["upper_bound"]},
+  "finetune": {"family": "optimizers", "roles": ["lower_bound"]},
+}
 
-def fake_run(method, seed, rng=None, *, classp=False, matrix=None, validation=None,
-             diverged_at=None, settings_id=None, **variant):
+
+def fake_run(
+  method,
+  seed,
+  rng=None,
+  *,
+  classp=False,
+  matrix=None,
+  validation=None,
+  diverged_at=None,
+  settings_id=None,
+  **variant,
+):
   """A run entry shaped as `run_continual` returns it, with made-up accuracies.
 
   Args:
@@ -32,7 +76,10 @@ def fake_run(method, seed, rng=None, *, classp=False, matrix=None, validation=No
     diverged_at: ``(task, step)``: the run diverged there; its matrix keeps
       the rows of the tasks before, and its metrics are null.
     settings_id: its settings digest, or None (an older results file).
-    **variant: ``base_method``, ``knob`` and ``value`` of a frontier point.
+    **variant: ``base_method``, ``knob`` and ``value`` of a frontier point, or other keys.
+
+  Its ``method_info`` is `METHOD_INFO`'s for its base method (a frontier point's) or its
+  method.
   """
   if matrix is None:
     matrix = np.array([[0.9, 0.1], [0.6, 0.8]])
@@ -42,43 +89,79 @@ def fake_run(method, seed, rng=None, *, classp=False, matrix=None, validation=No
   baseline = [0.1, 0.1]
   fraction = [0.5, 0.4, 0.3, 0.2, 0.1] if classp else [None] * 5
   run = {
-      "method": method, "seed": seed, "accuracy_matrix": matrix.tolist(), "baseline": baseline,
-      **continual_metrics(matrix, np.array(baseline)), "param_count": 100,
-      "state_bytes": 400 if classp else 0, "steps": [20, 20], "epochs": [4, 1],
-      "epoch_loss": [0.3, 0.4], "epoch_accuracy": [0.9, 0.8], "wall_time_s": 12.0,
-      "history": {"step": [10, 20, 30, 40], "task": [0, 0, 1, 1],
-                  "accuracy": [[0.5, 0.1], matrix[0].tolist(), [0.7, 0.5], matrix[1].tolist()]},
-      "logs": {"step": [0, 10, 20, 30, 40], "task": [0, 0, 0, 1, 1], "loss": [1.0] * 5,
-               "penalty": [0.0] * 5,
-               "update_fraction": fraction,
-               "capacity_used": [0.5, 0.6, 0.7, 0.8, 0.9] if classp else [None] * 5},
-      "paper_protocol": {"accuracy_matrix": (matrix + 0.05).clip(0, 1).tolist(),
-                         **continual_metrics(matrix + 0.05)},
-      **variant,
+    "method": method,
+    "seed": seed,
+    "accuracy_matrix": matrix.tolist(),
+    "baseline": baseline,
+    **continual_metrics(matrix, np.array(baseline)),
+    "param_count": 100,
+    "state_bytes": 400 if classp else 0,
+    "steps": [20, 20],
+    "epochs": [4, 1],
+    "epoch_loss": [0.3, 0.4],
+    "epoch_accuracy": [0.9, 0.8],
+    "wall_time_s": 12.0,
+    "history": {
+      "step": [10, 20, 30, 40],
+      "task": [0, 0, 1, 1],
+      "accuracy": [[0.5, 0.1], matrix[0].tolist(), [0.7, 0.5], matrix[1].tolist()],
+    },
+    "logs": {
+      "step": [0, 10, 20, 30, 40],
+      "task": [0, 0, 0, 1, 1],
+      "loss": [1.0] * 5,
+      "penalty": [0.0] * 5,
+      "update_fraction": fraction,
+      "capacity_used": [0.5, 0.6, 0.7, 0.8, 0.9] if classp else [None] * 5,
+    },
+    "paper_protocol": {
+      "accuracy_matrix": (matrix + 0.05).clip(0, 1).tolist(),
+      **continual_metrics(matrix + 0.05),
+    },
+    **variant,
   }
+  info = METHOD_INFO.get(variant.get("base_method") or method)
+  if info is not None:
+    run["method_info"] = info
   if validation is not None:
     run["validation_accuracy_matrix"] = np.asarray(validation, dtype=float).tolist()
   if settings_id is not None:
     run.update(settings_id=settings_id, settings={"method": {"optimizer": "sgd"}, "seed": seed})
   if diverged_at is not None:
     task, step = diverged_at
-    run.update(diverged=True, diverged_at={"task": task, "step": step},
-               acc=None, bwt=None, forgetting=None, fwt=None,
-               accuracy_matrix=run["accuracy_matrix"][:task], steps=run["steps"][:task + 1],
-               epochs=run["epochs"][:task + 1], epoch_loss=[0.3, None][:task + 1],
-               epoch_accuracy=[0.9, 0.1][:task + 1], paper_protocol=None)
-    run["history"] = {k: v[:2 * task] for k, v in run["history"].items()}
-    run["logs"] = {k: v[:2 + 2 * task] for k, v in run["logs"].items()}
+    run.update(
+      diverged=True,
+      diverged_at={"task": task, "step": step},
+      acc=None,
+      bwt=None,
+      forgetting=None,
+      fwt=None,
+      accuracy_matrix=run["accuracy_matrix"][:task],
+      steps=run["steps"][: task + 1],
+      epochs=run["epochs"][: task + 1],
+      epoch_loss=[0.3, None][: task + 1],
+      epoch_accuracy=[0.9, 0.1][: task + 1],
+      paper_protocol=None,
+    )
+    run["history"] = {k: v[: 2 * task] for k, v in run["history"].items()}
+    run["logs"] = {k: v[: 2 + 2 * task] for k, v in run["logs"].items()}
     if validation is not None:
       run["validation_accuracy_matrix"] = run["validation_accuracy_matrix"][:task]
   return run
 
 
 def results_dict(runs, **extra):
-  return {"experiment": "mnist_fashion", "description": "a synthetic study", "tasks": TASKS,
-          "devices": 1, "platform": "cpu",
-          "loop": {"batch_size": 32, "epochs": [4, 1], "loss_target": None, "max_epochs": 50},
-          "options": {"command": "classp-jax run mnist_fashion"}, "runs": runs, **extra}
+  return {
+    "experiment": "mnist_fashion",
+    "description": "a synthetic study",
+    "tasks": TASKS,
+    "devices": 1,
+    "platform": "cpu",
+    "loop": {"batch_size": 32, "epochs": [4, 1], "loss_target": None, "max_epochs": 50},
+    "options": {"command": "classp-jax run mnist_fashion"},
+    "runs": runs,
+    **extra,
+  }
 
 
 def write_results(folder, runs, **extra):
@@ -87,26 +170,52 @@ def write_results(folder, runs, **extra):
   return folder
 
 
-def frontier_point(value, seed, test_acc, validation_acc, *, method="classp",
-                   knob="learning_rate", **kwargs):
+def frontier_point(
+  value, seed, test_acc, validation_acc, *, method="classp", knob="learning_rate", **kwargs
+):
   """A frontier run whose final test row averages to ``test_acc`` and validation row to
   ``validation_acc`` (old task 0.1 above, last task 0.1 below each)."""
   test = [[0.9, 0.1], [test_acc + 0.1, test_acc - 0.1]]
   validation = [[0.9, 0.1], [validation_acc + 0.1, validation_acc - 0.1]]
-  return fake_run(f"{method}[{knob}={value:g}]", seed, matrix=test, validation=validation,
-                  base_method=method, knob=knob, value=value, **kwargs)
+  return fake_run(
+    f"{method}[{knob}={value:g}]",
+    seed,
+    matrix=test,
+    validation=validation,
+    base_method=method,
+    knob=knob,
+    value=value,
+    **kwargs,
+  )
 
 
 @pytest.fixture
 def run_folders(tmp_path):
   rng = np.random.default_rng(0)
-  methods = write_results(tmp_path / "methods", [
+  methods = write_results(
+    tmp_path / "methods",
+    [
       fake_run(m, s, rng, classp=m.startswith("classp"))
-      for m in ("classp", "sgd", "ewc") for s in range(3)])
-  frontier = write_results(tmp_path / "frontier", [
-      fake_run(f"classp[threshold={t:g}]", s, rng, classp=True, base_method="classp",
-               knob="threshold", value=t)
-      for t in (0.0, 1e-6, 1e-4) for s in range(2)])
+      for m in ("classp", "sgd", "ewc")
+      for s in range(3)
+    ],
+  )
+  frontier = write_results(
+    tmp_path / "frontier",
+    [
+      fake_run(
+        f"classp[threshold={t:g}]",
+        s,
+        rng,
+        classp=True,
+        base_method="classp",
+        knob="threshold",
+        value=t,
+      )
+      for t in (0.0, 1e-6, 1e-4)
+      for s in range(2)
+    ],
+  )
   return methods, frontier
 
 
@@ -127,8 +236,10 @@ def test_report_writes_markdown_tables_and_plots(run_folders, tmp_path, capsys):
   # No validation split was recorded: the selection says it used the test data.
   assert "selected on TEST ACC" in report and "| classp | threshold |" in report
   plots = sorted(p.name for p in out.glob("*.png"))
-  assert plots == [f"mnist_fashion_{kind}.png" for kind in (
-      "accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")]
+  assert plots == [
+    f"mnist_fashion_{kind}.png"
+    for kind in ("accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")
+  ]
   for name in plots:
     assert f"]({name})" in report
     assert 2_000 < (out / name).stat().st_size < 150_000
@@ -140,7 +251,9 @@ def test_folders_of_one_experiment_merge_without_duplicates(run_folders):
   (merged,) = load_results([methods, frontier, methods / "results.json"])
   assert len(merged["runs"]) == 9 + 6
   assert [s["path"] for s in merged["sources"]][:2] == [
-      str(methods / "results.json"), str(frontier / "results.json")]
+    str(methods / "results.json"),
+    str(frontier / "results.json"),
+  ]
 
 
 def test_seeds_of_one_setting_merge_across_files_and_repeats_count_once(tmp_path):
@@ -163,12 +276,15 @@ def test_one_method_name_with_different_settings_is_refused(tmp_path):
     load_results([a, old])
 
 
-@pytest.mark.parametrize("text, expected", [
+@pytest.mark.parametrize(
+  "text, expected",
+  [
     ('{"experiment": "mnist_fashion", "runs": [', "not valid JSON"),
     ('{"experiment": "x", "acc": NaN}', "NaN is not JSON"),
     ('{"experiment": "x", "acc": -Infinity}', "-Infinity is not JSON"),
     ('{"experiment": "x"}', "lacks description, tasks"),
-])
+  ],
+)
 def test_a_damaged_results_file_is_an_error_naming_it(tmp_path, text, expected):
   path = tmp_path / "results.json"
   path.write_text(text)
@@ -227,7 +343,11 @@ def test_the_terminal_summary_shows_diverged_seeds_not_zero_forgetting(capsys):
   assert "seed 1 in task 2 (fashion_mnist), step 15 into it (35 of the run)" in ewc
   # ACC of [[0.9, 0.1], [0.5, 0.6]] is 0.55, BWT -0.4, forgetting 0.4, on both seeds.
   assert cells["ewc: the 2 seed(s) that did not diverge"][1:5] == [
-      "2", "0.550 ± 0.000", "-0.400 ± 0.000", "0.400 ± 0.000"]
+    "2",
+    "0.550 ± 0.000",
+    "-0.400 ± 0.000",
+    "0.400 ± 0.000",
+  ]
   assert "si: diverged (2/2 seeds)" in out  # its (absent) accuracy matrix
 
 
@@ -237,8 +357,9 @@ def test_the_report_shows_diverged_seeds_and_pairs_only_sound_seeds(tmp_path):
   write_report([folder], out)
   report = (out / "report.md").read_text()
   assert "nan" not in report.lower()
-  assert ("| si | 2 | diverged (2/2 seeds) | — | — | — | — | — | diverged: seeds 0, 1 in "
-          "task 1" in report)
+  assert (
+    "| si | 2 | diverged (2/2 seeds) | — | — | — | — | — | diverged: seeds 0, 1 in task 1" in report
+  )
   assert "| ewc: the 2 seed(s) that did not diverge | 2 | 0.550 ± 0.000 |" in report
   # classp's ACC: 0.5 * (0.8 + 0.7 + 0.1 s) = 0.75, 0.8, 0.85; ewc's 0.55 on seeds 0 and 2.
   assert "| ewc | 2 | 0.250 ± 0.071 | 2/2 | 1 |" in report
@@ -259,10 +380,15 @@ def validation_frontier():
   test ACC at 0.1; 1.0 diverged on one seed with the highest validation ACC of all."""
   runs = []
   for seed in range(2):
-    runs += [frontier_point(0.001, seed, 0.60, 0.62), frontier_point(0.01, seed, 0.70, 0.80),
-             frontier_point(0.1, seed, 0.75 + 0.02 * seed, 0.70)]
-  runs += [frontier_point(1.0, 0, 0.9, 0.95),
-           {**frontier_point(1.0, 1, 0.9, 0.95, diverged_at=(1, 50))}]
+    runs += [
+      frontier_point(0.001, seed, 0.60, 0.62),
+      frontier_point(0.01, seed, 0.70, 0.80),
+      frontier_point(0.1, seed, 0.75 + 0.02 * seed, 0.70),
+    ]
+  runs += [
+    frontier_point(1.0, 0, 0.9, 0.95),
+    {**frontier_point(1.0, 1, 0.9, 0.95, diverged_at=(1, 50))},
+  ]
   return runs
 
 
@@ -281,8 +407,10 @@ def test_the_selected_points_table_reports_test_accuracy_at_the_validation_choic
   report = (out / "report.md").read_text()
   assert "selected on validation ACC (held out from the training data)" in report
   # At lr 0.01: validation ACC 0.80, test ACC 0.70, old tasks 0.80, last task 0.60.
-  assert ("| classp | learning_rate | 0.01 | validation | 0.800 ± 0.000 | 0.700 ± 0.000 | "
-          "0.800 ± 0.000 | 0.600 ± 0.000 | 2 | no |") in report
+  assert (
+    "| classp | learning_rate | 0.01 | validation | 0.800 ± 0.000 | 0.700 ± 0.000 | "
+    "0.800 ± 0.000 | 0.600 ± 0.000 | 2 | no |"
+  ) in report
   assert "| classp | learning_rate | 1 | 2 | diverged (1/2 seeds) | — | — | — |  |" in report
   write_report([folder], out, select="test")
   report = (out / "report.md").read_text()
@@ -290,11 +418,14 @@ def test_the_selected_points_table_reports_test_accuracy_at_the_validation_choic
   assert "| classp | learning_rate | 0.1 | test | 0.700 ± 0.000 | 0.760 ± 0.014 |" in report
 
 
-@pytest.mark.parametrize("scores, edge", [
+@pytest.mark.parametrize(
+  "scores, edge",
+  [
     ({0.001: 0.9, 0.01: 0.8, 0.1: 0.7}, "yes-low"),
     ({0.001: 0.7, 0.01: 0.8, 0.1: 0.9}, "yes-high"),
     ({0.001: 0.7, 0.01: 0.9, 0.1: 0.8}, "no"),
-])
+  ],
+)
 def test_a_selected_point_at_the_edge_of_its_grid_is_flagged(tmp_path, scores, edge):
   runs = [frontier_point(lr, 0, 0.5, score) for lr, score in scores.items()]
   (selection,) = select_points(runs)
@@ -307,8 +438,10 @@ def test_a_selected_point_at_the_edge_of_its_grid_is_flagged(tmp_path, scores, e
     assert f"selected (grid edge: {edge[4:]})" in report
     # The exception is named: the next point past the edge, not yet run.
     following = {"yes-low": "0.0001", "yes-high": "1"}[edge]
-    assert (f"- `classp[learning_rate={following}]`, the next point past an edge or one "
-            "missing seeds, was not run" in report)
+    assert (
+      f"- `classp[learning_rate={following}]`, the next point past an edge or one "
+      "missing seeds, was not run" in report
+    )
   else:
     assert "Exceptions to the rule" not in report
 
@@ -335,8 +468,7 @@ def test_first_tasks_selection_scores_the_first_tasks_and_reports_the_full_strea
 
 
 def test_validation_selection_needs_validation_accuracy():
-  runs = [fake_run("sgd[learning_rate=0.1]", 0, base_method="sgd", knob="learning_rate",
-                   value=0.1)]
+  runs = [fake_run("sgd[learning_rate=0.1]", 0, base_method="sgd", knob="learning_rate", value=0.1)]
   assert select_points(runs)[0].selected_on == "test"
   with pytest.raises(ValueError, match=r"sgd \(learning_rate\) has runs without a validation"):
     select_points(runs, "validation")
@@ -352,10 +484,12 @@ def matched_point(value, seed, validation_acc, reached, *, method="sgd"):
   """A frontier run of an accuracy-matched study (task 2 chases a training target), which
   stopped at its target or, short of it, at the epoch cap with training accuracy
   ``reached``."""
-  return {**frontier_point(value, seed, validation_acc, validation_acc, method=method),
-          "epochs": [5, 3 if reached is True else 10],
-          "epoch_accuracy": [0.95, 0.85 if reached is True else reached],
-          "targets_met": [None, reached is True]}
+  return {
+    **frontier_point(value, seed, validation_acc, validation_acc, method=method),
+    "epochs": [5, 3 if reached is True else 10],
+    "epoch_accuracy": [0.95, 0.85 if reached is True else reached],
+    "targets_met": [None, reached is True],
+  }
 
 
 def test_accuracy_matched_selection_skips_points_that_missed_the_target(tmp_path, capsys):
@@ -364,8 +498,10 @@ def test_accuracy_matched_selection_skips_points_that_missed_the_target(tmp_path
   runs = [matched_point(0.001, s, 0.6, True) for s in range(2)]
   runs += [matched_point(0.01, 0, 0.9, True), matched_point(0.01, 1, 0.9, 0.7)]
   runs += [matched_point(0.1, s, 0.7, True) for s in range(2)]
-  runs += [matched_point(v, 0, acc, reached, method="adam")
-           for v, acc, reached in ((1e-4, 0.8, 0.6), (1e-3, 0.5, 0.8))]
+  runs += [
+    matched_point(v, 0, acc, reached, method="adam")
+    for v, acc, reached in ((1e-4, 0.8, 0.6), (1e-3, 0.5, 0.8))
+  ]
   sgd, adam = select_points(runs)
   assert sgd.selected.value == 0.1 and sgd.closest is None and sgd.edge == "yes-high"
   assert adam.selected is None and adam.closest.value == 1e-3 and adam.edge == "yes-high"
@@ -377,16 +513,18 @@ def test_accuracy_matched_selection_skips_points_that_missed_the_target(tmp_path
   assert "1 method(s) reached the training target at no point" in report
   assert "| adam | learning_rate | 0.001 | 1 | 0.800 | 15 | 0.500 | yes-high |" in report
   assert "closest to the training target, missed the training target (1/1 seeds)" in report
-  assert "| adam | learning_rate | none: no point reached the training target (closest: 0.001)" \
-      in report
+  assert (
+    "| adam | learning_rate | none: no point reached the training target (closest: 0.001)" in report
+  )
   assert "| sgd | learning_rate | 0.01 | 2 |" in report
   assert "missed the training target (1/2 seeds)" in report
   # `classp-jax select` names adam's closest point too (for the 5-seed runs), and says so.
   assert main(["select", str(tmp_path / "frontier")]) == 0
   printed = capsys.readouterr()
   assert printed.out.split() == ["adam[learning_rate=0.001]", "sgd[learning_rate=0.1]"]
-  assert "adam (learning_rate): no point met its training target; the closest is 0.001" \
-      in printed.err
+  assert (
+    "adam (learning_rate): no point met its training target; the closest is 0.001" in printed.err
+  )
 
 
 def test_the_closest_point_is_judged_on_the_seeds_every_point_has():
@@ -400,31 +538,44 @@ def test_the_closest_point_is_judged_on_the_seeds_every_point_has():
 
 
 def test_the_report_shows_commands_without_the_machines_paths(tmp_path):
-  command = ("classp-jax run split_mnist --data-dir /home/me/data --out "
-             "/scratch/me/runs-v2/split_mnist_class/frontier --seeds 0,1")
-  folder = write_results(tmp_path / "frontier", [fake_run("sgd", 0)],
-                         options={"command": command, "data_dir": "/home/me/data"})
+  command = (
+    "classp-jax run split_mnist --data-dir /home/me/data --out "
+    "/scratch/me/runs-v2/split_mnist_class/frontier --seeds 0,1"
+  )
+  folder = write_results(
+    tmp_path / "frontier",
+    [fake_run("sgd", 0)],
+    options={"command": command, "data_dir": "/home/me/data"},
+  )
   write_report([folder], tmp_path / "report")
   report = (tmp_path / "report" / "report.md").read_text()
-  assert ("`classp-jax run split_mnist --data-dir ROOT --out RUNS/split_mnist_class/frontier "
-          "--seeds 0,1`") in report
+  assert (
+    "`classp-jax run split_mnist --data-dir ROOT --out RUNS/split_mnist_class/frontier --seeds 0,1`"
+  ) in report
   assert "/home/me" not in report and "/scratch" not in report
 
 
 def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_point(tmp_path):
   # Two studies: lr 0.01 is selected in both; the second also has CLASSP at its own point.
-  first = [frontier_point(v, s, 0.5 + v, 0.9 - abs(v - 0.01), method="sgd")
-           for v in (0.001, 0.01, 0.1) for s in range(2)]
+  first = [
+    frontier_point(v, s, 0.5 + v, 0.9 - abs(v - 0.01), method="sgd")
+    for v in (0.001, 0.01, 0.1)
+    for s in range(2)
+  ]
   second = [{**run, "acc": run["acc"] - 0.1} for run in first]
   second += [fake_run("classp", s, matrix=[[0.9, 0.1], [0.3, 0.2]]) for s in range(2)]
-  folders = [write_results(tmp_path / "a", first),
-             write_results(tmp_path / "b", second, scenario="class")]
+  folders = [
+    write_results(tmp_path / "a", first),
+    write_results(tmp_path / "b", second, scenario="class"),
+  ]
   write_report(folders, tmp_path / "report")
   report = (tmp_path / "report" / "report.md").read_text()
-  assert ("| method | mnist_fashion | mnist_fashion (class-incremental) |\n"
-          "| --- | --- | --- |\n"
-          "| classp at the paper's point | — | 0.250 ± 0.000 (2) |\n"
-          "| sgd | 0.510 ± 0.000 (2) | 0.410 ± 0.000 (2) |") in report
+  assert (
+    "| method | mnist_fashion | mnist_fashion (class-incremental) |\n"
+    "| --- | --- | --- |\n"
+    "| classp at the paper's point | — | 0.250 ± 0.000 (2) |\n"
+    "| sgd | 0.510 ± 0.000 (2) | 0.410 ± 0.000 (2) |"
+  ) in report
   # Wall time per method: 6 frontier runs of sgd at 12 s each.
   assert "| sgd | 6 | 0.02 | — | 12 |" in report
 
@@ -432,8 +583,9 @@ def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_poi
 def test_a_selected_points_matrix_is_not_averaged_with_the_methods_own_point(tmp_path):
   # CLASSP tuned (lr 0.01 selected: final row 0.6, 0.4) beside CLASSP at its own point,
   # which froze (final row 0.1, 0.1): two matrices of 2 seeds each, not one of 4.
-  runs = [frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01)) for v in (0.001, 0.01, 0.1)
-          for s in range(2)]
+  runs = [
+    frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01)) for v in (0.001, 0.01, 0.1) for s in range(2)
+  ]
   runs += [fake_run("classp", s, matrix=[[0.1, 0.1], [0.1, 0.1]]) for s in range(2)]
   write_report([write_results(tmp_path / "a", runs)], tmp_path / "report")
   matrices = (tmp_path / "report" / "report.md").read_text().split("Accuracy matrices")[-1]
@@ -446,48 +598,84 @@ def test_a_selected_points_matrix_is_not_averaged_with_the_methods_own_point(tmp
 
 def test_the_settings_listing_gives_a_swept_methods_other_points_as_differences(tmp_path):
   def settings(lr, threshold):
-    return {"method": {"name": f"classp[threshold={threshold:g}]", "optimizer": "classp",
-                       "hparams": {"learning_rate": lr, "threshold": threshold}}}
-  runs = [{**frontier_point(t, 0, 0.5, 0.5, knob="threshold"), "settings": settings(0.1, t),
-           "settings_id": f"id{i}"} for i, t in enumerate((0.0, 1e-6))]
-  runs.append({**fake_run("sgd", 0), "settings": {"method": {"hparams": {"learning_rate": 0.1}}},
-               "settings_id": "id2"})
+    return {
+      "method": {
+        "name": f"classp[threshold={threshold:g}]",
+        "optimizer": "classp",
+        "hparams": {"learning_rate": lr, "threshold": threshold},
+      }
+    }
+
+  runs = [
+    {
+      **frontier_point(t, 0, 0.5, 0.5, knob="threshold"),
+      "settings": settings(0.1, t),
+      "settings_id": f"id{i}",
+    }
+    for i, t in enumerate((0.0, 1e-6))
+  ]
+  runs.append(
+    {
+      **fake_run("sgd", 0),
+      "settings": {"method": {"hparams": {"learning_rate": 0.1}}},
+      "settings_id": "id2",
+    }
+  )
   write_report([write_results(tmp_path / "a", runs)], tmp_path / "report")
   report = (tmp_path / "report" / "report.md").read_text()
   # The first point in full, the second as its knob only (not its name), other methods in full.
-  assert ('- classp[threshold=0] `id0`: `{"name": "classp[threshold=0]", "optimizer": "classp", '
-          '"hparams": {"learning_rate": 0.1, "threshold": 0.0}}`\n'
-          '- classp[threshold=1e-06] `id1`: as classp[threshold=0], but '
-          '`{"hparams.threshold": 1e-06}`\n'
-          '- sgd `id2`: `{"hparams": {"learning_rate": 0.1}}`') in report
+  assert (
+    '- classp[threshold=0] `id0`: `{"name": "classp[threshold=0]", "optimizer": "classp", '
+    '"hparams": {"learning_rate": 0.1, "threshold": 0.0}}`\n'
+    "- classp[threshold=1e-06] `id1`: as classp[threshold=0], but "
+    '`{"hparams.threshold": 1e-06}`\n'
+    '- sgd `id2`: `{"hparams": {"learning_rate": 0.1}}`'
+  ) in report
 
 
 def test_the_headline_says_when_the_papers_point_missed_its_training_target(tmp_path):
   # An accuracy-matched study: CLASSP at the paper's point stopped at the epoch cap on one
   # seed (1), at 0.55 training accuracy: its ACC is not accuracy-matched.
   runs = [matched_point(v, s, 0.6, True) for v in (0.001, 0.01, 0.1) for s in range(2)]
-  paper = [{**fake_run("classp", s, matrix=[[0.9, 0.1], [0.3, 0.2]]),
-            "epochs": [5, 10 if s else 3], "epoch_accuracy": [0.95, 0.55 if s else 0.85],
-            "targets_met": [None, not s]} for s in range(2)]
+  paper = [
+    {
+      **fake_run("classp", s, matrix=[[0.9, 0.1], [0.3, 0.2]]),
+      "epochs": [5, 10 if s else 3],
+      "epoch_accuracy": [0.95, 0.55 if s else 0.85],
+      "targets_met": [None, not s],
+    }
+    for s in range(2)
+  ]
   write_report([write_results(tmp_path / "a", runs + paper)], tmp_path / "report")
   report = (tmp_path / "report" / "report.md").read_text()
-  assert ("| classp at the paper's point | 0.250 ± 0.000 (2); target missed (1/2 seeds, "
-          "reached 0.550) |") in report
+  assert (
+    "| classp at the paper's point | 0.250 ± 0.000 (2); target missed (1/2 seeds, reached 0.550) |"
+  ) in report
 
 
-def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_sections(
-    tmp_path):
+def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_sections(tmp_path):
   # sgd ran on all the data at its subsample point only; adam at its point (0.01) and the
   # neighbours either side, where validation selects 0.001 instead.
-  tuning = [frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01), method=m)
-            for m in ("sgd", "adam") for v in (0.001, 0.01, 0.1) for s in range(2)]
+  tuning = [
+    frontier_point(v, s, 0.5, 0.9 - abs(v - 0.01), method=m)
+    for m in ("sgd", "adam")
+    for v in (0.001, 0.01, 0.1)
+    for s in range(2)
+  ]
   full = [frontier_point(0.01, s, 0.7, 0.8, method="sgd") for s in range(5)]
-  full += [frontier_point(v, s, 0.6, score, method="adam")
-           for v, score in ((0.001, 0.85), (0.01, 0.8), (0.1, 0.7)) for s in range(3)]
-  folders = [write_results(tmp_path / "frontier", tuning,
-                           options={"command": "classp-jax run mnist_fashion --subsample 3000",
-                                    "subsample": "3000"}),
-             write_results(tmp_path / "selected", full)]
+  full += [
+    frontier_point(v, s, 0.6, score, method="adam")
+    for v, score in ((0.001, 0.85), (0.01, 0.8), (0.1, 0.7))
+    for s in range(3)
+  ]
+  folders = [
+    write_results(
+      tmp_path / "frontier",
+      tuning,
+      options={"command": "classp-jax run mnist_fashion --subsample 3000", "subsample": "3000"},
+    ),
+    write_results(tmp_path / "selected", full),
+  ]
   written = write_report(folders, tmp_path / "report")
   report = (tmp_path / "report" / "report.md").read_text()
   assert "## mnist_fashion [--subsample 3000]\n" in report and "## mnist_fashion\n" in report
@@ -495,10 +683,13 @@ def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_
   assert "| sgd | 0.500 ± 0.000 (2) | 0.700 ± 0.000 (5) |" in report
   full_section = report.split("## mnist_fashion\n")[1]
   assert "*one point*: the method ran here at one point only, chosen on another" in full_section
-  assert "| sgd | learning_rate | 0.01 | validation | 0.800 ± 0.000 | 0.700 ± 0.000 |" \
-      in full_section and "| 5 | one point |" in full_section
-  assert ("| adam | learning_rate | 0.001 | validation | 0.850 ± 0.000 | 0.600 ± 0.000 |"
-          in full_section) and "| 3 | yes-low |" in full_section
+  assert (
+    "| sgd | learning_rate | 0.01 | validation | 0.800 ± 0.000 | 0.700 ± 0.000 |" in full_section
+    and "| 5 | one point |" in full_section
+  )
+  assert (
+    "| adam | learning_rate | 0.001 | validation | 0.850 ± 0.000 | 0.600 ± 0.000 |" in full_section
+  ) and "| 3 | yes-low |" in full_section
   names = {p.name for p in written}
   assert {"mnist_fashion_frontier.png", "mnist_fashion_subsample3000_frontier.png"} <= names
 
@@ -514,9 +705,12 @@ def test_classp_diagnostics_average_seeds_whose_tasks_took_different_steps(tmp_p
 
 
 def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
-  runs = [fake_run("classp", 0, classp=True), fake_run("sgd", 0),
-          frontier_point(0.1, 0, 0.7, 0.8, classp=True),
-          frontier_point(0.01, 0, 0.6, 0.7, classp=True)]
+  runs = [
+    fake_run("classp", 0, classp=True),
+    fake_run("sgd", 0),
+    frontier_point(0.1, 0, 0.7, 0.8, classp=True),
+    frontier_point(0.01, 0, 0.6, 0.7, classp=True),
+  ]
   folder = write_results(tmp_path / "runs", runs, scenario="class")
   out = tmp_path / "report"
   written = write_report([folder], out)
@@ -527,26 +721,36 @@ def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
   assert headings and all("mnist_fashion (class-incremental)" in h for h in headings)
   # The tuned methods lead (with the plots); the named ones follow in their own table.
   assert [h.split(": ", 1)[1] for h in headings[1:]] == [
-      "each method at its selected point", "stability-plasticity frontier",
-      "the named methods at their own points", "paper protocol, training-split accuracy, "
-      "dropout on"]
+    "each method at its selected point",
+    "stability-plasticity frontier",
+    "the named methods at their own points",
+    "paper protocol, training-split accuracy, dropout on",
+  ]
   assert "4 runs, 0.01 hours of wall time in all; CPU hours (all threads): —." in report
-  assert {p.name for p in written[1:]} == {f"mnist_fashion_class_{kind}.png" for kind in (
-      "accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")}
+  assert {p.name for p in written[1:]} == {
+    f"mnist_fashion_class_{kind}.png"
+    for kind in ("accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")
+  }
   print_summary(results_dict(runs, scenario="class"))
   assert "mnist_fashion (class-incremental): held-out test metrics" in capsys.readouterr().out
 
 
 def test_plots_are_written_with_diverged_runs_and_points(tmp_path):
-  runs = diverging_study()["runs"] + validation_frontier() + [
+  runs = (
+    diverging_study()["runs"]
+    + validation_frontier()
+    + [
       frontier_point(s, 0, 0.5 + 0.1 * k, 0.5 + 0.1 * k, method="ewc", knob="strength")
-      for k, s in enumerate((1.0, 10.0))] + [
-      frontier_point(100.0, 0, 0.5, 0.5, method="ewc", knob="strength", diverged_at=(1, 7))]
+      for k, s in enumerate((1.0, 10.0))
+    ]
+    + [frontier_point(100.0, 0, 0.5, 0.5, method="ewc", knob="strength", diverged_at=(1, 7))]
+  )
   out = tmp_path / "report"
   written = write_report([write_results(tmp_path / "runs", runs)], out)
   assert {p.name for p in written if p.suffix == ".png"} == {
-      f"mnist_fashion_{kind}.png" for kind in (
-          "accuracy_matrices", "accuracy_over_training", "frontier")}
+    f"mnist_fashion_{kind}.png"
+    for kind in ("accuracy_matrices", "accuracy_over_training", "frontier")
+  }
   for path in written[1:]:
     assert 2_000 < path.stat().st_size < 150_000
 
@@ -563,12 +767,28 @@ def test_report_shows_where_each_task_stopped_under_targets(tmp_path):
   for method, loss in (("classp", 0.31), ("sgd", 0.42)):
     for seed in range(2):
       run = fake_run(method, seed, rng)
-      runs.append({**run, "epochs": [7, 3 + seed], "epoch_loss": [0.004, loss + 0.01 * seed],
-                   "epoch_accuracy": [1.0, 0.85 + 0.01 * seed]})
-  runs += [{**fake_run("ewc", 0, rng), "epochs": [7, 3], "epoch_loss": [0.004, 0.3],
-            "epoch_accuracy": [1.0, 0.85]},
-           {**fake_run("ewc", 1, diverged_at=(1, 80)), "epochs": [7, 2],
-            "epoch_loss": [0.004, None], "epoch_accuracy": [1.0, 0.1]}]
+      runs.append(
+        {
+          **run,
+          "epochs": [7, 3 + seed],
+          "epoch_loss": [0.004, loss + 0.01 * seed],
+          "epoch_accuracy": [1.0, 0.85 + 0.01 * seed],
+        }
+      )
+  runs += [
+    {
+      **fake_run("ewc", 0, rng),
+      "epochs": [7, 3],
+      "epoch_loss": [0.004, 0.3],
+      "epoch_accuracy": [1.0, 0.85],
+    },
+    {
+      **fake_run("ewc", 1, diverged_at=(1, 80)),
+      "epochs": [7, 2],
+      "epoch_loss": [0.004, None],
+      "epoch_accuracy": [1.0, 0.1],
+    },
+  ]
   folder = write_results(tmp_path / "targets", runs)
   results = json.loads((folder / "results.json").read_text())
   results["loop"].update(loss_target=[0.005, None], accuracy_target=[None, 0.85])
@@ -578,8 +798,9 @@ def test_report_shows_where_each_task_stopped_under_targets(tmp_path):
   report = (out / "report.md").read_text()
   assert "accuracy target [None, 0.85]" in report
   table = report.split("where each task stopped")[1]
-  assert ("| classp | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss 0.315 ± 0.007"
-          in table)
+  assert (
+    "| classp | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | 3.5 ep, loss 0.315 ± 0.007" in table
+  )
   assert "| sgd |" in table
   assert "| ewc | 7 ep, loss 0.004 ± 0.000, acc 1.000 ± 0.000 | diverged (1/2 seeds) |" in table
 
@@ -591,16 +812,20 @@ def test_report_has_no_stopping_table_without_targets(run_folders, tmp_path):
 
 
 def test_replay_methods_show_their_buffer_and_get_their_own_panel(tmp_path):
-  from classp_jax.report import method_family, report_header, report_rows
-
-  replay = [{**fake_run("sgd+replay", s), "buffer_bytes": 1_250_000} for s in range(2)]
+  replay = [
+    {**fake_run("sgd+replay", s), "buffer_bytes": 1_250_000, "method_info": {"family": "replay"}}
+    for s in range(2)
+  ]
   runs = [fake_run("sgd", 0), *replay]
   header = report_header(runs)
   rows = {row[0]: dict(zip(header, row)) for row in report_rows(runs)}
   assert rows["sgd+replay"]["replay buffer"] == "1.25 MB" and rows["sgd"]["replay buffer"] == "0 B"
   assert [method_family(r) for r in runs] == ["optimizers", "replay", "replay"]
-  assert [method_family(fake_run(m, 0)) for m in ("classp+ewc", "ewc_lr_tuned", "si", "adam")] == [
-      "CLASSP", "regularizers", "regularizers", "optimizers"]
+  # The panel is the family the run records; a method that records none is "other".
+  assert [
+    method_family(fake_run(m, 0))
+    for m in ("classp", "ewc", "si", "adam", "er", "lwf", "classp+ewc")
+  ] == ["CLASSP", "regularizers", "regularizers", "optimizers", "replay", "distillation", "other"]
 
 
 def test_select_is_a_report_option(tmp_path, capsys):
@@ -619,12 +844,18 @@ def two_knob_study():
   seeds 3 and 4 too, where its validation accuracy is low: they must not move the choice."""
   runs = []
   for seed in range(3):
-    runs += [frontier_point(lr, seed, test, val) for lr, test, val in (
-        (0.001, 0.60, 0.70), (0.01, 0.70, 0.85), (0.1, 0.65, 0.80))]
-    runs += [frontier_point(t, seed, test, val, knob="threshold") for t, test, val in (
-        (0.0, 0.74 + 0.01 * seed, 0.90), (1e-6, 0.70, 0.85), (1e-3, 0.50, 0.60))]
-    runs += [frontier_point(lr, seed, test, val, method="sgd") for lr, test, val in (
-        (0.01, 0.50, 0.75), (0.1, 0.60, 0.80), (1.0, 0.55, 0.78))]
+    runs += [
+      frontier_point(lr, seed, test, val)
+      for lr, test, val in ((0.001, 0.60, 0.70), (0.01, 0.70, 0.85), (0.1, 0.65, 0.80))
+    ]
+    runs += [
+      frontier_point(t, seed, test, val, knob="threshold")
+      for t, test, val in ((0.0, 0.74 + 0.01 * seed, 0.90), (1e-6, 0.70, 0.85), (1e-3, 0.50, 0.60))
+    ]
+    runs += [
+      frontier_point(lr, seed, test, val, method="sgd")
+      for lr, test, val in ((0.01, 0.50, 0.75), (0.1, 0.60, 0.80), (1.0, 0.55, 0.78))
+    ]
   runs += [frontier_point(0.1, seed, 0.58, 0.10, method="sgd") for seed in (3, 4)]
   return runs
 
@@ -634,7 +865,10 @@ def test_each_method_is_tuned_over_all_its_knobs_on_shared_seeds(tmp_path, capsy
   assert (best["classp"].knob, best["classp"].selected.value) == ("threshold", 0.0)
   assert best["classp"].edge == "yes-low"
   assert (best["sgd"].knob, best["sgd"].selected.value, best["sgd"].edge) == (
-      "learning_rate", 0.1, "no")
+    "learning_rate",
+    0.1,
+    "no",
+  )
   tuned = {r["method"]: r for r in tuned_runs(select_points(two_knob_study()))}
   assert set(tuned) == {"classp", "sgd"}
   out = tmp_path / "report"
@@ -647,9 +881,11 @@ def test_each_method_is_tuned_over_all_its_knobs_on_shared_seeds(tmp_path, capsy
   assert "| classp | threshold | 0 | validation | 0.900 ± 0.000 | 0.750 ± 0.010 |" in report
   assert "| sgd | learning_rate | 0.1 | validation | 0.520 ± 0.383 | 0.592 ± 0.011 |" in report
   assert "| sgd | 3 | 0.150 ± 0.010 | 3/3 | 0 |" in report
-  # The same difference heads the report, beside the paper's other baselines (not run here).
-  assert ("| CLASSP (tuned) minus | mnist_fashion |\n| --- | --- |\n| ewc | — |\n"
-          "| sgd | 0.150 ± 0.010 (3/3) |\n| adam | — |\n| adagrad | — |") in report
+  # The same difference heads the report; the paper's other baselines were not run here, and
+  # a report knows a baseline only from its runs.
+  assert (
+    "| CLASSP (tuned) minus | mnist_fashion |\n| --- | --- |\n| sgd | 0.150 ± 0.010 (3/3) |\n\n"
+  ) in report
   assert "The selected point of every curve" in report  # classp has two curves
   # Threshold 0 is the lowest possible threshold: the exception says why it cannot grow.
   assert "- classp (threshold) selected 0, at its grid's low edge, which cannot grow." in report
@@ -665,26 +901,49 @@ def principles_study():
   """Threshold-free CLASSP's lr curve, relative thresholds at one lr, and a p = 2 variant,
   with hand-made 2-task matrices: plasticity is the diagonal's mean, forgetting the first
   task's drop."""
+
   def point(method, knob, value, matrix, seed=0, validation=0.5):
-    return fake_run(f"{method}[{knob}={value:g}]", seed, matrix=matrix,
-                    validation=[[0.9, 0.1], [validation, validation]], base_method=method,
-                    knob=knob, value=value)
-  dense = {0.001: [[0.6, 0.1], [0.55, 0.6]],  # plasticity 0.6, forgetting 0.05
-           0.01: [[0.8, 0.1], [0.6, 0.8]],  # 0.8, 0.2
-           0.1: [[0.9, 0.1], [0.5, 0.9]]}  # 0.9, 0.4
-  sparse = {1.0: [[0.7, 0.1], [0.65, 0.7]],  # 0.7, 0.05
-            4.0: [[0.5, 0.1], [0.5, 0.5]]}  # 0.5: below the dense curve's plasticities
-  runs = [point("classp_no_threshold", "learning_rate", lr, m, validation=0.7 if lr == 0.01
-                else 0.5) for lr, m in dense.items()]
-  runs += [{**point("classp_relative", "threshold", t, m),
-            "settings": {"method": {"hparams": {"learning_rate": 0.01}}}}
-           for t, m in sparse.items()]
+    return fake_run(
+      f"{method}[{knob}={value:g}]",
+      seed,
+      matrix=matrix,
+      validation=[[0.9, 0.1], [validation, validation]],
+      base_method=method,
+      knob=knob,
+      value=value,
+    )
+
+  dense = {
+    0.001: [[0.6, 0.1], [0.55, 0.6]],  # plasticity 0.6, forgetting 0.05
+    0.01: [[0.8, 0.1], [0.6, 0.8]],  # 0.8, 0.2
+    0.1: [[0.9, 0.1], [0.5, 0.9]],
+  }  # 0.9, 0.4
+  sparse = {
+    1.0: [[0.7, 0.1], [0.65, 0.7]],  # 0.7, 0.05
+    4.0: [[0.5, 0.1], [0.5, 0.5]],
+  }  # 0.5: below the dense curve's plasticities
+  runs = [
+    point("classp_no_threshold", "learning_rate", lr, m, validation=0.7 if lr == 0.01 else 0.5)
+    for lr, m in dense.items()
+  ]
+  runs += [
+    {
+      **point("classp_relative", "threshold", t, m),
+      "settings": {"method": {"hparams": {"learning_rate": 0.01}}},
+    }
+    for t, m in sparse.items()
+  ]
   # p = 2 over two seeds: ACC 0.65 and 0.75 against threshold-free p = 1's 0.7 (seed 0)
   # and 0.6 (seed 1, its selected lr 0.01 at a second seed).
-  runs += [point("classp_p2", "learning_rate", 0.01, [[0.9, 0.1], [acc, acc]], seed=seed)
-           for seed, acc in ((0, 0.65), (1, 0.75))]
-  runs.append(point("classp_no_threshold", "learning_rate", 0.01, [[0.8, 0.1], [0.6, 0.6]],
-                    seed=1, validation=0.7))
+  runs += [
+    point("classp_p2", "learning_rate", 0.01, [[0.9, 0.1], [acc, acc]], seed=seed)
+    for seed, acc in ((0, 0.65), (1, 0.75))
+  ]
+  runs.append(
+    point(
+      "classp_no_threshold", "learning_rate", 0.01, [[0.8, 0.1], [0.6, 0.6]], seed=1, validation=0.7
+    )
+  )
   return runs
 
 
@@ -694,43 +953,64 @@ def test_sparse_updates_are_compared_with_a_lower_learning_rate_at_matched_plast
   # 0.7 -> 0.75, 0.2), (0.9, 0.4). At plasticity 0.7: 0.05 + 0.15 * (0.1 / 0.15) = 0.15.
   # The sparse curve ran at lr 0.01, where threshold 0 forgot 0.2 at plasticity 0.75.
   assert rows["classp_relative[threshold=1]"][2:] == [
-      "0.700", "0.050", "0.150 (-0.100)", "0.200 at plasticity 0.750"]
-  assert rows["classp_relative[threshold=4]"][4:] == ["outside its range",
-                                                       "0.200 at plasticity 0.750"]
+    "0.700",
+    "0.050",
+    "0.150 (-0.100)",
+    "0.200 at plasticity 0.750",
+  ]
+  assert rows["classp_relative[threshold=4]"][4:] == [
+    "outside its range",
+    "0.200 at plasticity 0.750",
+  ]
 
 
 def test_ablations_pair_tuned_variants_by_seed(tmp_path):
   selections = select_points(principles_study())
   rows = ablation_rows(tuned_runs(selections))
   # classp_p2 - classp_no_threshold (lr 0.01): seed 0: 0.65 - 0.7, seed 1: 0.75 - 0.6.
-  assert rows == [["classp_p2 vs classp_no_threshold", "p = 2 instead of p = 1", "2",
-                   "0.050 ± 0.141", "1/2", "0"],
-                  ["classp_relative vs classp_no_threshold", "a relative threshold", "1",
-                   "-0.025", "0/1", "0"]]
+  assert rows == [
+    [
+      "classp_p2 vs classp_no_threshold",
+      "p = 2 instead of p = 1",
+      "2",
+      "0.050 ± 0.141",
+      "1/2",
+      "0",
+    ],
+    ["classp_relative vs classp_no_threshold", "a relative threshold", "1", "-0.025", "0/1", "0"],
+  ]
   out = tmp_path / "report"
   write_report([write_results(tmp_path / "frontier", principles_study())], out)
   report = (out / "report.md").read_text()
   assert "CLASSP's ablations, each at its selected point" in report
-  assert ("| classp_relative[threshold=1] | 1 | 0.700 | 0.050 | 0.150 (-0.100) | "
-          "0.200 at plasticity 0.750 |") in report
+  assert (
+    "| classp_relative[threshold=1] | 1 | 0.700 | 0.050 | 0.150 (-0.100) | "
+    "0.200 at plasticity 0.750 |"
+  ) in report
 
 
 def test_next_points_grow_each_grid_past_its_selected_edge(capsys, tmp_path):
-  runs = [frontier_point(lr, 0, 0.5, score) for lr, score in ((0.001, 0.9), (0.003, 0.8),
-                                                              (0.01, 0.7))]
-  runs += [frontier_point(lr, 0, 0.5, score, method="sgd") for lr, score in ((0.01, 0.7),
-                                                                             (0.1, 0.9))]
-  runs += [frontier_point(t, 0, 0.5, score, method="classp_relative", knob="threshold")
-           for t, score in ((0.0, 0.9), (1.0, 0.8))]
-  runs += [frontier_point(lr, 0, 0.5, score, method="adam") for lr, score in ((1e-4, 0.7),
-                                                                              (1e-3, 0.9),
-                                                                              (1e-2, 0.8))]
+  runs = [
+    frontier_point(lr, 0, 0.5, score) for lr, score in ((0.001, 0.9), (0.003, 0.8), (0.01, 0.7))
+  ]
+  runs += [
+    frontier_point(lr, 0, 0.5, score, method="sgd") for lr, score in ((0.01, 0.7), (0.1, 0.9))
+  ]
+  runs += [
+    frontier_point(t, 0, 0.5, score, method="classp_relative", knob="threshold")
+    for t, score in ((0.0, 0.9), (1.0, 0.8))
+  ]
+  runs += [
+    frontier_point(lr, 0, 0.5, score, method="adam")
+    for lr, score in ((1e-4, 0.7), (1e-3, 0.9), (1e-2, 0.8))
+  ]
   points, stuck = next_points(select_points(runs))
   # The geometric step continued: 0.001 * (0.001 / 0.003) below, 0.1 * (0.1 / 0.01) above;
   # adam's point is interior, and a threshold of 0 cannot go lower.
   assert points == ["classp[learning_rate=0.000333]", "sgd[learning_rate=1]"]
-  assert stuck == ["classp_relative (threshold) selected 0, at its grid's low edge, "
-                   "which cannot grow"]
+  assert stuck == [
+    "classp_relative (threshold) selected 0, at its grid's low edge, which cannot grow"
+  ]
   assert main(["select", str(write_results(tmp_path / "f", runs)), "--next-points"]) == 0
   printed = capsys.readouterr()
   assert printed.out.split() == points and "cannot grow" in printed.err
@@ -740,18 +1020,28 @@ def test_neighbour_points_are_each_selected_point_and_its_grid_neighbours(capsys
   # classp's best lr (0.003) is interior: it and both neighbours; sgd's (0.1) is its high
   # edge: it and the one below; si's best curve is its strength's (0.8 against 0.6), whose
   # selected 0.1 is its low edge; ewc diverged everywhere and has nothing to refine.
-  runs = [frontier_point(lr, 0, 0.5, score) for lr, score in ((0.0003, 0.5), (0.001, 0.7),
-                                                              (0.003, 0.9), (0.01, 0.6))]
-  runs += [frontier_point(lr, 0, 0.5, score, method="sgd") for lr, score in ((0.01, 0.7),
-                                                                             (0.1, 0.9))]
+  runs = [
+    frontier_point(lr, 0, 0.5, score)
+    for lr, score in ((0.0003, 0.5), (0.001, 0.7), (0.003, 0.9), (0.01, 0.6))
+  ]
+  runs += [
+    frontier_point(lr, 0, 0.5, score, method="sgd") for lr, score in ((0.01, 0.7), (0.1, 0.9))
+  ]
   runs += [frontier_point(lr, 0, 0.5, 0.6, method="si") for lr in (0.01, 0.1)]
-  runs += [frontier_point(c, 0, 0.5, score, method="si", knob="strength")
-           for c, score in ((0.1, 0.8), (1.0, 0.7))]
-  runs += [frontier_point(lr, 0, 0.5, 0.5, method="ewc", diverged_at=(1, 5))
-           for lr in (0.1, 1.0)]
-  expected = ["classp[learning_rate=0.001]", "classp[learning_rate=0.003]",
-              "classp[learning_rate=0.01]", "sgd[learning_rate=0.01]", "sgd[learning_rate=0.1]",
-              "si[strength=0.1]", "si[strength=1]"]
+  runs += [
+    frontier_point(c, 0, 0.5, score, method="si", knob="strength")
+    for c, score in ((0.1, 0.8), (1.0, 0.7))
+  ]
+  runs += [frontier_point(lr, 0, 0.5, 0.5, method="ewc", diverged_at=(1, 5)) for lr in (0.1, 1.0)]
+  expected = [
+    "classp[learning_rate=0.001]",
+    "classp[learning_rate=0.003]",
+    "classp[learning_rate=0.01]",
+    "sgd[learning_rate=0.01]",
+    "sgd[learning_rate=0.1]",
+    "si[strength=0.1]",
+    "si[strength=1]",
+  ]
   assert neighbour_points(select_points(runs)) == expected
   assert main(["select", str(write_results(tmp_path / "f", runs)), "--neighbours"]) == 0
   assert capsys.readouterr().out.split() == expected
@@ -763,20 +1053,23 @@ def test_a_method_that_diverged_everywhere_grows_its_strength_grid_down():
   # si diverged at every learning rate and strength: a stiffer penalty than its steps
   # allow, so its strength grid grows down (0.01 * 0.01 / 0.1). sgd diverged too and has
   # no strength: its learning rate grid grows down. A threshold alone cannot grow.
-  runs = [frontier_point(v, 0, 0.5, 0.5, method="si", diverged_at=(1, 5))
-          for v in (0.09, 0.3)]
-  runs += [frontier_point(v, 0, 0.5, 0.5, method="si", knob="strength", diverged_at=(1, 5))
-           for v in (0.01, 0.1, 1.0)]
+  runs = [frontier_point(v, 0, 0.5, 0.5, method="si", diverged_at=(1, 5)) for v in (0.09, 0.3)]
+  runs += [
+    frontier_point(v, 0, 0.5, 0.5, method="si", knob="strength", diverged_at=(1, 5))
+    for v in (0.01, 0.1, 1.0)
+  ]
   runs += [frontier_point(v, 0, 0.5, 0.5, method="sgd", diverged_at=(0, 2)) for v in (0.3, 3)]
-  runs += [frontier_point(v, 0, 0.5, 0.5, method="classp_relative", knob="threshold",
-                          diverged_at=(0, 2)) for v in (1.0, 2.0)]
-  assert next_points(select_points(runs)) == (
-      ["sgd[learning_rate=0.03]", "si[strength=0.001]"], [])
+  runs += [
+    frontier_point(v, 0, 0.5, 0.5, method="classp_relative", knob="threshold", diverged_at=(0, 2))
+    for v in (1.0, 2.0)
+  ]
+  assert next_points(select_points(runs)) == (["sgd[learning_rate=0.03]", "si[strength=0.001]"], [])
   # mas ran at one point, chosen on another frontier, and diverged: no step to grow by.
   runs += [frontier_point(0.03, s, 0.5, 0.5, method="mas", diverged_at=(1, 5)) for s in (0, 1)]
   assert next_points(select_points(runs)) == (
-      ["sgd[learning_rate=0.03]", "si[strength=0.001]"],
-      ["mas (learning_rate) has one value, 0.03, and no step to grow its grid by"])
+    ["sgd[learning_rate=0.03]", "si[strength=0.001]"],
+    ["mas (learning_rate) has one value, 0.03, and no step to grow its grid by"],
+  )
 
 
 def test_a_curve_where_no_point_learned_is_marked_flat(tmp_path):
@@ -784,21 +1077,32 @@ def test_a_curve_where_no_point_learned_is_marked_flat(tmp_path):
   # learning rate: its middle point is no tuned point. classp_reset's best is at its low
   # edge, flat too: its grid still grows there. sgd's 0.20 is 0.1 above the untrained
   # model: it learned.
-  runs = [frontier_point(lr, 0, 0.1, score, method="classp_eq1")
-          for lr, score in ((1e-5, 0.10), (1e-4, 0.14), (1e-3, 0.12))]
-  runs += [frontier_point(lr, 0, 0.1, score, method="classp_reset")
-           for lr, score in ((1e-3, 0.14), (1e-2, 0.10))]
-  runs += [frontier_point(lr, 0, 0.2, score, method="sgd")
-           for lr, score in ((0.01, 0.12), (0.1, 0.2), (1.0, 0.13))]
+  runs = [
+    frontier_point(lr, 0, 0.1, score, method="classp_eq1")
+    for lr, score in ((1e-5, 0.10), (1e-4, 0.14), (1e-3, 0.12))
+  ]
+  runs += [
+    frontier_point(lr, 0, 0.1, score, method="classp_reset")
+    for lr, score in ((1e-3, 0.14), (1e-2, 0.10))
+  ]
+  runs += [
+    frontier_point(lr, 0, 0.2, score, method="sgd")
+    for lr, score in ((0.01, 0.12), (0.1, 0.2), (1.0, 0.13))
+  ]
   eq1, reset, sgd = select_points(runs)
   assert [(s.edge, s.flat) for s in (eq1, reset, sgd)] == [
-      ("no", True), ("yes-low", True), ("no", False)]
+    ("no", True),
+    ("yes-low", True),
+    ("no", False),
+  ]
   assert next_points([eq1, reset, sgd]) == (["classp_reset[learning_rate=0.0001]"], [])
   out = tmp_path / "report"
   write_report([write_results(tmp_path / "frontier", runs)], out)
   report = (out / "report.md").read_text()
-  assert ("| classp_eq1 | learning_rate | 0.0001 | validation | 0.140 | 0.100 | 0.200 | "
-          "0.000 | 1 | no, flat |") in report
+  assert (
+    "| classp_eq1 | learning_rate | 0.0001 | validation | 0.140 | 0.100 | 0.200 | "
+    "0.000 | 1 | no, flat |"
+  ) in report
   assert "| sgd | learning_rate | 0.1 | validation | 0.200 | 0.200 |" in report
   assert "*flat*: no point scored 0.05 above the untrained model's accuracy" in report
 
@@ -806,11 +1110,14 @@ def test_a_curve_where_no_point_learned_is_marked_flat(tmp_path):
 def test_a_curve_whose_every_point_diverged_does_not_claim_test_selection():
   # sgd was selected on validation; every si point diverged in task 2, after recording
   # task 1's validation row: nothing is selected on test.
-  runs = [frontier_point(lr, 0, 0.5, score, method="sgd") for lr, score in ((0.1, 0.6),
-                                                                            (0.3, 0.7),
-                                                                            (0.9, 0.6))]
-  runs += [frontier_point(c, 0, 0.5, 0.5, method="si", knob="strength", diverged_at=(1, 5))
-           for c in (0.1, 1.0)]
+  runs = [
+    frontier_point(lr, 0, 0.5, score, method="sgd")
+    for lr, score in ((0.1, 0.6), (0.3, 0.7), (0.9, 0.6))
+  ]
+  runs += [
+    frontier_point(c, 0, 0.5, 0.5, method="si", knob="strength", diverged_at=(1, 5))
+    for c in (0.1, 1.0)
+  ]
   selections = select_points(runs)
   assert [s.selected_on for s in selections] == ["validation", "validation"]
   assert selection_sentence(selections).startswith("best points selected on validation ACC")
@@ -819,20 +1126,26 @@ def test_a_curve_whose_every_point_diverged_does_not_claim_test_selection():
 def test_time_tables_sum_wall_and_cpu_hours_and_say_which_runs_lack_cpu_time():
   # Three sgd points of 1,800 s wall and 3,600 s CPU (two threads busy) and one run of an
   # older results file, which recorded no CPU time; classp: one run of each.
-  runs = [frontier_point(lr, 0, 0.5, 0.5, method="sgd", wall_time_s=1800.0,
-                         cpu_time_s=3600.0) for lr in (0.01, 0.1, 1.0)]
+  runs = [
+    frontier_point(lr, 0, 0.5, 0.5, method="sgd", wall_time_s=1800.0, cpu_time_s=3600.0)
+    for lr in (0.01, 0.1, 1.0)
+  ]
   runs += [fake_run("sgd", 0, wall_time_s=3600.0), fake_run("classp", 0, cpu_time_s=720.0)]
-  assert time_rows(runs) == [["classp", "1", "0.00", "0.20", "12"],
-                             ["sgd", "4", "2.50", "3.00 (3 runs)", "2250"]]
+  assert time_rows(runs) == [
+    ["classp", "1", "0.00", "0.20", "12"],
+    ["sgd", "4", "2.50", "3.00 (3 runs)", "2250"],
+  ]
   assert cpu_hours(runs) == "3.20 (4 runs)"
 
 
 def test_a_point_missing_seeds_of_its_curve_is_run_again_first():
   # A growth round stopped after lr 1's seed 0: the curve would be scored on seed 0 alone.
   # lr 0.1, the selected point, has seeds 3 and 4 too: it misses nothing.
-  runs = [frontier_point(lr, seed, 0.5, score, method="sgd") for lr, score in ((0.01, 0.6),
-                                                                               (0.1, 0.7))
-          for seed in range(5 if lr == 0.1 else 3)]
+  runs = [
+    frontier_point(lr, seed, 0.5, score, method="sgd")
+    for lr, score in ((0.01, 0.6), (0.1, 0.7))
+    for seed in range(5 if lr == 0.1 else 3)
+  ]
   runs += [frontier_point(1.0, 0, 0.5, 0.5, method="sgd")]
   (sgd,) = select_points(runs)
   assert next_points([sgd]) == (["sgd[learning_rate=1]"], [])

@@ -17,8 +17,13 @@ def test_report_stage_refuses_runs_that_lack_a_study(tmp_path):
   (results / "report.md").write_text("the full report\n")
   (results / "frontier.png").write_bytes(b"a plot")
 
-  done = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "runs"),
-                         "report"], cwd=tmp_path, capture_output=True, text=True, check=False)
+  done = subprocess.run(
+    ["bash", str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "runs"), "report"],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
 
   assert done.returncode == 2
   assert "has no runs of split_mnist_task" in done.stderr

@@ -28,8 +28,8 @@ from classp_jax.data.streams import (
   subsample_stream,
 )
 from classp_jax.data.text import SENTIMENT_CLASSES, sentiment_labels, text_stream
-from classp_jax.data.vocabulary import PAD_ID, UNK_ID, Vocabulary, build_vocabulary, tokenize
 from classp_jax.data.tfds_source import TfdsUnavailableError
+from classp_jax.data.vocabulary import PAD_ID, UNK_ID, Vocabulary, build_vocabulary, tokenize
 
 __all__ = [
   "CACHE_DIR_ENV",

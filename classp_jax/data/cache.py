@@ -102,7 +102,7 @@ def cached_dataset(
   except FileNotFoundError:  # a miss (no exists() first: the entry may come and go meanwhile)
     pass
   except Exception as error:  # any unreadable entry is rebuilt, whatever broke it
-    warnings.warn(f"ignoring unreadable cache file {path} ({error!r}); rebuilding")
+    warnings.warn(f"ignoring unreadable cache file {path} ({error!r}); rebuilding", stacklevel=2)
   else:
     check(dataset)
     return dataset
@@ -111,7 +111,7 @@ def cached_dataset(
   try:
     _write_atomically(path, full_key, dataset)
   except OSError as error:  # a read-only or full disk must not stop training
-    warnings.warn(f"could not write cache file {path}: {error}")
+    warnings.warn(f"could not write cache file {path}: {error}", stacklevel=2)
   return dataset
 
 

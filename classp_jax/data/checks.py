@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
-
 class DataSizeWarning(UserWarning):
   """A dataset's example counts differ from those of the standard distribution."""
 
@@ -88,4 +87,5 @@ def warn_unless_standard(
       f"{where}: found {found}; the standard distribution has {expected}. Using the examples "
       "as they are (a subset?); if this copy should be complete, it is damaged: get it again.",
       DataSizeWarning,
+      stacklevel=3,
     )

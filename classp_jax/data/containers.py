@@ -6,6 +6,7 @@ Everything here is plain numpy on the host; the training loop moves arrays to de
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from classp_jax.data.vocabulary import Vocabulary

@@ -318,7 +318,7 @@ def class_mask(stream: TaskStream, task_index: int) -> np.ndarray:
 
   In the task-incremental scenario these are the task's `Task.classes` (the task's identity
   is known in training and evaluation); in the domain and class scenarios, every output. The
-  loop masks a task's logits with it (`classp_jax.continual_losses.mask_logits`) for the
+  loop masks a task's logits with it (`classp_jax.methods.losses.mask_logits`) for the
   training loss and for evaluating that task's test split.
 
   Args:

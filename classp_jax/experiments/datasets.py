@@ -11,7 +11,7 @@ local files, datasets come from TFDS (``--source``).
 from __future__ import annotations
 
 from classp_jax.data import Dataset, find_local_files, load_dataset
-from classp_jax.experiments import DataOptions
+from classp_jax.experiments.base import DataOptions
 
 
 def load_datasets(names: tuple[str, ...], options: DataOptions) -> list[Dataset]:
@@ -29,7 +29,8 @@ def load_datasets(names: tuple[str, ...], options: DataOptions) -> list[Dataset]
         continue
       if tuple(files) in readers:
         raise ValueError(
-            f"{readers[tuple(files)]} and {name} would both read {files[0].parent}: "
-            f"put each dataset in its own subfolder of --data-dir (e.g. {name.replace('_', '-')}/)")
+          f"{readers[tuple(files)]} and {name} would both read {files[0].parent}: "
+          f"put each dataset in its own subfolder of --data-dir (e.g. {name.replace('_', '-')}/)"
+        )
       readers[tuple(files)] = name
   return [load_dataset(name, source=options.source, data_dir=options.data_dir) for name in names]

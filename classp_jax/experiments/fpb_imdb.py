@@ -28,7 +28,7 @@ a budget:
 * IMDB trains until an epoch's training accuracy reaches
   `CPU_IMDB_ACCURACY_TARGET`, at most `CPU_MAX_EPOCHS` epochs. A run that
   stops at the cap has missed the target (``targets_met``), and the report
-  selects no such point (`classp_jax.report.select_points`): a method that
+  selects no such point (`classp_jax.results.select_points`): a method that
   reaches it at no learning rate is listed with the accuracy it reached.
   The target is one that most methods reach at some learning rate: in a
   probe (seed 0), SGD reached 0.69 in 20 IMDB epochs at its best stable
@@ -39,13 +39,17 @@ a budget:
 import dataclasses
 
 from classp_jax.data import text_stream
-from classp_jax.experiments import VALIDATION_FRACTION, Experiment
-from classp_jax.experiments.comparison import (METHODS, NARROW_HALF_DECADES, comparison_frontier,
-                                               comparison_methods)
+from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment
+from classp_jax.experiments.common import (
+  METHODS,
+  NARROW_HALF_DECADES,
+  comparison_frontier,
+  comparison_methods,
+)
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
-from classp_jax.loop import LoopConfig
 from classp_jax.models import TextTransformer
+from classp_jax.training import LoopConfig
 
 LEARNING_RATE = 0.025
 FPB_LOSS_TARGET = 0.005
@@ -58,52 +62,86 @@ THRESHOLDS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2, 0.99)
 
 def _stream(vocabulary_size: int):
   return lambda options: text_stream(
-      load_datasets(("financial_phrasebank", "imdb_reviews"), options), max_len=30,
-      max_size=vocabulary_size, name="financial_phrasebank->imdb_reviews")
+    load_datasets(("financial_phrasebank", "imdb_reviews"), options),
+    max_len=30,
+    max_size=vocabulary_size,
+    name="financial_phrasebank->imdb_reviews",
+  )
 
 
 def _cpu_model(stream):
-  return TextTransformer(vocab_size=len(stream.vocab), num_classes=stream.num_classes,
-                         d_model=32, num_heads=2, mlp_dim=64)
+  return TextTransformer(
+    vocab_size=len(stream.vocab),
+    num_classes=stream.num_classes,
+    d_model=32,
+    num_heads=2,
+    mlp_dim=64,
+  )
 
 
 EXPERIMENT = Experiment(
-    name="fpb_imdb",
-    description="the paper's sentiment study: Financial PhraseBank then IMDB (30 tokens) on its "
-                "text Transformer, batch 750, stopped at training-loss targets",
-    stream=_stream(25_000),
-    model=lambda stream: TextTransformer(vocab_size=len(stream.vocab),
-                                         num_classes=stream.num_classes),
-    loop=LoopConfig(validation_fraction=VALIDATION_FRACTION, batch_size=750, loss_target=(FPB_LOSS_TARGET, None),
-                    accuracy_target=(None, IMDB_ACCURACY_TARGET),
-                    max_epochs=100, evals_per_task=0, eval_batch_size=2500, steps_per_call=1,
-                    log_every=1, paper_eval=True),
-    methods=comparison_methods(
-        learning_rate=LEARNING_RATE, threshold=0.99, eps=1e-4,
-        released={"threshold": 0.99, "apply_scaling": True},
-        ewc_strength=5000.0, importance_examples=2000),
-    default_methods=METHODS,
-    # The full-width model on a handful of examples still compiles for minutes.
-    quick=lambda e: smoke_sized(dataclasses.replace(e, stream=_stream(2_000), model=_cpu_model)),
-    frontier=comparison_frontier(learning_rate=LEARNING_RATE, classp_learning_rate=LEARNING_RATE,
-                                 thresholds=THRESHOLDS, threshold=1e-6),
+  name="fpb_imdb",
+  description="the paper's sentiment study: Financial PhraseBank then IMDB (30 tokens) on its "
+  "text Transformer, batch 750, stopped at training-loss targets",
+  stream=_stream(25_000),
+  model=lambda stream: TextTransformer(
+    vocab_size=len(stream.vocab), num_classes=stream.num_classes
+  ),
+  loop=LoopConfig(
+    validation_fraction=VALIDATION_FRACTION,
+    batch_size=750,
+    loss_target=(FPB_LOSS_TARGET, None),
+    accuracy_target=(None, IMDB_ACCURACY_TARGET),
+    max_epochs=100,
+    evals_per_task=0,
+    eval_batch_size=2500,
+    steps_per_call=1,
+    log_every=1,
+    paper_eval=True,
+  ),
+  methods=comparison_methods(
+    learning_rate=LEARNING_RATE,
+    threshold=0.99,
+    eps=1e-4,
+    released={"threshold": 0.99, "apply_scaling": True},
+    ewc_strength=5000.0,
+    importance_examples=2000,
+  ),
+  default_methods=METHODS,
+  # The full-width model on a handful of examples still compiles for minutes.
+  quick=lambda e: smoke_sized(dataclasses.replace(e, stream=_stream(2_000), model=_cpu_model)),
+  frontier=comparison_frontier(
+    learning_rate=LEARNING_RATE,
+    classp_learning_rate=LEARNING_RATE,
+    thresholds=THRESHOLDS,
+    threshold=1e-6,
+  ),
 )
 
 CPU_EXPERIMENT = dataclasses.replace(
-    EXPERIMENT,
-    name="fpb_imdb_cpu",
-    description=f"fpb_imdb sized for a CPU: 5,000-token vocabulary, 32-wide Transformer, batch "
-                f"100; FPB {CPU_FPB_EPOCHS} epochs, then IMDB to {CPU_IMDB_ACCURACY_TARGET:.0%} "
-                f"training accuracy (at most {CPU_MAX_EPOCHS} epochs)",
-    stream=_stream(5_000),
-    model=_cpu_model,
-    loop=dataclasses.replace(EXPERIMENT.loop, batch_size=100, epochs=(CPU_FPB_EPOCHS, 1),
-                             loss_target=None, accuracy_target=(None, CPU_IMDB_ACCURACY_TARGET),
-                             max_epochs=CPU_MAX_EPOCHS),
-    quick=smoke_sized,
-    # Learning rates from a seed-0 probe: SGD trained at 0.3 and diverged at 1; threshold-
-    # free CLASSP reached 80% IMDB training accuracy at 0.05 and stayed near chance at 0.01.
-    frontier=comparison_frontier(learning_rate=0.3, classp_learning_rate=0.05,
-                                 thresholds=THRESHOLDS, threshold=1e-6,
-                                 learning_rate_factors=NARROW_HALF_DECADES),
+  EXPERIMENT,
+  name="fpb_imdb_cpu",
+  description=f"fpb_imdb sized for a CPU: 5,000-token vocabulary, 32-wide Transformer, batch "
+  f"100; FPB {CPU_FPB_EPOCHS} epochs, then IMDB to {CPU_IMDB_ACCURACY_TARGET:.0%} "
+  f"training accuracy (at most {CPU_MAX_EPOCHS} epochs)",
+  stream=_stream(5_000),
+  model=_cpu_model,
+  loop=dataclasses.replace(
+    EXPERIMENT.loop,
+    batch_size=100,
+    epochs=(CPU_FPB_EPOCHS, 1),
+    loss_target=None,
+    accuracy_target=(None, CPU_IMDB_ACCURACY_TARGET),
+    max_epochs=CPU_MAX_EPOCHS,
+  ),
+  quick=smoke_sized,
+  # Learning rates from a seed-0 probe: SGD trained at 0.3 and diverged at 1; threshold-
+  # free CLASSP reached 80% IMDB training accuracy at 0.05 and stayed near chance at 0.01.
+  frontier=comparison_frontier(
+    learning_rate=0.3,
+    classp_learning_rate=0.05,
+    thresholds=THRESHOLDS,
+    threshold=1e-6,
+    learning_rate_factors=NARROW_HALF_DECADES,
+  ),
 )

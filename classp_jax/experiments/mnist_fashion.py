@@ -9,11 +9,11 @@ may freeze nearly every weight (the released code gated per tensor and ignored
 the threshold's value); ``--frontier`` sweeps it.
 
 The named methods are the paper's points. ``--frontier`` sweeps each one's
-knobs around a centre of its own (`classp_jax.experiments.comparison`):
+knobs around a centre of its own (`classp_jax.experiments.common`):
 CLASSP (p = 1) around lr 0.02, where threshold-free CLASSP did best in the
-first report (`TUNED_LEARNING_RATE`), so that its threshold is not swept only
+first report (`common.TUNED_LEARNING_RATE`), so that its threshold is not swept only
 at the paper's 0.2, where it freezes every weight; the SGD-based baselines
-around lr 0.03 (`SGD_LEARNING_RATE`), since at 0.2 large EWC strengths
+around lr 0.03 (`common.SGD_LEARNING_RATE`), since at 0.2 large EWC strengths
 diverge. ``classp_relative`` and ``classp_eq1`` run at lr 0.02 as named
 methods too.
 
@@ -22,48 +22,48 @@ beside the held-out test accuracy.
 """
 
 from classp_jax.data import sequential_stream
-from classp_jax.experiments import VALIDATION_FRACTION, Experiment
-from classp_jax.experiments.comparison import (METHODS, NARROW_HALF_DECADES, WIDE_HALF_DECADES,
-                                               comparison_frontier, comparison_methods)
+from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment
+from classp_jax.experiments.common import (
+  METHODS,
+  NARROW_HALF_DECADES,
+  SGD_LEARNING_RATE,
+  THRESHOLDS,
+  TUNED_LEARNING_RATE,
+  VISION_METHODS,
+  comparison_frontier,
+)
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
-from classp_jax.loop import LoopConfig
 from classp_jax.models import PaperCNN
-
-LEARNING_RATE = 0.2
-TUNED_LEARNING_RATE = 0.02
-SGD_LEARNING_RATE = 0.03
-# The absolute thresholds the frontier sweeps, centred on 1e-6; 0 (no threshold) is the
-# lowest possible value, so a best point there is at the grid's edge by necessity.
-THRESHOLDS = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 0.5)
-# The MLP studies (split_mnist, permuted_mnist) sweep learning rates a decade lower too.
-MLP_FRONTIER = comparison_frontier(learning_rate=SGD_LEARNING_RATE,
-                                   classp_learning_rate=TUNED_LEARNING_RATE,
-                                   thresholds=THRESHOLDS, threshold=1e-6,
-                                   learning_rate_factors=WIDE_HALF_DECADES)
-
-_METHODS = comparison_methods(
-    learning_rate=LEARNING_RATE, threshold=0.5, eps=1e-5,
-    released={"apply_scaling": (False, True), "threshold": (0.5, 0.0)},
-    ewc_strength=5000.0, importance_examples=1000,
-    threshold_free_learning_rate=TUNED_LEARNING_RATE)
+from classp_jax.training import LoopConfig
 
 EXPERIMENT = Experiment(
-    name="mnist_fashion",
-    description="the paper's vision study: MNIST (4 epochs) then Fashion-MNIST (1 epoch) "
-                "on the paper CNN, batch 32",
-    stream=lambda options: sequential_stream(
-        load_datasets(("mnist", "fashion_mnist"), options), name="mnist->fashion_mnist"),
-    model=lambda stream: PaperCNN(num_classes=stream.num_classes),
-    loop=LoopConfig(validation_fraction=VALIDATION_FRACTION, batch_size=32, epochs=(4, 1), evals_per_task=4, eval_batch_size=1000,
-                    steps_per_call=8, paper_eval=True),
-    methods=_METHODS,
-    default_methods=METHODS,
-    quick=smoke_sized,
-    # Each run takes minutes on a CPU: a narrow learning-rate grid, grown past its edges
-    # where the selected point lies (experiments/run_report.sh).
-    frontier=comparison_frontier(learning_rate=SGD_LEARNING_RATE,
-                                 classp_learning_rate=TUNED_LEARNING_RATE,
-                                 thresholds=THRESHOLDS, threshold=1e-6,
-                                 learning_rate_factors=NARROW_HALF_DECADES),
+  name="mnist_fashion",
+  description="the paper's vision study: MNIST (4 epochs) then Fashion-MNIST (1 epoch) "
+  "on the paper CNN, batch 32",
+  stream=lambda options: sequential_stream(
+    load_datasets(("mnist", "fashion_mnist"), options), name="mnist->fashion_mnist"
+  ),
+  model=lambda stream: PaperCNN(num_classes=stream.num_classes),
+  loop=LoopConfig(
+    validation_fraction=VALIDATION_FRACTION,
+    batch_size=32,
+    epochs=(4, 1),
+    evals_per_task=4,
+    eval_batch_size=1000,
+    steps_per_call=8,
+    paper_eval=True,
+  ),
+  methods=VISION_METHODS,
+  default_methods=METHODS,
+  quick=smoke_sized,
+  # Each run takes minutes on a CPU: a narrow learning-rate grid, grown past its edges
+  # where the selected point lies (experiments/run_report.sh).
+  frontier=comparison_frontier(
+    learning_rate=SGD_LEARNING_RATE,
+    classp_learning_rate=TUNED_LEARNING_RATE,
+    thresholds=THRESHOLDS,
+    threshold=1e-6,
+    learning_rate_factors=NARROW_HALF_DECADES,
+  ),
 )

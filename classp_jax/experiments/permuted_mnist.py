@@ -16,20 +16,41 @@ other knob is swept where they learn: EWC, SI and MAS on SGD's
 """
 
 from classp_jax.data import permuted_stream
-from classp_jax.experiments import VALIDATION_FRACTION, Experiment, mnist_fashion
-from classp_jax.experiments.comparison import (METHODS, NARROW_HALF_DECADES,
-                                               comparison_frontier)
+from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment
+from classp_jax.experiments.common import (
+  METHODS,
+  NARROW_HALF_DECADES,
+  SGD_LEARNING_RATE,
+  THRESHOLDS,
+  TUNED_LEARNING_RATE,
+  VISION_METHODS,
+  comparison_frontier,
+)
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
-from classp_jax.loop import LoopConfig
 from classp_jax.models import MLP
+from classp_jax.training import LoopConfig
 
 # Each method's learning rate selected on validation on split_mnist, domain-incremental.
 SPLIT_MNIST_SELECTED = {
-    "classp": 0.002, "classp_no_threshold": 0.002, "classp_relative": 0.002,
-    "classp_eq1": 6e-5, "classp_p2": 3e-4, "classp_reset": 2e-4, "classp+er": 0.02,
-    "sgd": 0.003, "adam": 3e-5, "adagrad": 3e-4, "ewc": 0.003, "si": 0.003, "mas": 0.003,
-    "er": 0.3, "derpp": 0.09, "agem": 0.003, "lwf": 0.009, "joint": 0.3,
+  "classp": 0.002,
+  "classp_no_threshold": 0.002,
+  "classp_relative": 0.002,
+  "classp_eq1": 6e-5,
+  "classp_p2": 3e-4,
+  "classp_reset": 2e-4,
+  "classp+er": 0.02,
+  "sgd": 0.003,
+  "adam": 3e-5,
+  "adagrad": 3e-4,
+  "ewc": 0.003,
+  "si": 0.003,
+  "mas": 0.003,
+  "er": 0.3,
+  "derpp": 0.09,
+  "agem": 0.003,
+  "lwf": 0.009,
+  "joint": 0.3,
 }
 # SGD's learning rate selected on validation on this study's frontier (report version 2).
 SGD_SELECTED = 0.081
@@ -47,25 +68,36 @@ PENALTY_CENTRED = ("ewc", "si", "mas")
 CLASSP_SELECTED = 0.054
 THRESHOLD_CENTRED = ("classp", "classp_relative")
 FRONTIER = comparison_frontier(
-    learning_rate=mnist_fashion.SGD_LEARNING_RATE,
-    classp_learning_rate=mnist_fashion.TUNED_LEARNING_RATE,
-    thresholds=mnist_fashion.THRESHOLDS, threshold=1e-6,
-    learning_rate_factors=NARROW_HALF_DECADES,
-    learning_rate_centres={**SPLIT_MNIST_SELECTED,
-                           **dict.fromkeys(PENALTY_CENTRED, SGD_SELECTED),
-                           **dict.fromkeys(THRESHOLD_CENTRED, CLASSP_SELECTED)})
+  learning_rate=SGD_LEARNING_RATE,
+  classp_learning_rate=TUNED_LEARNING_RATE,
+  thresholds=THRESHOLDS,
+  threshold=1e-6,
+  learning_rate_factors=NARROW_HALF_DECADES,
+  learning_rate_centres={
+    **SPLIT_MNIST_SELECTED,
+    **dict.fromkeys(PENALTY_CENTRED, SGD_SELECTED),
+    **dict.fromkeys(THRESHOLD_CENTRED, CLASSP_SELECTED),
+  },
+)
 
 EXPERIMENT = Experiment(
-    name="permuted_mnist",
-    description="permuted MNIST (10 tasks, one pixel shuffle each) on a 2x256 MLP",
-    stream=lambda options: permuted_stream(load_datasets(("mnist",), options)[0], 10,
-                                           scenario=options.scenario),
-    model=lambda stream: MLP(num_classes=stream.num_classes, hidden=(256, 256)),
-    loop=LoopConfig(validation_fraction=VALIDATION_FRACTION, batch_size=32, epochs=1, evals_per_task=1, eval_batch_size=2000,
-                    steps_per_call=8),
-    methods=mnist_fashion.EXPERIMENT.methods,
-    default_methods=METHODS,
-    scenarios=("domain", "task"),
-    quick=smoke_sized,
-    frontier=FRONTIER,
+  name="permuted_mnist",
+  description="permuted MNIST (10 tasks, one pixel shuffle each) on a 2x256 MLP",
+  stream=lambda options: permuted_stream(
+    load_datasets(("mnist",), options)[0], 10, scenario=options.scenario
+  ),
+  model=lambda stream: MLP(num_classes=stream.num_classes, hidden=(256, 256)),
+  loop=LoopConfig(
+    validation_fraction=VALIDATION_FRACTION,
+    batch_size=32,
+    epochs=1,
+    evals_per_task=1,
+    eval_batch_size=2000,
+    steps_per_call=8,
+  ),
+  methods=VISION_METHODS,
+  default_methods=METHODS,
+  scenarios=("domain", "task"),
+  quick=smoke_sized,
+  frontier=FRONTIER,
 )

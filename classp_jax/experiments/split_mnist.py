@@ -9,24 +9,31 @@ the same points as its vision study.
 """
 
 from classp_jax.data import split_stream
-from classp_jax.experiments import VALIDATION_FRACTION, Experiment, mnist_fashion
-from classp_jax.experiments.comparison import METHODS
+from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment
+from classp_jax.experiments.common import METHODS, MLP_FRONTIER, VISION_METHODS
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
-from classp_jax.loop import LoopConfig
 from classp_jax.models import MLP
+from classp_jax.training import LoopConfig
 
 EXPERIMENT = Experiment(
-    name="split_mnist",
-    description="split MNIST (5 tasks x 2 digits; domain-, class- or task-incremental) on a 2x256 MLP",
-    stream=lambda options: split_stream(load_datasets(("mnist",), options)[0], 5,
-                                        scenario=options.scenario),
-    model=lambda stream: MLP(num_classes=stream.num_classes, hidden=(256, 256)),
-    loop=LoopConfig(validation_fraction=VALIDATION_FRACTION, batch_size=32, epochs=1, evals_per_task=2, eval_batch_size=2000,
-                    steps_per_call=8),
-    methods=mnist_fashion.EXPERIMENT.methods,
-    default_methods=METHODS,
-    scenarios=("domain", "class", "task"),
-    quick=smoke_sized,
-    frontier=mnist_fashion.MLP_FRONTIER,
+  name="split_mnist",
+  description="split MNIST (5 tasks x 2 digits; domain-, class- or task-incremental) on a 2x256 MLP",
+  stream=lambda options: split_stream(
+    load_datasets(("mnist",), options)[0], 5, scenario=options.scenario
+  ),
+  model=lambda stream: MLP(num_classes=stream.num_classes, hidden=(256, 256)),
+  loop=LoopConfig(
+    validation_fraction=VALIDATION_FRACTION,
+    batch_size=32,
+    epochs=1,
+    evals_per_task=2,
+    eval_batch_size=2000,
+    steps_per_call=8,
+  ),
+  methods=VISION_METHODS,
+  default_methods=METHODS,
+  scenarios=("domain", "class", "task"),
+  quick=smoke_sized,
+  frontier=MLP_FRONTIER,
 )

@@ -75,13 +75,13 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, valid: jax.Array)
 
 
 def derpp_terms(
-    logits: jax.Array,
-    stored_logits: jax.Array,
-    ce_logits: jax.Array,
-    ce_labels: jax.Array,
-    valid: jax.Array,
-    alpha: float = 0.1,
-    beta: float = 0.5,
+  logits: jax.Array,
+  stored_logits: jax.Array,
+  ce_logits: jax.Array,
+  ce_labels: jax.Array,
+  valid: jax.Array,
+  alpha: float = 0.1,
+  beta: float = 0.5,
 ) -> jax.Array:
   r"""DER++'s replay terms: logit matching plus cross-entropy on buffer examples.
 
@@ -121,15 +121,16 @@ def derpp_terms(
   """
   squared = jnp.square(logits.astype(jnp.float32) - stored_logits.astype(jnp.float32))
   mse = jnp.sum(jnp.where(valid[:, None], squared, 0.0)) / (
-      jnp.maximum(jnp.sum(valid), 1) * logits.shape[-1])
+    jnp.maximum(jnp.sum(valid), 1) * logits.shape[-1]
+  )
   return alpha * mse + beta * masked_cross_entropy(ce_logits, ce_labels, valid)
 
 
 def lwf_distillation(
-    logits: jax.Array,
-    old_logits: jax.Array,
-    temperature: float = 2.0,
-    mask: jax.Array | None = None,
+  logits: jax.Array,
+  old_logits: jax.Array,
+  temperature: float = 2.0,
+  mask: jax.Array | None = None,
 ) -> jax.Array:
   r"""Learning without Forgetting's distillation loss against the previous model's outputs.
 
@@ -173,12 +174,14 @@ def lwf_distillation(
   old = mask_logits(jax.lax.stop_gradient(old_logits).astype(jnp.float32) / temperature, mask)
   new = mask_logits(logits.astype(jnp.float32) / temperature, mask)
   terms = jax.nn.softmax(old) * jax.nn.log_softmax(new)
-  return -temperature**2 * jnp.mean(jnp.sum(jnp.where(mask, terms, 0.0), -1))
+  return -(temperature**2) * jnp.mean(jnp.sum(jnp.where(mask, terms, 0.0), -1))
 
 
 def _tree_dot(a: Any, b: Any) -> jax.Array:
-  return sum(jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return sum(
+    jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  )
 
 
 def agem_project(grads: Any, reference_grads: Any) -> Any:
@@ -209,5 +212,6 @@ def agem_project(grads: Any, reference_grads: Any) -> Any:
   dot = _tree_dot(grads, reference_grads)
   reference_norm = _tree_dot(reference_grads, reference_grads)
   scale = jnp.where(dot < 0, dot / jnp.where(reference_norm > 0, reference_norm, 1.0), 0.0)
-  return jax.tree.map(lambda g, r: (g - scale * r.astype(jnp.float32)).astype(g.dtype),
-                      grads, reference_grads)
+  return jax.tree.map(
+    lambda g, r: (g - scale * r.astype(jnp.float32)).astype(g.dtype), grads, reference_grads
+  )

@@ -9,104 +9,42 @@ end (LwF keeps the model). Its state is part of the run state: jitted,
 replicated over the data mesh, checkpointed and resumed exactly.
 
 Every function but ``consolidate`` runs inside the per-device step of
-`classp_jax.parallel.make_train_chunk` (under `jax.shard_map` over the
+`classp_jax.training.steps.make_train_chunk` (under `jax.shard_map` over the
 ``data`` axis): ``batch`` is this device's slice, and the buffer functions
 gather or slice over ``axis_name`` so that the replicated buffers stay
-identical on every device (see `classp_jax.replay`).
+identical on every device (see `classp_jax.methods.replay`).
 
 Any memory combines with any optimizer: ``classp+er``, ``adam+derpp``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from classp_jax.continual_losses import derpp_terms, lwf_distillation, mask_logits
-from classp_jax.continual_losses import masked_cross_entropy
-from classp_jax.regularizers import ConsolidationContext
-from classp_jax.replay import Buffer, buffer_bytes, init_buffer, reservoir_add, sample
+from classp_jax.methods.base import ExampleSpec, Memory, StepBatch
+from classp_jax.methods.losses import (
+  derpp_terms,
+  lwf_distillation,
+  mask_logits,
+  masked_cross_entropy,
+)
+from classp_jax.methods.replay import Buffer, buffer_bytes, init_buffer, reservoir_add, sample
 
 Params = Any
 MemoryState = Any
 
-@dataclasses.dataclass(frozen=True)
-class ExampleSpec:
-  """What a memory needs to know of the stream to size its state."""
-
-  shape: tuple[int, ...]
-  dtype: Any
-  num_classes: int
-
-
-class StepBatch(NamedTuple):
-  """What a memory sees of a training step, on one device.
-
-  Attributes:
-    apply_fn: ``apply_fn(params, inputs, rng) -> logits`` in train mode.
-    eval_apply_fn: ``eval_apply_fn(params, inputs) -> logits`` in eval mode.
-    inputs: this device's slice of the batch.
-    labels: its labels.
-    logits: the model's raw (unmasked) logits on it, in train mode.
-    task_loss: the step's cross-entropy on it (masked in the task-incremental scenario).
-    label_masks: bool (C, C): the head outputs an example of each label may use (all
-      True except in the task-incremental scenario).
-    rng: this device's dropout key for the memory's own forward passes.
-    key: a key shared by every device (buffer sampling and insertion).
-    axis_name: the data axis.
-    task_index: int32 (), the task being trained (replay starts after the first).
-  """
-
-  apply_fn: Callable
-  eval_apply_fn: Callable
-  inputs: jax.Array
-  labels: jax.Array
-  logits: jax.Array
-  task_loss: jax.Array
-  label_masks: jax.Array
-  rng: jax.Array
-  key: jax.Array
-  axis_name: str
-  task_index: jax.Array
-
-
-def _no_loss(state, params, batch):
-  del state, params, batch
-  return jnp.zeros((), jnp.float32)
-
-
-def _keep(state, *unused):
-  return state
-
-
-class Memory(NamedTuple):
-  """A replay or distillation memory (see the module docstring).
-
-  Attributes:
-    init: ``init(params, spec: ExampleSpec) -> state``, a fixed-structure pytree.
-    loss: ``loss(state, params, batch: StepBatch) -> scalar`` added to the task loss,
-      inside the gradient.
-    reference_loss: ``reference_loss(state, params, batch) -> scalar`` or None: the
-      step's gradient is projected against this loss's gradient (A-GEM).
-    observe: ``observe(state, batch) -> state`` after every step (buffer insertion).
-    consolidate: ``consolidate(state, params, ctx) -> state`` on the host at a task end.
-  """
-
-  init: Callable[[Params, ExampleSpec], MemoryState]
-  loss: Callable[[MemoryState, Params, StepBatch], jax.Array] = _no_loss
-  reference_loss: Callable[[MemoryState, Params, StepBatch], jax.Array] | None = None
-  observe: Callable[[MemoryState, StepBatch], MemoryState] = _keep
-  consolidate: Callable[[MemoryState, Params, ConsolidationContext], MemoryState] = _keep
-
 
 def memory_bytes(state: MemoryState) -> int:
   """Bytes of a memory's replay buffer (examples, labels, logits); 0 without one."""
-  buffers = [x for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, Buffer))
-             if isinstance(x, Buffer)]
+  buffers = [
+    x
+    for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, Buffer))
+    if isinstance(x, Buffer)
+  ]
   return sum(buffer_bytes(b) for b in buffers)
 
 
@@ -140,9 +78,14 @@ def _buffer_init(buffer_size: int, store_logits: bool) -> Callable[[Params, Exam
 
 
 def _observe(state: Buffer, batch: StepBatch, store_logits: bool) -> Buffer:
-  return reservoir_add(state, batch.inputs, batch.labels,
-                       batch.logits.astype(jnp.float32) if store_logits else None,
-                       jax.random.fold_in(batch.key, 1), axis_name=batch.axis_name)
+  return reservoir_add(
+    state,
+    batch.inputs,
+    batch.labels,
+    batch.logits.astype(jnp.float32) if store_logits else None,
+    jax.random.fold_in(batch.key, 1),
+    axis_name=batch.axis_name,
+  )
 
 
 def er(buffer_size: int = 200) -> Memory:
@@ -165,7 +108,7 @@ def er(buffer_size: int = 200) -> Memory:
     buffer_size: examples kept (images as uint8: 200 MNIST images are 0.16 MB).
 
   Returns:
-    A `Memory` whose state is a `classp_jax.replay.Buffer`.
+    A `Memory` whose state is a `classp_jax.methods.replay.Buffer`.
 
   References:
     Chaudhry et al., 2019, On Tiny Episodic Memories in Continual Learning,
@@ -177,10 +120,14 @@ def er(buffer_size: int = 200) -> Memory:
     replaying = (batch.task_index > 0) & (state.num_seen > 0)
     # The combined batch's mean CE minus the task loss the step already counts.
     return jnp.where(
-        replaying, 0.5 * (_replay_cross_entropy(state, params, batch) - batch.task_loss), 0.0)
+      replaying, 0.5 * (_replay_cross_entropy(state, params, batch) - batch.task_loss), 0.0
+    )
 
-  return Memory(_buffer_init(buffer_size, False), loss,
-                observe=lambda state, batch: _observe(state, batch, False))
+  return Memory(
+    _buffer_init(buffer_size, False),
+    loss,
+    observe=lambda state, batch: _observe(state, batch, False),
+  )
 
 
 def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memory:
@@ -190,7 +137,7 @@ def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memo
   model gave it when it was inserted. From the second task on, the loss adds, on a buffer
   batch,
   :math:`\alpha\,\mathrm{MSE}(h(x'), z') + \beta\,\mathrm{CE}(h(x''), y'')`
-  (`classp_jax.continual_losses.derpp_terms`; one buffer batch serves both terms).
+  (`classp_jax.methods.losses.derpp_terms`; one buffer batch serves both terms).
 
   Examples:
     >>> state = derpp(buffer_size=10).init({}, ExampleSpec((8,), np.float32, 3))
@@ -203,7 +150,7 @@ def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memo
     beta: the cross-entropy weight (0.5).
 
   Returns:
-    A `Memory` whose state is a `classp_jax.replay.Buffer` with logits.
+    A `Memory` whose state is a `classp_jax.methods.replay.Buffer` with logits.
 
   References:
     Buzzega et al., 2020, Dark Experience for General Continual Learning: a Strong,
@@ -216,11 +163,19 @@ def derpp(buffer_size: int = 200, alpha: float = 0.1, beta: float = 0.5) -> Memo
   def loss(state, params, batch):
     replay, masks = _replay(state, batch)
     logits = batch.apply_fn(params, replay.inputs, batch.rng)
-    return derpp_terms(logits, replay.logits, mask_logits(logits, masks), replay.labels,
-                       replay.valid, alpha=alpha, beta=beta)
+    return derpp_terms(
+      logits,
+      replay.logits,
+      mask_logits(logits, masks),
+      replay.labels,
+      replay.valid,
+      alpha=alpha,
+      beta=beta,
+    )
 
-  return Memory(_buffer_init(buffer_size, True), loss,
-                observe=lambda state, batch: _observe(state, batch, True))
+  return Memory(
+    _buffer_init(buffer_size, True), loss, observe=lambda state, batch: _observe(state, batch, True)
+  )
 
 
 def agem(buffer_size: int = 200) -> Memory:
@@ -231,7 +186,7 @@ def agem(buffer_size: int = 200) -> Memory:
   at every step; if
   :math:`g^\top g_{ref} < 0` the step uses
   :math:`g - \frac{g^\top g_{ref}}{g_{ref}^\top g_{ref}} g_{ref}`
-  (`classp_jax.continual_losses.agem_project`). The buffer is filled by
+  (`classp_jax.methods.losses.agem_project`). The buffer is filled by
   reservoir sampling over the whole stream.
 
   Examples:
@@ -249,8 +204,11 @@ def agem(buffer_size: int = 200) -> Memory:
     https://arxiv.org/abs/1812.00420.
   """
   _check_buffer_size(buffer_size)
-  return Memory(_buffer_init(buffer_size, False), reference_loss=_replay_cross_entropy,
-                observe=lambda state, batch: _observe(state, batch, False))
+  return Memory(
+    _buffer_init(buffer_size, False),
+    reference_loss=_replay_cross_entropy,
+    observe=lambda state, batch: _observe(state, batch, False),
+  )
 
 
 class LwfState(NamedTuple):
@@ -274,7 +232,7 @@ def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Memory:
   :math:`\alpha` times the temperature-softened cross-entropy between the
   kept model's outputs (eval mode) and the current model's, on the current
   inputs, over the outputs the earlier tasks trained
-  (`classp_jax.continual_losses.lwf_distillation`, scaled by :math:`T^2`).
+  (`classp_jax.methods.losses.lwf_distillation`, scaled by :math:`T^2`).
 
   Examples:
     >>> state = lwf().init({"w": jnp.ones(3)}, ExampleSpec((3,), np.float32, 2))
@@ -296,8 +254,11 @@ def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Memory:
     raise ValueError(f"alpha must be >= 0 and temperature > 0, got {alpha}, {temperature}")
 
   def init(params, spec):
-    return LwfState(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params),
-                    jnp.zeros((spec.num_classes,), bool), jnp.zeros((), jnp.float32))
+    return LwfState(
+      jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params),
+      jnp.zeros((spec.num_classes,), bool),
+      jnp.zeros((), jnp.float32),
+    )
 
   def loss(state, params, batch):
     old_logits = batch.eval_apply_fn(state.old_params, batch.inputs)
@@ -306,7 +267,10 @@ def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Memory:
 
   def consolidate(state, params, ctx):
     seen = ctx.seen_classes if ctx.seen_classes is not None else jnp.ones_like(state.seen)
-    return LwfState(jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params),
-                    jnp.asarray(seen, bool), jnp.ones((), jnp.float32))
+    return LwfState(
+      jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params),
+      jnp.asarray(seen, bool),
+      jnp.ones((), jnp.float32),
+    )
 
   return Memory(init, loss, consolidate=consolidate)

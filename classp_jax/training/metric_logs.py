@@ -34,8 +34,9 @@ class MetricLogger(Protocol):
   def start(self, record: Mapping[str, Any]) -> None:
     """Called once with what the run has recorded so far (non-empty on a resume)."""
 
-  def log_steps(self, steps: Sequence[int], tasks: Sequence[int],
-                metrics: Mapping[str, Sequence[float | None]]) -> None:
+  def log_steps(
+    self, steps: Sequence[int], tasks: Sequence[int], metrics: Mapping[str, Sequence[float | None]]
+  ) -> None:
     """Step metrics: ``metrics[name][i]`` is the value at ``steps[i]`` (None: not logged)."""
 
   def log_evaluation(self, step: int, task: int, split: str, accuracies: Sequence[float]) -> None:
@@ -66,8 +67,10 @@ class CsvLogger:
     logs = record.get("logs") or {}
     if logs.get("step"):
       self.log_steps(logs["step"], logs["task"], {m: logs[m] for m in STEP_METRICS})
-    for split, history in (("test", record.get("history")),
-                           ("validation", record.get("validation_history"))):
+    for split, history in (
+      ("test", record.get("history")),
+      ("validation", record.get("validation_history")),
+    ):
       history = history or {"step": [], "task": [], "accuracy": []}
       for step, task, accuracies in zip(history["step"], history["task"], history["accuracy"]):
         self.log_evaluation(step, task, split, accuracies)
@@ -75,8 +78,9 @@ class CsvLogger:
   def log_steps(self, steps, tasks, metrics) -> None:
     writer = csv.writer(self._steps)
     for i, step in enumerate(steps):
-      writer.writerow([step, tasks[i], *("" if metrics[m][i] is None else metrics[m][i]
-                                         for m in STEP_METRICS)])
+      writer.writerow(
+        [step, tasks[i], *("" if metrics[m][i] is None else metrics[m][i] for m in STEP_METRICS)]
+      )
     self._steps.flush()
 
   def log_evaluation(self, step, task, split, accuracies) -> None:
@@ -121,13 +125,24 @@ class TensorBoardLogger:
 class WandbLogger:
   """A Weights & Biases run per (method, seed)."""
 
-  def __init__(self, folder: str | os.PathLike, task_names: Sequence[str], *, name: str,
-               config: Mapping[str, Any]):
+  def __init__(
+    self,
+    folder: str | os.PathLike,
+    task_names: Sequence[str],
+    *,
+    name: str,
+    config: Mapping[str, Any],
+  ):
     import wandb
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "classp-jax"), name=name,
-                           dir=str(folder), config=dict(config), reinit="create_new")
+    self._run = wandb.init(
+      project=os.environ.get("WANDB_PROJECT", "classp-jax"),
+      name=name,
+      dir=str(folder),
+      config=dict(config),
+      reinit="create_new",
+    )
     self.task_names = list(task_names)
 
   def start(self, record: Mapping[str, Any]) -> None:
@@ -141,15 +156,22 @@ class WandbLogger:
 
   def log_evaluation(self, step, task, split, accuracies) -> None:
     del task
-    self._run.log({f"{split}_accuracy/{n}": a for n, a in zip(self.task_names, accuracies)},
-                  step=step)
+    self._run.log(
+      {f"{split}_accuracy/{n}": a for n, a in zip(self.task_names, accuracies)}, step=step
+    )
 
   def close(self) -> None:
     self._run.finish()
 
 
-def make_loggers(formats: Sequence[str], folder: str | os.PathLike, task_names: Sequence[str], *,
-                 name: str, settings: Mapping[str, Any]) -> list[MetricLogger]:
+def make_loggers(
+  formats: Sequence[str],
+  folder: str | os.PathLike,
+  task_names: Sequence[str],
+  *,
+  name: str,
+  settings: Mapping[str, Any],
+) -> list[MetricLogger]:
   """The loggers for ``formats`` writing under ``folder``.
 
   W&B is skipped with a warning when ``wandb`` is not installed.
@@ -170,6 +192,8 @@ def make_loggers(formats: Sequence[str], folder: str | os.PathLike, task_names: 
     try:
       loggers.append(WandbLogger(folder, task_names, name=name, config=settings))
     except ImportError:
-      warnings.warn("--log wandb: wandb is not installed (pip install 'classp-jax[wandb]'); "
-                    "skipping it")
+      warnings.warn(
+        "--log wandb: wandb is not installed (pip install 'classp-jax[wandb]'); skipping it",
+        stacklevel=2,
+      )
   return loggers

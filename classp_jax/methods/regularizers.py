@@ -1,7 +1,6 @@
 """Quadratic-penalty continual-learning baselines: EWC, SI, MAS and L2.
 
-The interface, `Regularizer`, and what it sees at a task's end,
-`ConsolidationContext`, live here too. Each factory returns a `Regularizer`. States are
+Each factory returns a `classp_jax.methods.base.Regularizer`. States are
 NamedTuples of float32 pytrees shaped like the parameters (plus scalars), with
 one fixed structure for the whole run, initialised so that every penalty is
 exactly 0 before the first consolidation. Importances and anchors are float32
@@ -10,74 +9,17 @@ whatever the parameters' dtype; penalties are float32 scalars.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from classp_jax.fisher import FISHER_KINDS, fisher_diagonal
-from classp_jax.fisher import mean_per_example_statistic
+from classp_jax.methods.base import ConsolidationContext, Regularizer, keep_state
+from classp_jax.methods.fisher import FISHER_KINDS, fisher_diagonal, mean_per_example_statistic
 
 Params = Any
 RegState = Any
 
-
-@dataclasses.dataclass(frozen=True)
-class ConsolidationContext:
-  """What a regularizer sees when a task ends.
-
-  Attributes:
-    apply_fn: ``apply_fn(params, inputs) -> logits`` in eval mode (dropout off).
-    inputs: the finished task's training inputs.
-    labels: the finished task's training labels.
-    rng: a PRNG key for this consolidation.
-    task_index: index of the finished task, from 0.
-    seen_classes: bool (C,), the head outputs the tasks so far trained (None: all).
-  """
-
-  apply_fn: Callable[[Params, jax.Array], jax.Array]
-  inputs: jax.Array
-  labels: jax.Array
-  rng: jax.Array
-  task_index: int = 0
-  seen_classes: jax.Array | None = None
-
-
-class Regularizer(NamedTuple):
-  """A loss penalty with state, updated during and after each task.
-
-  The state keeps one fixed pytree structure for the whole run, so a
-  checkpoint restores into ``init``'s structure and the step never recompiles.
-
-  Attributes:
-    init: ``init(params) -> state``.
-    penalty: ``penalty(state, params) -> scalar`` added to the task loss;
-      jittable.
-    accumulate: ``accumulate(state, old_params, new_params, grads) -> state``,
-      called inside the jitted step after every update with the gradients of
-      the task loss alone (no penalty); jittable.
-    consolidate: ``consolidate(state, params, ctx) -> state``, called on the
-      host after each task with a `ConsolidationContext`.
-  """
-
-  init: Callable[[Params], RegState]
-  penalty: Callable[[RegState, Params], jax.Array]
-  accumulate: Callable[[RegState, Params, Params, Any], RegState]
-  consolidate: Callable[[RegState, Params, ConsolidationContext], RegState]
-
-
-def keep_state(state: RegState, *unused_args: Any) -> RegState:
-  """An ``accumulate`` or ``consolidate`` that leaves the state as it is."""
-  return state
-
-
-NO_REGULARIZER = Regularizer(
-    init=lambda params: (),
-    penalty=lambda state, params: jnp.zeros((), jnp.float32),
-    accumulate=keep_state,
-    consolidate=keep_state,
-)
 
 EWC_MODES = ("separate", "online")
 
@@ -93,8 +35,10 @@ def _zeros(params: Params) -> Params:
 def _weighted_sq_dist(weights: Params, params: Params, anchor: Params):
   """``sum_i w_i (theta_i - anchor_i)^2`` in float32."""
   terms = jax.tree.map(
-      lambda w, p, a: jnp.sum(w * jnp.square(p.astype(jnp.float32) - a)),
-      weights, params, anchor,
+    lambda w, p, a: jnp.sum(w * jnp.square(p.astype(jnp.float32) - a)),
+    weights,
+    params,
+    anchor,
   )
   return sum(jax.tree.leaves(terms), jnp.zeros((), jnp.float32))
 
@@ -125,13 +69,13 @@ class EwcState(NamedTuple):
 
 
 def ewc(
-    strength: float = 100.0,
-    *,
-    kind: str = "exact",
-    mode: str = "separate",
-    gamma: float = 1.0,
-    num_examples: int | None = None,
-    batch_size: int = 32,
+  strength: float = 100.0,
+  *,
+  kind: str = "exact",
+  mode: str = "separate",
+  gamma: float = 1.0,
+  num_examples: int | None = None,
+  batch_size: int = 32,
 ) -> Regularizer:
   r"""Elastic weight consolidation.
 
@@ -196,17 +140,21 @@ def ewc(
     return EwcState(_zeros(params), _zeros(params), jnp.zeros((), jnp.float32))
 
   def penalty(state, params):
-    return 0.5 * strength * (
-        _weighted_sq_dist(state.importance, params, state.anchor)
-        + state.offset
+    return (
+      0.5 * strength * (_weighted_sq_dist(state.importance, params, state.anchor) + state.offset)
     )
 
   def consolidate(state, params, ctx):
     subset_rng, fisher_rng = jax.random.split(ctx.rng)
     inputs, labels = _subset(ctx, num_examples, subset_rng)
     fisher = fisher_diagonal(
-        ctx.apply_fn, params, inputs, kind=kind, labels=labels,
-        rng=fisher_rng, batch_size=batch_size,
+      ctx.apply_fn,
+      params,
+      inputs,
+      kind=kind,
+      labels=labels,
+      rng=fisher_rng,
+      batch_size=batch_size,
     )
     return _EWC_UPDATES[mode](state, fisher, _f32(params), gamma)
 
@@ -223,9 +171,7 @@ def _ewc_separate_update(state, fisher, optimum, gamma):
     share = jnp.where(a > 0, f / jnp.where(a > 0, a, 1.0), 1.0)
     return m + share * (t - m)
 
-  anchor = jax.tree.map(
-      running_mean, state.anchor, fisher, importance, optimum
-  )
+  anchor = jax.tree.map(running_mean, state.anchor, fisher, importance, optimum)
   old = _weighted_sq_dist(state.importance, anchor, state.anchor)
   new = _weighted_sq_dist(fisher, anchor, optimum)
   return EwcState(importance, anchor, state.offset + old + new)
@@ -233,9 +179,7 @@ def _ewc_separate_update(state, fisher, optimum, gamma):
 
 @jax.jit
 def _ewc_online_update(state, fisher, optimum, gamma):
-  importance = jax.tree.map(
-      lambda old, f: gamma * old + f, state.importance, fisher
-  )
+  importance = jax.tree.map(lambda old, f: gamma * old + f, state.importance, fisher)
   return EwcState(importance, optimum, state.offset)
 
 
@@ -310,9 +254,13 @@ def si(strength: float = 1.0, *, damping: float = 1e-3) -> Regularizer:
 
   def accumulate(state, old_params, new_params, grads):
     path_integral = jax.tree.map(
-        lambda w, g, new, old: w - g.astype(jnp.float32) * (
-            new.astype(jnp.float32) - old.astype(jnp.float32)),
-        state.path_integral, grads, new_params, old_params,
+      lambda w, g, new, old: (
+        w - g.astype(jnp.float32) * (new.astype(jnp.float32) - old.astype(jnp.float32))
+      ),
+      state.path_integral,
+      grads,
+      new_params,
+      old_params,
     )
     return state._replace(path_integral=path_integral)
 
@@ -326,9 +274,11 @@ def si(strength: float = 1.0, *, damping: float = 1e-3) -> Regularizer:
 @jax.jit
 def _si_consolidate(state, params, damping):
   importance = jax.tree.map(
-      lambda big, w, p, a: jnp.maximum(
-          0.0, big + w / (jnp.square(p - a) + damping)),
-      state.importance, state.path_integral, params, state.anchor,
+    lambda big, w, p, a: jnp.maximum(0.0, big + w / (jnp.square(p - a) + damping)),
+    state.importance,
+    state.path_integral,
+    params,
+    state.anchor,
   )
   return SiState(_zeros(params), importance, params)
 
@@ -347,10 +297,10 @@ class AnchoredState(NamedTuple):
 
 
 def mas(
-    strength: float = 1.0,
-    *,
-    num_examples: int | None = None,
-    batch_size: int = 32,
+  strength: float = 1.0,
+  *,
+  num_examples: int | None = None,
+  batch_size: int = 32,
 ) -> Regularizer:
   r"""Memory aware synapses.
 
@@ -403,12 +353,14 @@ def mas(
   def consolidate(state, params, ctx):
     inputs, _ = _subset(ctx, num_examples, ctx.rng)
     new = mean_per_example_statistic(
-        ctx.apply_fn, params, inputs, cotangents="output_norm",
-        elementwise="abs", batch_size=batch_size,
+      ctx.apply_fn,
+      params,
+      inputs,
+      cotangents="output_norm",
+      elementwise="abs",
+      batch_size=batch_size,
     )
-    return AnchoredState(
-        jax.tree.map(jnp.add, state.importance, new), _f32(params)
-    )
+    return AnchoredState(jax.tree.map(jnp.add, state.importance, new), _f32(params))
 
   return Regularizer(init, penalty, keep_state, consolidate)
 

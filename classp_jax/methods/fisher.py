@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from classp_jax.mesh import compiler_options, data_mesh
+
 Params = Any
 
 FISHER_KINDS = ("exact", "empirical", "sampled")
@@ -81,25 +83,22 @@ def _output_norm_cotangents(logits, label, key):
 
 
 _COTANGENTS = {
-    "exact": _exact_cotangents,
-    "empirical": _empirical_cotangents,
-    "sampled": _sampled_cotangents,
-    "output_norm": _output_norm_cotangents,
+  "exact": _exact_cotangents,
+  "empirical": _empirical_cotangents,
+  "sampled": _sampled_cotangents,
+  "output_norm": _output_norm_cotangents,
 }
 _ELEMENTWISE = {"square": jnp.square, "abs": jnp.abs}
 
 
-def _chunk_cotangents(apply_fn, params, inputs, labels, keys, valid, *,
-                      cotangents):
+def _chunk_cotangents(apply_fn, params, inputs, labels, keys, valid, *, cotangents):
   """Logit cotangents (batch, rows, C) of a chunk; zero for padding."""
   logits = apply_fn(params, inputs)
   return _masked_cotangents(logits, labels, keys, valid, cotangents)
 
 
 def _masked_cotangents(logits, labels, keys, valid, cotangents):
-  u = jax.vmap(_COTANGENTS[cotangents])(
-      logits.astype(jnp.float32), labels, keys
-  )
+  u = jax.vmap(_COTANGENTS[cotangents])(logits.astype(jnp.float32), labels, keys)
   return jnp.where(valid[:, None, None], u, 0.0).astype(logits.dtype)
 
 
@@ -113,8 +112,9 @@ def _accumulate_row(apply_fn, params, total, inputs, u_row, *, elementwise):
 
   grads = jax.vmap(example_grads)(inputs, u_row)
   return jax.tree.map(
-      lambda t, g: t + jnp.sum(elementwise_fn(g.astype(jnp.float32)), 0),
-      total, grads,
+    lambda t, g: t + jnp.sum(elementwise_fn(g.astype(jnp.float32)), 0),
+    total,
+    grads,
   )
 
 
@@ -149,20 +149,24 @@ def _conv_config(module, inputs):
   rank = len(kernel_size)
   strides = _tuple(module.strides, rank)
   dilation = _tuple(module.kernel_dilation, rank)
-  if (inputs.ndim != rank + 2 or module.feature_group_count != 1
-      or _tuple(module.input_dilation, rank) != (1,) * rank
-      or not _has_defaults(module, ("mask", "conv_general_dilated",
-                                    "conv_general_dilated_cls",
-                                    "promote_dtype"))):
+  if (
+    inputs.ndim != rank + 2
+    or module.feature_group_count != 1
+    or _tuple(module.input_dilation, rank) != (1,) * rank
+    or not _has_defaults(
+      module, ("mask", "conv_general_dilated", "conv_general_dilated_cls", "promote_dtype")
+    )
+  ):
     return None
   pads = nn.linear.canonicalize_padding(module.padding, rank)
   if isinstance(pads, str):
     if pads not in ("SAME", "SAME_LOWER", "VALID"):
       return None  # CIRCULAR, REFLECT, CAUSAL pad by copying inputs
     pads = lax.padtype_to_pads(
-        inputs.shape[1:-1],
-        [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation)], strides,
-        pads,
+      inputs.shape[1:-1],
+      [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation)],
+      strides,
+      pads,
     )
   return kernel_size, strides, dilation, tuple(map(tuple, pads))
 
@@ -171,14 +175,19 @@ def _match(context, args, kwargs, out, leaf_ids, batch):
   """The `_Layer` of an intercepted module call, or None if not covered."""
   module = context.module
   inputs = args[0] if args else kwargs.get("inputs")
-  if (context.method_name != "__call__" or type(module) not in (nn.Dense, nn.Conv)
-      or not hasattr(inputs, "ndim") or inputs.shape[:1] != (batch,)
-      or out.shape[:1] != (batch,)):
+  if (
+    context.method_name != "__call__"
+    or type(module) not in (nn.Dense, nn.Conv)
+    or not hasattr(inputs, "ndim")
+    or inputs.shape[:1] != (batch,)
+    or out.shape[:1] != (batch,)
+  ):
     return None
   if type(module) is nn.Dense:
     conv = None
     if inputs.ndim != 2 or not _has_defaults(
-        module, ("dot_general", "dot_general_cls", "promote_dtype")):
+      module, ("dot_general", "dot_general_cls", "promote_dtype")
+    ):
       return None
   else:
     conv = _conv_config(module, inputs)
@@ -191,8 +200,9 @@ def _match(context, args, kwargs, out, leaf_ids, batch):
   index = [leaf_ids.get(id(variables[name])) for name in names]
   if None in index:
     return None  # not a leaf of apply_fn's params as given (e.g. a cast)
-  return _Layer(index[0], index[1] if module.use_bias else None, conv,
-                out.shape, np.dtype(out.dtype))
+  return _Layer(
+    index[0], index[1] if module.use_bias else None, conv, out.shape, np.dtype(out.dtype)
+  )
 
 
 def _leaf_ids(params):
@@ -222,10 +232,12 @@ def _find_layers(apply_fn, params, inputs):
       return apply_fn(params, inputs)
 
   logits = jax.eval_shape(trace, params, inputs)
-  covered = sorted(i for layer in found for i in (layer.kernel, layer.bias)
-                   if i is not None)
-  if (covered != list(range(len(jax.tree.leaves(params))))
-      or logits.shape[:1] != inputs.shape[:1] or len(logits.shape) != 2):
+  covered = sorted(i for layer in found for i in (layer.kernel, layer.bias) if i is not None)
+  if (
+    covered != list(range(len(jax.tree.leaves(params))))
+    or logits.shape[:1] != inputs.shape[:1]
+    or len(logits.shape) != 2
+  ):
     return None
   return tuple(found)
 
@@ -236,16 +248,16 @@ def _patches(a, out_spatial, kernel_size, strides, dilation, pads):
   The last axis is ordered (kernel offsets, C_in), like the rows of a
   flattened (*kernel_size, C_in, C_out) kernel.
   """
-  a = lax.pad(a, jnp.zeros((), a.dtype),
-              [(0, 0, 0), *((low, high, 0) for low, high in pads), (0, 0, 0)])
+  a = lax.pad(
+    a, jnp.zeros((), a.dtype), [(0, 0, 0), *((low, high, 0) for low, high in pads), (0, 0, 0)]
+  )
   windows = []
   for offset in itertools.product(*(range(k) for k in kernel_size)):
     start = [o * d for o, d in zip(offset, dilation)]
-    limit = [s + (n - 1) * st + 1
-             for s, n, st in zip(start, out_spatial, strides)]
-    windows.append(lax.slice(a, (0, *start, 0),
-                             (a.shape[0], *limit, a.shape[-1]),
-                             (1, *strides, 1)))
+    limit = [s + (n - 1) * st + 1 for s, n, st in zip(start, out_spatial, strides)]
+    windows.append(
+      lax.slice(a, (0, *start, 0), (a.shape[0], *limit, a.shape[-1]), (1, *strides, 1))
+    )
   patches = jnp.stack(windows, -2)
   return patches.reshape(a.shape[0], math.prod(out_spatial), -1)
 
@@ -262,20 +274,20 @@ def _layer_statistic(layer, a, delta, elementwise_fn):
     return elementwise_fn(a).T @ d, jnp.sum(d, 0)
   kernel_size, strides, dilation, pads = layer.conv
   rows, batch, features = delta.shape[0], delta.shape[1], delta.shape[-1]
-  patches = _patches(a, delta.shape[2:-1], kernel_size, strides, dilation,
-                     pads)
+  patches = _patches(a, delta.shape[2:-1], kernel_size, strides, dilation, pads)
   # (batch, positions, rows * features): every row in one batched matmul.
   d = jnp.moveaxis(delta.reshape(rows, batch, -1, features), 0, 2).reshape(
-      batch, patches.shape[1], rows * features)
+    batch, patches.shape[1], rows * features
+  )
   grads = jnp.einsum("npk,npm->nkm", patches, d)
   kernel = jnp.sum(elementwise_fn(grads), 0).reshape(-1, rows, features)
   bias = jnp.sum(elementwise_fn(jnp.sum(d, 1)), 0).reshape(rows, features)
-  return (kernel.sum(1).reshape(*kernel_size, a.shape[-1], features),
-          bias.sum(0))
+  return (kernel.sum(1).reshape(*kernel_size, a.shape[-1], features), bias.sum(0))
 
 
-def _fast_chunk(apply_fn, layers, params, total, inputs, labels, keys, valid,
-                *, cotangents, elementwise):
+def _fast_chunk(
+  apply_fn, layers, params, total, inputs, labels, keys, valid, *, cotangents, elementwise
+):
   """Fast path: adds a chunk's sums of ``elementwise`` per-example grads."""
 
   def forward(probes):
@@ -290,7 +302,7 @@ def _fast_chunk(apply_fn, layers, params, total, inputs, labels, keys, valid,
       if layer is None:
         return out
       index = len(layer_inputs)
-      if layers[index:index + 1] != (layer,):
+      if layers[index : index + 1] != (layer,):
         raise RuntimeError("apply_fn called different layers than traced.")
       layer_inputs.append(args[0] if args else kwargs["inputs"])
       return out + probes[index]
@@ -321,40 +333,37 @@ class _Jitted(NamedTuple):
 @functools.cache
 def _jitted(compiler_options: tuple | None) -> _Jitted:
   jit = functools.partial(
-      jax.jit,
-      compiler_options=None if compiler_options is None
-      else dict(compiler_options),
+    jax.jit,
+    compiler_options=None if compiler_options is None else dict(compiler_options),
   )
   return _Jitted(
-      jit(_chunk_cotangents, static_argnames=("apply_fn", "cotangents")),
-      jit(_accumulate_row, static_argnames=("apply_fn", "elementwise"),
-          donate_argnames="total"),
-      jit(_fast_chunk, static_argnames=("apply_fn", "layers", "cotangents",
-                                        "elementwise"),
-          donate_argnames="total"),
+    jit(_chunk_cotangents, static_argnames=("apply_fn", "cotangents")),
+    jit(_accumulate_row, static_argnames=("apply_fn", "elementwise"), donate_argnames="total"),
+    jit(
+      _fast_chunk,
+      static_argnames=("apply_fn", "layers", "cotangents", "elementwise"),
+      donate_argnames="total",
+    ),
   )
 
 
 def _compiler_options() -> tuple | None:
   """The training step's XLA options for the default device, hashable."""
-  # Imported here: parallel imports regularizers, which imports this module.
-  from classp_jax import parallel  # pylint: disable=import-outside-toplevel
-
-  options = parallel.compiler_options(parallel.data_mesh(jax.devices()[:1]))
+  options = compiler_options(data_mesh(jax.devices()[:1]))
   return None if options is None else tuple(sorted(options.items()))
 
 
 def mean_per_example_statistic(
-    apply_fn: Callable[[Params, jax.Array], jax.Array],
-    params: Params,
-    inputs: jax.Array,
-    *,
-    cotangents: str,
-    elementwise: str,
-    labels: jax.Array | None = None,
-    rng: jax.Array | None = None,
-    batch_size: int = 32,
-    path: str = "auto",
+  apply_fn: Callable[[Params, jax.Array], jax.Array],
+  params: Params,
+  inputs: jax.Array,
+  *,
+  cotangents: str,
+  elementwise: str,
+  labels: jax.Array | None = None,
+  rng: jax.Array | None = None,
+  batch_size: int = 32,
+  path: str = "auto",
 ) -> Params:
   """Shared engine of `fisher_diagonal` and the MAS importance.
 
@@ -389,15 +398,10 @@ def mean_per_example_statistic(
   if labels is None:
     labels = jnp.zeros((num_examples,), jnp.int32)
   elif labels.shape != (num_examples,):
-    raise ValueError(
-        f"labels must have shape ({num_examples},), got {labels.shape}."
-    )
-  keys = jax.random.split(
-      jax.random.key(0) if rng is None else rng, num_examples
-  )
+    raise ValueError(f"labels must have shape ({num_examples},), got {labels.shape}.")
+  keys = jax.random.split(jax.random.key(0) if rng is None else rng, num_examples)
   batch_size = min(batch_size, num_examples)
-  layers = None if path == "general" else _find_layers(
-      apply_fn, params, inputs[:batch_size])
+  layers = None if path == "general" else _find_layers(apply_fn, params, inputs[:batch_size])
   if path == "fast" and layers is None:
     raise ValueError("the fast path does not cover this apply_fn's layers.")
   jitted = _jitted(_compiler_options())
@@ -407,40 +411,50 @@ def mean_per_example_statistic(
   padded = np.arange(-(-num_examples // batch_size) * batch_size)
   total = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
   for start in range(0, padded.size, batch_size):
-    chunk = padded[start:start + batch_size]
+    chunk = padded[start : start + batch_size]
     index = chunk % num_examples
     x = inputs[index]
     if layers is not None:
       total = jitted.fast_chunk(
-          apply_fn, layers, params, total, x, labels[index], keys[index],
-          chunk < num_examples, cotangents=cotangents,
-          elementwise=elementwise,
+        apply_fn,
+        layers,
+        params,
+        total,
+        x,
+        labels[index],
+        keys[index],
+        chunk < num_examples,
+        cotangents=cotangents,
+        elementwise=elementwise,
       )
       continue
     u = jitted.chunk_cotangents(
-        apply_fn, params, x, labels[index], keys[index], chunk < num_examples,
-        cotangents=cotangents,
+      apply_fn,
+      params,
+      x,
+      labels[index],
+      keys[index],
+      chunk < num_examples,
+      cotangents=cotangents,
     )
     # One call per cotangent row (C rows for "exact", redoing the forward
     # pass): inside one compiled function XLA kept all C rows' per-example
     # gradients alive at once (C times the memory), and a lax.scan over rows
     # ran ~3x slower on XLA:CPU.
     for k in range(u.shape[1]):
-      total = jitted.accumulate_row(
-          apply_fn, params, total, x, u[:, k], elementwise=elementwise
-      )
+      total = jitted.accumulate_row(apply_fn, params, total, x, u[:, k], elementwise=elementwise)
   return jax.tree.map(lambda t: t / num_examples, total)
 
 
 def fisher_diagonal(
-    apply_fn: Callable[[Params, jax.Array], jax.Array],
-    params: Params,
-    inputs: jax.Array,
-    *,
-    kind: str = "exact",
-    labels: jax.Array | None = None,
-    rng: jax.Array | None = None,
-    batch_size: int = 32,
+  apply_fn: Callable[[Params, jax.Array], jax.Array],
+  params: Params,
+  inputs: jax.Array,
+  *,
+  kind: str = "exact",
+  labels: jax.Array | None = None,
+  rng: jax.Array | None = None,
+  batch_size: int = 32,
 ) -> Params:
   r"""Diagonal of the Fisher information of a softmax classifier.
 
@@ -523,7 +537,12 @@ def fisher_diagonal(
   if kind == "sampled" and rng is None:
     raise ValueError('kind="sampled" needs rng.')
   return mean_per_example_statistic(
-      apply_fn, params, inputs, cotangents=kind, elementwise="square",
-      labels=labels if kind == "empirical" else None,
-      rng=rng if kind == "sampled" else None, batch_size=batch_size,
+    apply_fn,
+    params,
+    inputs,
+    cotangents=kind,
+    elementwise="square",
+    labels=labels if kind == "empirical" else None,
+    rng=rng if kind == "sampled" else None,
+    batch_size=batch_size,
   )

@@ -44,8 +44,10 @@ class SettingsMismatchError(ValueError):
 
 def _host_arrays(state: Any) -> list[np.ndarray]:
   """Every array of ``state`` on this host (a replicated array's local copy)."""
-  return [np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
-          for leaf in jax.tree.leaves(state)]
+  return [
+    np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    for leaf in jax.tree.leaves(state)
+  ]
 
 
 def state_digest(state: Any) -> str:
@@ -67,8 +69,10 @@ def _is_finite(state: Any) -> bool:
 def settings_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
   """``"key: checkpoint X, now Y"`` for every setting that differs."""
   old, new = flatten_settings(saved), flatten_settings(current)
-  return [f"{key}: checkpoint {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
-          for key in differing_keys(old, new)]
+  return [
+    f"{key}: checkpoint {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
+    for key in differing_keys(old, new)
+  ]
 
 
 class Checkpointer:
@@ -83,7 +87,8 @@ class Checkpointer:
     self.directory = Path(directory).absolute()
     self.settings = json.loads(json.dumps(settings))  # as it will read back
     self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=MAX_TO_KEEP, create=True))
+      self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=MAX_TO_KEEP, create=True)
+    )
 
   def _read_meta(self, step: int) -> dict[str, Any]:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
@@ -98,9 +103,10 @@ class Checkpointer:
       differences = settings_differences(meta["settings"], self.settings)
       if differences:
         raise SettingsMismatchError(
-            f"the checkpoint in {self.directory} is of a run with other settings "
-            f"({'; '.join(differences)}): pass --restart to start it afresh, or use another "
-            "--checkpoint-dir")
+          f"the checkpoint in {self.directory} is of a run with other settings "
+          f"({'; '.join(differences)}): pass --restart to start it afresh, or use another "
+          "--checkpoint-dir"
+        )
       return
 
   def restore(self, target_state: Any) -> tuple[Any | None, dict[str, Any] | None]:
@@ -123,8 +129,9 @@ class Checkpointer:
         meta = self._read_meta(step)
         if meta["progress"].get("finished"):
           return None, meta
-        state = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target_state))).state
+        state = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_state))
+        ).state
       except Exception as error:  # noqa: BLE001 - any unreadable step is skipped
         problems.append(f"step {step} unreadable ({type(error).__name__}: {error})")
         continue
@@ -134,15 +141,16 @@ class Checkpointer:
       if not _is_finite(state):
         problems.append(f"step {step} holds non-finite values")
         continue
-      for bad in steps[:steps.index(step)]:  # newer, damaged: make room to save again
+      for bad in steps[: steps.index(step)]:  # newer, damaged: make room to save again
         self._manager.delete(bad)
       if problems:
         logging.warning("%s: %s; resuming from step %d", self.directory, "; ".join(problems), step)
       return state, meta
     if problems:
       raise CheckpointError(
-          f"no sound checkpoint in {self.directory}: {'; '.join(problems)}. Pass --restart to "
-          "start the run afresh")
+        f"no sound checkpoint in {self.directory}: {'; '.join(problems)}. Pass --restart to "
+        "start the run afresh"
+      )
     return None, None
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
@@ -150,8 +158,11 @@ class Checkpointer:
     meta = {**meta, "settings": self.settings, "digest": state_digest(state)}
     if step in self._manager.all_steps():  # e.g. a periodic save and a task end at one step
       self._manager.delete(step)
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    self._manager.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+      force=True,
+    )
     self._manager.wait_until_finished()
 
   def close(self) -> None:

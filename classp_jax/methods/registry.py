@@ -1,15 +1,24 @@
-"""Continual-learning methods: an optax optimizer plus an optional regularizer or memory.
+"""The method registry: every optimizer, regularizer and memory a method can name,
+with what it is.
 
 A method is what `--methods` names on the command line. Its optimizer is any
 `optax.GradientTransformation` (CLASSP, SGD, Adam, ...). Its regularizer, if
 any, adds a penalty to the task loss and consolidates what it has learned after
-each task (EWC, SI, MAS, L2; `classp_jax.regularizers`). Its memory, if any,
-keeps past data or the past model and uses them in every step (ER, DER++,
-A-GEM, LwF; `classp_jax.memories`). Either combines with any optimizer, so
-``classp+ewc`` is the CLASSP optimizer with the EWC regularizer and
+each task (EWC, SI, MAS, L2; `classp_jax.methods.regularizers`). Its memory, if
+any, keeps past data or the past model and uses them in every step (ER, DER++,
+A-GEM, LwF; `classp_jax.methods.memories`). Either combines with any optimizer,
+so ``classp+ewc`` is the CLASSP optimizer with the EWC regularizer and
 ``classp+er`` CLASSP with experience replay. ``finetune`` is plain SGD (the
 lower bound) and ``joint`` SGD trained on the union of the tasks so far (the
 upper bound); ``OPTIMIZER+joint`` trains another optimizer that way.
+
+Each entry of `OPTIMIZERS`, `REGULARIZERS` and `MEMORIES` is everything about a
+component in one place: its name, its factory with its default
+hyperparameters, and its `MethodInfo` (its family, for the report's plot
+panels; its reference; its roles in the studies). A method built from several
+components takes its metadata by `method_info`; a named method of an
+experiment may declare its own (`MethodSpec.info`). Adding a method is its
+factory in its own module plus one entry here.
 """
 
 from __future__ import annotations
@@ -22,10 +31,117 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import optax
 
-from classp_jax import memories as mems
-from classp_jax import regularizers as regs
-from classp_jax.memories import Memory
-from classp_jax.regularizers import NO_REGULARIZER, Regularizer
+from classp_jax.methods import memories as mems
+from classp_jax.methods import regularizers as regs
+from classp_jax.methods.base import NO_REGULARIZER, Memory, Regularizer
+from classp_jax.optimizer import classp, classp_as_released
+from classp_jax.results.schema import (
+  CLASSP_FAMILY,
+  DISTILLATION_FAMILY,
+  LOWER_BOUND,
+  OPTIMIZERS_FAMILY,
+  PAPER_BASELINE,
+  REFERENCE,
+  REGULARIZERS_FAMILY,
+  REPLAY_FAMILY,
+  UPPER_BOUND,
+  MethodInfo,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+  """An optimizer, regularizer or memory a method can name.
+
+  Attributes:
+    factory: builds it from keyword hyperparameters; its signature's defaults
+      are the defaults.
+    info: what it is (`MethodInfo`).
+  """
+
+  factory: Callable[..., Any]
+  info: MethodInfo
+
+
+_CLASSP = "Ludwig, CLASSP, 2024, https://arxiv.org/abs/2405.09637"
+_PYTORCH_DEFAULTS = "as in PyTorch, whose default learning rates the paper's baselines used"
+
+OPTIMIZERS: Mapping[str, Component] = {
+  # The method this project is about: the paper's claims are CLASSP's at its point.
+  "classp": Component(
+    functools.partial(classp, learning_rate=0.1), MethodInfo(CLASSP_FAMILY, _CLASSP, (REFERENCE,))
+  ),
+  "classp_as_released": Component(
+    functools.partial(classp_as_released, learning_rate=0.1),
+    MethodInfo(CLASSP_FAMILY, f"{_CLASSP}; the authors' released code"),
+  ),
+  "sgd": Component(
+    functools.partial(optax.sgd, learning_rate=0.1),
+    MethodInfo(OPTIMIZERS_FAMILY, "Robbins and Monro, 1951", (PAPER_BASELINE,)),
+  ),
+  "adam": Component(
+    functools.partial(optax.adam, learning_rate=1e-3),
+    MethodInfo(
+      OPTIMIZERS_FAMILY, "Kingma and Ba, 2015, https://arxiv.org/abs/1412.6980", (PAPER_BASELINE,)
+    ),
+  ),
+  "adagrad": Component(
+    functools.partial(optax.adagrad, learning_rate=0.1),
+    MethodInfo(OPTIMIZERS_FAMILY, "Duchi, Hazan and Singer, JMLR 2011", (PAPER_BASELINE,)),
+  ),
+}
+
+REGULARIZERS: Mapping[str, Component] = {
+  "ewc": Component(
+    regs.ewc,
+    MethodInfo(
+      REGULARIZERS_FAMILY,
+      "Kirkpatrick et al., PNAS 2017, https://arxiv.org/abs/1612.00796",
+      (PAPER_BASELINE,),
+    ),
+  ),
+  "ewc_online": Component(
+    functools.partial(regs.ewc, mode="online"),
+    MethodInfo(REGULARIZERS_FAMILY, "Schwarz et al., ICML 2018, https://arxiv.org/abs/1805.06370"),
+  ),
+  "si": Component(
+    regs.si,
+    MethodInfo(
+      REGULARIZERS_FAMILY, "Zenke, Poole and Ganguli, ICML 2017, https://arxiv.org/abs/1703.04200"
+    ),
+  ),
+  "mas": Component(
+    regs.mas,
+    MethodInfo(REGULARIZERS_FAMILY, "Aljundi et al., ECCV 2018, https://arxiv.org/abs/1711.09601"),
+  ),
+  "l2": Component(
+    regs.l2, MethodInfo(REGULARIZERS_FAMILY, "an L2 penalty towards the previous tasks' params")
+  ),
+}
+
+MEMORIES: Mapping[str, Component] = {
+  "er": Component(
+    mems.er, MethodInfo(REPLAY_FAMILY, "Chaudhry et al., 2019, https://arxiv.org/abs/1902.10486")
+  ),
+  "derpp": Component(
+    mems.derpp,
+    MethodInfo(REPLAY_FAMILY, "Buzzega et al., NeurIPS 2020, https://arxiv.org/abs/2004.07211"),
+  ),
+  "agem": Component(
+    mems.agem,
+    MethodInfo(REPLAY_FAMILY, "Chaudhry et al., ICLR 2019, https://arxiv.org/abs/1812.00420"),
+  ),
+  "lwf": Component(
+    mems.lwf,
+    MethodInfo(DISTILLATION_FAMILY, "Li and Hoiem, TPAMI 2017, https://arxiv.org/abs/1606.09282"),
+  ),
+}
+
+# Names the field uses for plain SGD (the lower bound) and joint training (the upper bound).
+ALIASES: Mapping[str, MethodInfo] = {
+  "finetune": MethodInfo(OPTIMIZERS_FAMILY, "plain SGD on each task in turn", (LOWER_BOUND,)),
+  "joint": MethodInfo(OPTIMIZERS_FAMILY, "SGD on the union of the tasks so far", (UPPER_BOUND,)),
+}
 
 
 def per_task(value: Any, task_index: int) -> Any:
@@ -59,6 +175,10 @@ class MethodSpec:
       boundary (the params, and the regularizer's or memory's state, carry
       over). A study of CLASSP under this intervention found that it raises
       plasticity and forgetting.
+    info: what the method is, for the report (its family, reference and roles
+      in the studies); None: from its components (`method_info`). Not a
+      setting: it never changes what a run computes, so run settings leave
+      it out.
   """
 
   optimizer: str
@@ -70,6 +190,7 @@ class MethodSpec:
   memory_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   joint: bool = False
   reset_optimizer_state: bool = False
+  info: MethodInfo | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +215,11 @@ class Method:
   memory: Memory | None = None
 
   @property
+  def info(self) -> MethodInfo:
+    """What the method is (`method_info`)."""
+    return method_info(self.spec)
+
+  @property
   def loss_targets(self) -> tuple[float | None, ...] | None:
     """Per-task loss targets replacing the experiment's targets, or None."""
     return self.spec.loss_targets
@@ -101,35 +227,46 @@ class Method:
 
 def optimizers() -> dict[str, Callable[..., optax.GradientTransformation]]:
   """The optimizers a method can name, with their default hyperparameters."""
-  from classp_jax.optimizer import classp, classp_as_released
-
-  return {
-      "classp": functools.partial(classp, learning_rate=0.1),
-      "classp_as_released": functools.partial(classp_as_released, learning_rate=0.1),
-      "sgd": functools.partial(optax.sgd, learning_rate=0.1),
-      "adam": functools.partial(optax.adam, learning_rate=1e-3),
-      "adagrad": functools.partial(optax.adagrad, learning_rate=0.1),
-  }
+  return {name: c.factory for name, c in OPTIMIZERS.items()}
 
 
 def regularizers() -> dict[str, Callable[..., Regularizer]]:
   """The regularizers a method can name, with their default hyperparameters."""
-  return {
-      "ewc": regs.ewc,
-      "ewc_online": functools.partial(regs.ewc, mode="online"),
-      "si": regs.si,
-      "mas": regs.mas,
-      "l2": regs.l2,
-  }
+  return {name: c.factory for name, c in REGULARIZERS.items()}
 
 
 def memories() -> dict[str, Callable[..., Memory]]:
   """The replay and distillation memories a method can name, with their defaults."""
-  return {"er": mems.er, "derpp": mems.derpp, "agem": mems.agem, "lwf": mems.lwf}
+  return {name: c.factory for name, c in MEMORIES.items()}
 
 
-# Names the field uses for plain SGD (the lower bound) and joint training (the upper bound).
-ALIASES = ("finetune", "joint")
+def method_info(spec: MethodSpec) -> MethodInfo:
+  """What a method is: its own `MethodSpec.info`, else its components'.
+
+  A memory sets the family (replay or distillation), then a CLASSP optimizer,
+  then a regularizer, then the optimizer. The roles and reference are those of
+  the memory or regularizer if there is one (``sgd+ewc`` is EWC), else the
+  optimizer's; a combination of CLASSP with another component (``classp+er``)
+  takes no role, since the studies' roles are of single methods, and joint
+  training is the upper bound.
+  """
+  if spec.info is not None:
+    return spec.info
+  optimizer = OPTIMIZERS[spec.optimizer].info
+  addition = (
+    MEMORIES[spec.memory].info
+    if spec.memory
+    else REGULARIZERS[spec.regularizer].info
+    if spec.regularizer
+    else None
+  )
+  if spec.joint:
+    return ALIASES["joint"]
+  if addition is None:
+    return optimizer
+  family = addition.family if spec.memory or optimizer.family != CLASSP_FAMILY else optimizer.family
+  roles = () if optimizer.family == CLASSP_FAMILY else addition.roles
+  return dataclasses.replace(addition, family=family, roles=roles)
 
 
 def resolve_method(name: str, specs: Mapping[str, MethodSpec]) -> MethodSpec:
@@ -151,29 +288,33 @@ def resolve_method(name: str, specs: Mapping[str, MethodSpec]) -> MethodSpec:
     if base.regularizer is not None or base.memory is not None or base.joint:
       raise ValueError(f"in {name!r}, {optimizer_name!r} must be a plain optimizer")
     if addition_name == "joint":
-      return dataclasses.replace(base, joint=True)
+      return dataclasses.replace(base, joint=True, info=None)
     addition = resolve_method(addition_name, specs)
     if addition.regularizer is None and addition.memory is None:
       raise ValueError(f"in {name!r}, {addition_name!r} must be a regularizer, a memory or joint")
-    return dataclasses.replace(base, regularizer=addition.regularizer,
-                               reg_hparams=addition.reg_hparams, memory=addition.memory,
-                               memory_hparams=addition.memory_hparams)
+    return dataclasses.replace(
+      base,
+      regularizer=addition.regularizer,
+      reg_hparams=addition.reg_hparams,
+      memory=addition.memory,
+      memory_hparams=addition.memory_hparams,
+      info=None,
+    )
   if name in specs:
     return specs[name]
   if name in optimizers():
     return MethodSpec(name)
-  if name == "finetune":
-    return sgd
-  if name == "joint":
-    return dataclasses.replace(sgd, joint=True)
+  if name in ALIASES:
+    return dataclasses.replace(sgd, joint=name == "joint", info=ALIASES[name])
   if name in regularizers():
-    return dataclasses.replace(sgd, regularizer=name)
+    return dataclasses.replace(sgd, regularizer=name, info=None)
   if name in memories():
-    return dataclasses.replace(sgd, memory=name)
-  known = sorted(set(specs) | set(optimizers()) | set(regularizers()) | set(memories())
-                 | set(ALIASES))
-  raise ValueError(f"unknown method {name!r}; known: {', '.join(known)}, or "
-                   "OPTIMIZER+REGULARIZER, OPTIMIZER+MEMORY, OPTIMIZER+joint")
+    return dataclasses.replace(sgd, memory=name, info=None)
+  known = sorted(set(specs) | set(OPTIMIZERS) | set(REGULARIZERS) | set(MEMORIES) | set(ALIASES))
+  raise ValueError(
+    f"unknown method {name!r}; known: {', '.join(known)}, or "
+    "OPTIMIZER+REGULARIZER, OPTIMIZER+MEMORY, OPTIMIZER+joint"
+  )
 
 
 def with_hyperparameter(method_name: str, spec: MethodSpec, name: str, value: Any) -> MethodSpec:
@@ -185,13 +326,12 @@ def with_hyperparameter(method_name: str, spec: MethodSpec, name: str, value: An
   """
   if name == "reset_optimizer_state":
     if not isinstance(value, bool):
-      raise ValueError(f"{method_name}: reset_optimizer_state must be true or false, "
-                       f"got {value!r}")
+      raise ValueError(f"{method_name}: reset_optimizer_state must be true or false, got {value!r}")
     return dataclasses.replace(spec, reset_optimizer_state=value)
-  reg_params = (inspect.signature(regularizers()[spec.regularizer]).parameters
-                if spec.regularizer else {})
-  memory_params = (inspect.signature(memories()[spec.memory]).parameters
-                   if spec.memory else {})
+  reg_params = (
+    inspect.signature(regularizers()[spec.regularizer]).parameters if spec.regularizer else {}
+  )
+  memory_params = inspect.signature(memories()[spec.memory]).parameters if spec.memory else {}
   opt_params = inspect.signature(optimizers()[spec.optimizer]).parameters
   if name in reg_params:
     return dataclasses.replace(spec, reg_hparams={**spec.reg_hparams, name: value})
@@ -199,8 +339,10 @@ def with_hyperparameter(method_name: str, spec: MethodSpec, name: str, value: An
     return dataclasses.replace(spec, memory_hparams={**spec.memory_hparams, name: value})
   if name in opt_params:
     return dataclasses.replace(spec, hparams={**spec.hparams, name: value})
-  raise ValueError(f"{method_name} has no hyperparameter {name!r}; known: "
-                   f"{', '.join(sorted(set(opt_params) | set(reg_params) | set(memory_params)))}")
+  raise ValueError(
+    f"{method_name} has no hyperparameter {name!r}; known: "
+    f"{', '.join(sorted(set(opt_params) | set(reg_params) | set(memory_params)))}"
+  )
 
 
 def _check_hyperparameters(name: str, factory: Callable, values: Mapping[str, Any]) -> None:
@@ -210,7 +352,8 @@ def _check_hyperparameters(name: str, factory: Callable, values: Mapping[str, An
   for key, value in values.items():
     default = defaults[key].default if key in defaults else None
     numeric = key == "learning_rate" or (
-        isinstance(default, (int, float)) and not isinstance(default, bool))
+      isinstance(default, (int, float)) and not isinstance(default, bool)
+    )
     if isinstance(value, str) and numeric:
       raise ValueError(f"{name}: {key} must be a number, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
@@ -223,8 +366,13 @@ def _check_hyperparameters(name: str, factory: Callable, values: Mapping[str, An
       raise ValueError(f"{name}: strength must be non-negative, got {value!r}")
 
 
-def _build_component(name: str, kind: str, registry: Mapping[str, Callable], key: str | None,
-                     hparams: Mapping[str, Any]) -> Any:
+def _build_component(
+  name: str,
+  kind: str,
+  registry: Mapping[str, Callable],
+  key: str | None,
+  hparams: Mapping[str, Any],
+) -> Any:
   """The regularizer or memory ``key`` of ``registry`` built with ``hparams``, or None."""
   if key is None:
     return None
@@ -264,11 +412,14 @@ def build_method(name: str, spec: MethodSpec, num_tasks: int) -> Method:
       if isinstance(hparams[k], bool):
         hparams[k] = float(hparams[k])
   tx = optax.inject_hyperparams(factory)(**per_task_values[0])
-  regularizer = _build_component(name, "regularizer", regularizers(), spec.regularizer,
-                                 spec.reg_hparams) or NO_REGULARIZER
+  regularizer = (
+    _build_component(name, "regularizer", regularizers(), spec.regularizer, spec.reg_hparams)
+    or NO_REGULARIZER
+  )
   memory = _build_component(name, "memory", memories(), spec.memory, spec.memory_hparams)
-  return Method(name, tx, tuple({k: h[k] for k in varying} for h in per_task_values),
-                regularizer, spec, memory)
+  return Method(
+    name, tx, tuple({k: h[k] for k in varying} for h in per_task_values), regularizer, spec, memory
+  )
 
 
 def set_hyperparams(opt_state: Any, values: Mapping[str, Any], put: Callable[[Any], Any]) -> Any:
@@ -288,7 +439,8 @@ def set_hyperparams(opt_state: Any, values: Mapping[str, Any], put: Callable[[An
   unknown = set(values) - set(opt_state.hyperparams)
   if unknown:
     raise ValueError(
-        f"cannot change {sorted(unknown)} between tasks: not injectable hyperparameters "
-        f"(injectable: {sorted(opt_state.hyperparams)})")
+      f"cannot change {sorted(unknown)} between tasks: not injectable hyperparameters "
+      f"(injectable: {sorted(opt_state.hyperparams)})"
+    )
   new = {k: put(np.asarray(v, dtype=opt_state.hyperparams[k].dtype)) for k, v in values.items()}
   return opt_state._replace(hyperparams={**opt_state.hyperparams, **new})

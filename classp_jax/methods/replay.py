@@ -10,7 +10,7 @@ smaller and bit-exact on the way back; token ids keep their integer dtype; label
 smallest unsigned integer that holds every class; DER++'s logits are float32. 200 MNIST images take
 0.16 MB (0.63 MB as float32).
 
-Data parallelism (a ``data`` mesh axis in `jax.shard_map`, as in `classp_jax.parallel`):
+Data parallelism (a ``data`` mesh axis in `jax.shard_map`, as in `classp_jax.training.steps`):
 the buffer is replicated, and every replica stays identical because each device inserts the
 *global* batch with the *same* key (`reservoir_add` with ``axis_name`` all-gathers the
 devices' slices first). Sampling draws the same global replay batch on every device, from
@@ -101,11 +101,11 @@ def _decode(stored: jax.Array) -> jax.Array:
 
 
 def init_buffer(
-    capacity: int,
-    example_shape: tuple[int, ...],
-    input_dtype,
-    num_classes: int,
-    store_logits: bool = False,
+  capacity: int,
+  example_shape: tuple[int, ...],
+  input_dtype,
+  num_classes: int,
+  store_logits: bool = False,
 ) -> Buffer:
   """An empty buffer.
 
@@ -128,21 +128,21 @@ def init_buffer(
   if capacity < 1:
     raise ValueError(f"capacity {capacity} must be at least 1")
   return Buffer(
-      inputs=jnp.zeros((capacity, *example_shape), _storage_dtype(input_dtype)),
-      labels=jnp.zeros((capacity,), np.min_scalar_type(max(num_classes - 1, 0))),
-      logits=jnp.zeros((capacity, num_classes), jnp.float32) if store_logits else None,
-      num_seen=jnp.zeros((), jnp.int32),
+    inputs=jnp.zeros((capacity, *example_shape), _storage_dtype(input_dtype)),
+    labels=jnp.zeros((capacity,), np.min_scalar_type(max(num_classes - 1, 0))),
+    logits=jnp.zeros((capacity, num_classes), jnp.float32) if store_logits else None,
+    num_seen=jnp.zeros((), jnp.int32),
   )
 
 
 def reservoir_add(
-    buffer: Buffer,
-    inputs: jax.Array,
-    labels: jax.Array,
-    logits: jax.Array | None,
-    key: jax.Array,
-    *,
-    axis_name: str | None = None,
+  buffer: Buffer,
+  inputs: jax.Array,
+  labels: jax.Array,
+  logits: jax.Array | None,
+  key: jax.Array,
+  *,
+  axis_name: str | None = None,
 ) -> Buffer:
   """Offers a batch of stream examples to the buffer (reservoir sampling, Algorithm R).
 
@@ -196,15 +196,15 @@ def reservoir_add(
     return stored.at[slot].set(new.astype(stored.dtype), mode="drop", unique_indices=True)
 
   return Buffer(
-      inputs=put(buffer.inputs, _encode(inputs, buffer.inputs.dtype)),
-      labels=put(buffer.labels, labels),
-      logits=None if logits is None else put(buffer.logits, lax.stop_gradient(logits)),
-      num_seen=buffer.num_seen + size,
+    inputs=put(buffer.inputs, _encode(inputs, buffer.inputs.dtype)),
+    labels=put(buffer.labels, labels),
+    logits=None if logits is None else put(buffer.logits, lax.stop_gradient(logits)),
+    num_seen=buffer.num_seen + size,
   )
 
 
 def sample(
-    buffer: Buffer, key: jax.Array, batch_size: int, *, axis_name: str | None = None
+  buffer: Buffer, key: jax.Array, batch_size: int, *, axis_name: str | None = None
 ) -> ReplayBatch:
   """Draws a replay batch uniformly from the filled slots.
 
@@ -251,10 +251,10 @@ def sample(
     start = lax.axis_index(axis_name) * share
     slots, valid = (lax.dynamic_slice_in_dim(x, start, share) for x in (slots, valid))
   return ReplayBatch(
-      inputs=_decode(buffer.inputs[slots]),
-      labels=buffer.labels[slots].astype(jnp.int32),
-      logits=None if buffer.logits is None else buffer.logits[slots],
-      valid=valid,
+    inputs=_decode(buffer.inputs[slots]),
+    labels=buffer.labels[slots].astype(jnp.int32),
+    logits=None if buffer.logits is None else buffer.logits[slots],
+    valid=valid,
   )
 
 

@@ -125,8 +125,9 @@ def _locked(out: Path) -> Iterator[None]:
       fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _check_same_stream(path: Path, experiment: str, scenario: str | None,
-                       tasks: list[str]) -> dict[str, Any] | None:
+def _check_same_stream(
+  path: Path, experiment: str, scenario: str | None, tasks: list[str]
+) -> dict[str, Any] | None:
   """The results already in ``path`` (None if there are none), if they are of the same stream."""
   if not path.exists():
     return None
@@ -136,8 +137,9 @@ def _check_same_stream(path: Path, experiment: str, scenario: str | None,
   found = (earlier.get("experiment"), earlier.get("scenario"), earlier.get("tasks"))
   if found != (experiment, scenario, tasks):
     raise ValueError(
-        f"{path} holds results of {found[0]!r} ({found[1]} scenario) on tasks {found[2]}: "
-        f"write {experiment!r} ({scenario} scenario) to another --out")
+      f"{path} holds results of {found[0]!r} ({found[1]} scenario) on tasks {found[2]}: "
+      f"write {experiment!r} ({scenario} scenario) to another --out"
+    )
   return earlier
 
 
@@ -153,8 +155,9 @@ def save_results(out: Path, results: dict[str, Any]) -> Path:
   path = out / RESULTS_FILE
   with _locked(out):
     runs = results["runs"]
-    earlier = _check_same_stream(path, results["experiment"], results.get("scenario"),
-                                 results["tasks"])
+    earlier = _check_same_stream(
+      path, results["experiment"], results.get("scenario"), results["tasks"]
+    )
     if earlier is not None:
       new = {(r["method"], r["seed"]) for r in runs}
       runs = [r for r in earlier["runs"] if (r["method"], r["seed"]) not in new] + runs

@@ -1,0 +1,85 @@
+"""What a named experiment is: `Experiment`, its data options, and its frontier's `Sweep`.
+
+An experiment names a task stream, a model, how each task is trained
+(`classp_jax.training.LoopConfig`), the methods it compares and the knobs of each
+method that its stability-plasticity frontier sweeps. Each experiment lives in its own
+module of this package, shares what it has in common with others through
+`classp_jax.experiments.common`, and is listed in `classp_jax.experiments.experiments`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import flax.linen as nn
+
+from classp_jax.data import TaskStream
+from classp_jax.methods import MethodSpec
+from classp_jax.training import LoopConfig
+
+
+class Sweep(NamedTuple):
+  """A method's frontier: its knobs, each swept with the others at the centre.
+
+  Attributes:
+    knobs: the values of each swept hyperparameter, e.g.
+      ``{"learning_rate": (0.01, 0.03, 0.1), "strength": (1, 10, 100)}``.
+    at: the centre, hyperparameters set on every point before its knob
+      (e.g. ``{"learning_rate": 0.03, "strength": 10}``); empty: the
+      method's own point.
+  """
+
+  knobs: Mapping[str, Sequence[Any]]
+  at: Mapping[str, Any] = {}
+
+
+# Every named experiment holds out 10% of each task's training data, per class, as its
+# validation split: frontier points are selected on it (`classp-jax report --select`),
+# never on the test split. 10% keeps >= 1,000 validation images per task on the MNIST
+# studies and costs the training set little.
+VALIDATION_FRACTION = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+  """Where an experiment's datasets come from (`classp_jax.data.load_dataset`), and the
+  scenario its stream is built in (`classp_jax.data.SCENARIOS`)."""
+
+  source: str = "auto"
+  data_dir: str | None = None
+  scenario: str = "domain"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """A named continual-learning experiment.
+
+  Attributes:
+    name: what ``classp-jax run`` calls it.
+    description: one line for ``--help`` and reports.
+    stream: builds the task stream from `DataOptions`.
+    model: builds the model for a stream.
+    loop: how each task is trained and evaluated.
+    methods: the named methods it knows (also usable in ``a+b`` combinations).
+    default_methods: what runs when ``--methods`` is not given.
+    quick: turns the experiment into a smoke-sized one (``--quick``).
+    scenarios: the scenarios its stream can be built in; it runs in the first
+      (``--set scenario=...`` moves another one first).
+    frontier: for ``--frontier``, each method's `Sweep`: the values its knobs
+      take, one knob at a time around a centre, e.g.
+      ``{"ewc": Sweep({"learning_rate": (0.01, 0.03, 0.1), "strength": (10, 100, 1000)},
+      at={"learning_rate": 0.03, "strength": 100})}``
+      (see `classp_jax.planning.plan_methods`).
+  """
+
+  name: str
+  description: str
+  stream: Callable[[DataOptions], TaskStream]
+  model: Callable[[TaskStream], nn.Module]
+  loop: LoopConfig
+  methods: Mapping[str, MethodSpec]
+  default_methods: tuple[str, ...]
+  quick: Callable[["Experiment"], "Experiment"] = lambda experiment: experiment
+  scenarios: tuple[str, ...] = ("domain",)
+  frontier: Mapping[str, Sweep] = dataclasses.field(default_factory=dict)

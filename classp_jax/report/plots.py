@@ -1,0 +1,300 @@
+"""The report's plots: accuracy over training, accuracy matrices and CLASSP's diagnostics.
+
+Every plot is drawn with matplotlib (imported only here, when a plot is drawn)
+and written as a 256-colour PNG (`save`). A method's panel is its family, as
+its runs record it (`method_family`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from classp_jax.results import (
+  FAMILIES,
+  diverged_note,
+  finished,
+  is_variant,
+  method_info,
+  runs_by_method,
+)
+
+
+def method_family(run: dict[str, Any]) -> str:
+  """The panel of a run's method: its recorded family, one of `FAMILIES` (``other`` for a
+  run that recorded none)."""
+  return method_info(run).family
+
+
+def pyplot():
+  """matplotlib's pyplot, drawing to files only."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 110) -> None:
+  """One panel per task: its test accuracy over training steps, a line per method.
+
+  Diverged seeds are left out; a method whose every seed diverged is named in
+  the legend instead of drawn.
+  """
+  plt = pyplot()
+  tasks = results["tasks"]
+  fig, axes = plt.subplots(
+    1,
+    len(tasks),
+    figsize=(3.2 * len(tasks) + 1.8, 3),
+    sharey=True,
+    squeeze=False,
+    layout="constrained",
+  )
+  for method, group in runs_by_method(results["runs"]).items():
+    runs = finished(group)
+    if not runs:
+      axes[0][-1].plot([], [], "x", color="black", label=f"{method}: {diverged_note(group)}")
+      continue
+    label = (
+      method
+      if len(runs) == len(group)
+      else f"{method} ({len(runs)} seeds; {len(group) - len(runs)} diverged, not shown)"
+    )
+    # Seeds evaluate at the same points of their tasks, but a seed stopped at a target
+    # reaches them at other steps: the x-axis counts tasks trained (`tasks_trained`).
+    x = np.mean(
+      [tasks_trained(r, r["history"]["step"], r["history"]["task"]) for r in runs], axis=0
+    )
+    accuracy = np.array([r["history"]["accuracy"] for r in runs])  # (seeds, evals, tasks)
+    for j, ax in enumerate(axes[0]):
+      mean = accuracy[:, :, j].mean(0)
+      (line,) = ax.plot(x, mean, label=label if j == len(tasks) - 1 else None)
+      if len(runs) > 1:
+        std = accuracy[:, :, j].std(0, ddof=1)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+  for j, ax in enumerate(axes[0]):
+    for boundary in range(1, len(tasks)):
+      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
+    ax.set_title(f"task {j + 1}: {tasks[j]}", fontsize=9)
+    ax.set_xlabel("tasks trained")
+  axes[0][0].set_ylabel("test accuracy")
+  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+  save(fig, path, dpi=dpi)
+
+
+def seen_tasks_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+  """A run's mean test accuracy on the tasks seen so far, at each evaluation.
+
+  Returns:
+    ``(x, y)``: x counts tasks trained (an evaluation a fraction f through task
+    t, counting from 0, is at t + f; the one before training at 0), so runs
+    whose tasks took different numbers of steps (a target, ``joint``'s growing
+    data) line up task by task; y is the mean accuracy on tasks 0..t.
+
+  Examples:
+    >>> run = {"steps": [10, 20], "history": {"step": [0, 5, 10, 20, 30],
+    ...        "task": [0, 0, 0, 1, 1], "accuracy": [[0.5, 0.5], [0.7, 0.5], [0.9, 0.5],
+    ...                                              [0.8, 0.6], [0.7, 0.9]]}}
+    >>> x, y = seen_tasks_curve(run)
+    >>> x.tolist(), y.round(3).tolist()
+    ([0.0, 0.5, 1.0, 1.5, 2.0], [0.5, 0.7, 0.9, 0.7, 0.8])
+  """
+  history = run["history"]
+  y = [
+    float(np.mean(accuracy[: task + 1]))
+    for task, accuracy in zip(history["task"], history["accuracy"])
+  ]
+  return tasks_trained(run, history["step"], history["task"]), np.array(y)
+
+
+def tasks_trained(run: dict[str, Any], steps: Iterable[int], tasks: Iterable[int]) -> np.ndarray:
+  """Global steps of a run as tasks trained: step s of task t (counting from 0), a fraction
+  f through it, is t + f. Seeds and methods whose tasks took different numbers of steps
+  (a target, ``joint``'s growing data) line up on this axis.
+
+  Examples:
+    >>> tasks_trained({"steps": [10, 20]}, [0, 5, 10, 20, 30], [0, 0, 0, 1, 1]).tolist()
+    [0.0, 0.5, 1.0, 1.5, 2.0]
+  """
+  starts = np.concatenate([[0], np.cumsum(run["steps"])])
+  steps, tasks = np.asarray(list(steps), dtype=float), np.asarray(list(tasks), dtype=int)
+  return tasks + (steps - starts[tasks]) / np.maximum(starts[tasks + 1] - starts[tasks], 1)
+
+
+def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = 75) -> None:
+  """A panel per method family (`method_family`): each method's mean test accuracy on the
+  tasks seen so far over training (`seen_tasks_curve`), mean ± std over its finished seeds.
+  A method whose every seed diverged is named in its panel's legend instead of drawn."""
+  plt = pyplot()
+  panels = defaultdict(dict)
+  for method, group in runs_by_method(results["runs"]).items():
+    panels[method_family(group[0])][method] = group
+  families = [f for f in FAMILIES if f in panels]
+  fig, axes = plt.subplots(
+    1,
+    len(families),
+    figsize=(3.4 * len(families), 3.6),
+    sharey=True,
+    squeeze=False,
+    layout="constrained",
+  )
+  for ax, family in zip(axes[0], families):
+    for method, group in panels[family].items():
+      runs = finished(group)
+      if not runs:
+        ax.plot([], [], "x", color="black", label=f"{method}: {diverged_note(group)}")
+        continue
+      curves = [seen_tasks_curve(r) for r in runs]
+      evaluations = min(len(x) for x, _ in curves)  # equal unless a seed's history is short
+      x = np.mean([c[0][:evaluations] for c in curves], axis=0)
+      y = np.array([c[1][:evaluations] for c in curves])
+      (line,) = ax.plot(
+        x,
+        y.mean(0),
+        lw=1.3,
+        label=method
+        if len(runs) == len(group)
+        else f"{method} ({len(group) - len(runs)}/{len(group)} seeds diverged)",
+      )
+      if len(runs) > 1:
+        ax.fill_between(
+          x,
+          y.mean(0) - y.std(0, ddof=1),
+          y.mean(0) + y.std(0, ddof=1),
+          color=line.get_color(),
+          alpha=0.15,
+        )
+    for boundary in range(1, len(results["tasks"])):
+      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
+    ax.set_title(family, fontsize=9)
+    ax.set_xlabel("tasks trained")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, ncol=2)
+  axes[0][0].set_ylabel("mean test accuracy, tasks seen so far")
+  save(fig, path, dpi=dpi, layout=False)
+
+
+def save(fig, path: Path, dpi: int, layout: bool = True) -> None:
+  """Writes ``fig`` as a 256-colour PNG: about a third of the bytes of a true-colour one,
+  with no visible loss on plots (a report's figures are committed)."""
+  from PIL import Image
+
+  if layout and not fig.get_constrained_layout():
+    fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=dpi, format="png")
+  pyplot().close(fig)
+  with Image.open(buffer) as image:
+    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(
+      path, format="PNG", optimize=True
+    )
+
+
+def plot_accuracy_matrices(results: dict[str, Any], path: Path) -> None:
+  """One heatmap per method: the mean accuracy matrix over the seeds that did not diverge.
+
+  Every panel uses the same colour scale, accuracy 0 to 1, with one colourbar.
+  """
+  plt = pyplot()
+  groups = runs_by_method(results["runs"])
+  tasks = len(results["tasks"])
+  columns = min(4, len(groups))
+  rows = -(-len(groups) // columns)
+  size = 1.3 + 0.35 * tasks
+  fig, axes = plt.subplots(
+    rows,
+    columns,
+    figsize=(size * columns + 0.8, size * rows + 0.3),
+    squeeze=False,
+    layout="constrained",
+  )
+  for ax in axes.flat[len(groups) :]:
+    ax.axis("off")
+  image = None
+  for ax, (method, group) in zip(axes.flat, groups.items()):
+    runs, note = finished(group), diverged_note(group)
+    ax.set_xticks(range(tasks), [str(j + 1) for j in range(tasks)], fontsize=6)
+    ax.set_yticks(range(tasks), [str(i + 1) for i in range(tasks)], fontsize=6)
+    if not runs:
+      ax.imshow(np.full((tasks, tasks), np.nan), vmin=0, vmax=1, cmap="viridis")
+      ax.text(
+        (tasks - 1) / 2,
+        (tasks - 1) / 2,
+        note.replace(" (", "\n("),
+        ha="center",
+        va="center",
+        fontsize=7,
+        color="firebrick",
+      )
+      ax.set_title(method, fontsize=8)
+      continue
+    mean = np.mean([r["accuracy_matrix"] for r in runs], axis=0)
+    image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis")
+    if tasks <= 5:
+      for (i, j), value in np.ndenumerate(mean):
+        ax.text(
+          j,
+          i,
+          f"{value:.2f}",
+          ha="center",
+          va="center",
+          fontsize=7,
+          color="white" if value < 0.6 else "black",
+        )
+    shown = f"{method}\n{len(runs)} seeds shown, {len(group) - len(runs)} diverged"
+    ax.set_title(shown if note else method, fontsize=8, color="firebrick" if note else "black")
+  if image is not None:
+    fig.colorbar(image, ax=axes, shrink=min(0.8, 2.5 / (size * rows)), label="test accuracy")
+  fig.supxlabel("evaluated on task j", fontsize=8)
+  fig.supylabel("after training task i", fontsize=8)
+  save(fig, path, dpi=80)
+
+
+def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
+  """CLASSP's fraction of weights updated per step and capacity used, over training.
+
+  Returns:
+    False (and draws nothing) when no run that did not diverge logged them.
+  """
+  groups = {
+    m: finished(runs)
+    for m, runs in runs_by_method(results["runs"]).items()
+    if not is_variant(runs[0])
+  }
+  groups = {
+    m: runs
+    for m, runs in groups.items()
+    if runs and runs[0]["logs"]["capacity_used"] and runs[0]["logs"]["capacity_used"][0] is not None
+  }
+  if not groups:
+    return False
+  plt = pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+  num_tasks = len(results["tasks"])
+  # Seeds stopped at a target train for different numbers of steps: each is read at the
+  # same points of the tasks-trained axis (`tasks_trained`) and averaged there.
+  grid = np.linspace(0, num_tasks, 100 * num_tasks + 1)
+  for method, runs in groups.items():
+    for ax, name in zip(axes, ("update_fraction", "capacity_used")):
+      curves = [
+        np.interp(grid, tasks_trained(r, r["logs"]["step"], r["logs"]["task"]), r["logs"][name])
+        for r in runs
+      ]
+      ax.plot(grid, np.mean(curves, axis=0), label=method, lw=1)
+  for boundary in range(1, num_tasks):
+    for ax in axes:
+      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
+  axes[0].set_title("fraction of weights updated in a step", fontsize=9)
+  axes[1].set_title("capacity used: fraction of weights ever updated", fontsize=9)
+  for ax in axes:
+    ax.set_xlabel("tasks trained")
+    ax.set_ylim(-0.02, 1.02)
+  axes[1].legend(fontsize=7)
+  save(fig, path, dpi=80)
+  return True
