@@ -87,6 +87,8 @@ def _check(name: str, value: Any, ok, requirement: str) -> None:
   Traced values (under ``optax.inject_hyperparams`` in a jitted update) and
   schedules are not checked: branching on them is impossible.
   """
+  if isinstance(value, (str, bytes)):  # np.asarray("0.1", float) would accept it
+    raise ValueError(f"{name} must be a number, got {value!r}.")
   v = _concrete_value(value)
   if v is None:
     return
@@ -156,7 +158,20 @@ def _scale(g: jax.Array, s_plus_eps: jax.Array, power: Any) -> jax.Array:
   )
 
 
+def _check_accumulator_dtype(accumulator_dtype: Any) -> None:
+  """An integer accumulator would truncate ``|g|**p`` (its updates 0 forever): refused."""
+  if accumulator_dtype is not None and not jnp.issubdtype(
+    jnp.dtype(accumulator_dtype), jnp.floating
+  ):
+    raise ValueError(f"accumulator_dtype must be a floating dtype, got {accumulator_dtype!r}.")
+
+
 def _accumulator_dtype(param_dtype, accumulator_dtype):
+  if not jnp.issubdtype(param_dtype, jnp.floating):
+    raise ValueError(
+      f"CLASSP updates floating-point params; got a {jnp.dtype(param_dtype)} param, whose "
+      "updates would be 0 (keep integer arrays out of the optimized tree)."
+    )
   if accumulator_dtype is not None:
     return jnp.dtype(accumulator_dtype)
   # float32 or wider, so that bfloat16 params still accumulate precisely.
@@ -173,6 +188,8 @@ def _full_like_params(params, value, accumulator_dtype):
 
 def _map_pairs(fn, updates, accumulator):
   """Maps ``fn(g, s) -> (u, s)`` over two trees; returns the two trees."""
+  if not jax.tree.leaves(updates):  # empty params: nothing to update, as in optax
+    return updates, accumulator
   out = jax.tree.map(fn, updates, accumulator)
   return jax.tree.transpose(jax.tree.structure(updates), jax.tree.structure((0, 0)), out)
 
@@ -397,6 +414,8 @@ def scale_by_generalized_adagrad(
     lambda v: v >= 0,
     ">= 0",
   )
+
+  _check_accumulator_dtype(accumulator_dtype)
 
   def init_fn(params):
     return ScaleByGeneralizedAdagradState(

@@ -313,6 +313,10 @@ def _variants(
     planned = [p._replace(spec=with_hyperparameter(p.name, p.spec, key, value)) for p in planned]
   if knobs:
     planned = [p for p in planned if p.knob is None or p.knob in set(knobs)]
+  names = [p.name for p in planned]
+  twice = sorted({name for name in names if names.count(name) > 1})
+  if twice:  # one seed would be recorded, and summarised, as two
+    raise ValueError(f"--methods names {', '.join(twice)} more than once")
   return planned
 
 

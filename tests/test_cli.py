@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -74,6 +75,9 @@ def test_main_job_writes_results_and_plot(tmp_path, capsys):
       "reset_optimizer_state must be true or false",
     ),
     ([*QUICK, "--set", "classp.reset_optimizer_state=1"], "must be true or false, got 1"),
+    # One seed would be summarised as two, with a std of 0.
+    ([*QUICK, "--methods", "sgd,sgd"], "--methods names sgd more than once"),
+    ([*QUICK, "--methods", ""], "--methods is empty"),  # not silently the defaults
   ],
 )
 def test_bad_options_give_one_line_errors(argv, message, capsys, tmp_path):
@@ -83,6 +87,16 @@ def test_bad_options_give_one_line_errors(argv, message, capsys, tmp_path):
   assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
   assert "seed" not in captured.out  # refused before any training
   assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_read_only_results_file_is_refused_before_training(tmp_path, capsys):
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "results.json").write_text('{"runs": []}')
+  (out / "results.json").chmod(0o444)
+  assert main([*QUICK, "--methods", "sgd", "--out", str(out)]) == 2
+  assert "results.json is read-only" in capsys.readouterr().err
+  assert (out / "results.json").read_text() == '{"runs": []}'
 
 
 def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys):
@@ -356,3 +370,27 @@ def test_reset_optimizer_state_is_set_on_every_method_run(tmp_path):
   )
   runs = json.loads((tmp_path / "results.json").read_text())["runs"]
   assert [r["settings"]["method"]["reset_optimizer_state"] for r in runs] == [True, True]
+
+
+def test_sigterm_keeps_the_finished_runs_as_ctrl_c_does(tmp_path, capsys):
+  # What Slurm sends on preemption, and `kill` by default.
+  out = tmp_path / "out"
+
+  def terminate_after_the_first_run():
+    deadline = time.monotonic() + 240
+    while not (out / "results.json").exists() and time.monotonic() < deadline:
+      time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+  sender = threading.Thread(target=terminate_after_the_first_run, daemon=True)
+  sender.start()
+  try:
+    status = main([*QUICK, "--methods", "sgd,adam", "--seeds", "0,1,2,3,4,5", "--out", str(out)])
+  finally:
+    sender.join()
+    signal.signal(signal.SIGTERM, previous)
+  assert status == 130
+  assert "finished run(s) are kept in" in capsys.readouterr().err
+  runs = json.loads((out / "results.json").read_text())["runs"]
+  assert 1 <= len(runs) < 12 and runs[0]["method"] == "sgd"

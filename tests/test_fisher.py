@@ -104,6 +104,20 @@ def test_invalid_arguments(problem, kwargs, match):
     fisher_diagonal(linear, params, inputs, **kwargs)
 
 
+@pytest.mark.parametrize("bad", [C, -1])
+def test_empirical_labels_outside_the_classes_are_refused(problem, bad):
+  # A label of C (or -1) indexes no logit: the Fisher it gave looked plausible.
+  params, inputs, labels = problem
+  with pytest.raises(ValueError, match=rf"class indices in \[0, {C}\).*{bad}"):
+    fisher_diagonal(linear, params, inputs, kind="empirical", labels=labels.at[3].set(bad))
+
+
+def test_empirical_labels_must_be_integers(problem):
+  params, inputs, labels = problem
+  with pytest.raises(ValueError, match="integer class indices"):
+    fisher_diagonal(linear, params, inputs, kind="empirical", labels=labels.astype(jnp.float32))
+
+
 def test_empty_inputs(problem):
   params, _, _ = problem
   with pytest.raises(ValueError, match="no examples"):

@@ -784,3 +784,31 @@ def test_bfloat16_params_with_float32_hyperparams():
   ru, _ = ref.update(g, ref.init(params))
   assert ru["w"].dtype == jnp.bfloat16
   chex.assert_trees_all_close(u, jax.tree.map(lambda x: x.astype(jnp.float32), ru), rtol=1e-2)
+
+
+# --- inputs that cannot give a meaningful result (reliability, round 2) ---------------------
+
+
+def test_a_learning_rate_given_as_text_is_refused():
+  with pytest.raises(ValueError, match="learning_rate must be a number, got '0.1'"):
+    classp_jax.classp("0.1")
+
+
+def test_an_integer_accumulator_is_refused():
+  # It would truncate |g|**p: every update 0, forever.
+  with pytest.raises(ValueError, match="accumulator_dtype must be a floating dtype"):
+    classp_jax.classp(0.1, accumulator_dtype=jnp.int32)
+
+
+def test_integer_params_are_refused_at_init():
+  tx = classp_jax.classp(0.1)
+  with pytest.raises(ValueError, match="floating-point params; got a int32 param"):
+    tx.init({"w": jnp.ones(3, jnp.int32)})
+
+
+def test_empty_params_update_to_empty_as_optax_adagrad_does():
+  tx = classp_jax.classp(0.1)
+  state = tx.init({})
+  updates, _ = jax.jit(tx.update)({}, state, {})
+  expected, _ = optax.adagrad(0.1).update({}, optax.adagrad(0.1).init({}), {})
+  assert updates == expected == {}

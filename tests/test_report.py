@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from classp_jax.cli import main
 from classp_jax.metrics import continual_metrics
 from classp_jax.report import print_summary, write_report
 from classp_jax.report.claims import ablation_rows, matched_plasticity_rows
+from classp_jax.report.markdown import file_in
 from classp_jax.report.plots import method_family, plot_classp_diagnostics
 from classp_jax.report.tables import (
   cpu_hours,
@@ -1149,3 +1151,29 @@ def test_a_point_missing_seeds_of_its_curve_is_run_again_first():
   runs += [frontier_point(1.0, 0, 0.5, 0.5, method="sgd")]
   (sgd,) = select_points(runs)
   assert next_points([sgd]) == (["sgd[learning_rate=1]"], [])
+
+
+@pytest.mark.parametrize(
+  "field, value", [("experiment", "../../x"), ("experiment", "/tmp/x"), ("scenario", "../up")]
+)
+def test_a_crafted_name_in_a_results_file_writes_nothing_outside_the_report(
+  tmp_path, capsys, field, value
+):
+  # Plot file names are built from these fields: a path in them would escape --out.
+  rng = np.random.default_rng(0)
+  results = results_dict([fake_run("classp", s, rng) for s in range(2)], **{field: value})
+  path = tmp_path / "runs" / "results.json"
+  path.parent.mkdir()
+  write_json_atomically(results, path)
+  out = tmp_path / "deep" / "er" / "report"
+  assert main(["report", str(path), "--out", str(out)]) == 2
+  err = capsys.readouterr().err
+  assert f"its {field} {value!r} is not a plain name" in err and err.count("\n") == 1
+  written = {p for p in tmp_path.rglob("*") if p.is_file()}
+  assert written == {path}
+
+
+def test_report_files_stay_inside_their_folder():
+  with pytest.raises(ValueError, match="not a plain name"):
+    file_in(Path("report"), "../x_frontier.png")
+  assert file_in(Path("report"), "a_frontier.png") == Path("report") / "a_frontier.png"

@@ -446,6 +446,18 @@ def mean_per_example_statistic(
   return jax.tree.map(lambda t: t / num_examples, total)
 
 
+def _check_labels(labels: jax.Array, num_classes: int) -> None:
+  """Labels outside the model's classes would index no logit and give a plausible, wrong
+  Fisher: refused."""
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}.")
+  if labels.size and not 0 <= int(jnp.min(labels)) <= int(jnp.max(labels)) < num_classes:
+    raise ValueError(
+      f"labels must be class indices in [0, {num_classes}) for this model's {num_classes} "
+      f"outputs, got values from {int(jnp.min(labels))} to {int(jnp.max(labels))}."
+    )
+
+
 def fisher_diagonal(
   apply_fn: Callable[[Params, jax.Array], jax.Array],
   params: Params,
@@ -534,6 +546,8 @@ def fisher_diagonal(
     raise ValueError(f"kind must be one of {FISHER_KINDS}, got {kind!r}.")
   if kind == "empirical" and labels is None:
     raise ValueError('kind="empirical" needs labels.')
+  if kind == "empirical":
+    _check_labels(labels, jax.eval_shape(apply_fn, params, inputs[:1]).shape[-1])
   if kind == "sampled" and rng is None:
     raise ValueError('kind="sampled" needs rng.')
   return mean_per_example_statistic(

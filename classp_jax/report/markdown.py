@@ -71,6 +71,27 @@ from classp_jax.results import (
 )
 
 
+def file_in(folder: Path, name: str) -> Path:
+  """``folder / name`` for a file name built from what a results file says (its experiment,
+  scenario, subsample), refused if it would leave ``folder``: whatever the records hold,
+  nothing is written outside the report folder.
+
+  Examples:
+    >>> file_in(Path("report"), "split_mnist_class_frontier.png").as_posix()
+    'report/split_mnist_class_frontier.png'
+    >>> file_in(Path("report"), "../../x_frontier.png")
+    Traceback (most recent call last):
+    ...
+    ValueError: refusing to write '../../x_frontier.png': a results file's experiment or scenario is not a plain name
+  """
+  path = folder / name
+  if Path(name).name != name or name.startswith(".") or path.resolve().parent != folder.resolve():
+    raise ValueError(
+      f"refusing to write {name!r}: a results file's experiment or scenario is not a plain name"
+    )
+  return path
+
+
 def _shown_command(options: dict[str, Any]) -> str:
   """A run folder's command as a reader can repeat it: the data folder as ROOT, and an
   absolute output folder as RUNS/ and its last two parts (a machine's paths say nothing)."""
@@ -222,10 +243,10 @@ def _plots(
       plot_seen_tasks_accuracy,
     ),
   ):
-    plots.append(out / f"{prefix}_{suffix}.png")
+    plots.append(file_in(out, f"{prefix}_{suffix}.png"))
     draw(shown, plots[-1])
     parts += [f"![{label}: {title}]({plots[-1].name})", ""]
-  diagnostics = out / f"{prefix}_classp_diagnostics.png"
+  diagnostics = file_in(out, f"{prefix}_classp_diagnostics.png")
   if plot_classp_diagnostics(shown, diagnostics):
     plots.append(diagnostics)
     parts += [f"![{label}: CLASSP update fraction and capacity used]({diagnostics.name})", ""]
@@ -315,7 +336,7 @@ def _frontier_section(
   label: str, prefix: str, results: dict[str, Any], selections: list[Selection], out: Path
 ) -> tuple[list[str], Path]:
   """The frontier plot, and every curve's selected point and every point, folded."""
-  path = out / f"{prefix}_frontier.png"
+  path = file_in(out, f"{prefix}_frontier.png")
   plot_frontier(results, path, selections)
   several = len(selections) > len(best_per_method(selections))
   return [

@@ -16,6 +16,7 @@ read as accuracies.
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,6 +25,9 @@ from classp_jax.results.schema import REQUIRED_RUN_KEYS, REQUIRED_TOP_LEVEL_KEYS
 from classp_jax.results.store import RESULTS_FILE, read_strict_json
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 def runs_by_method(runs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -99,6 +103,11 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
     and all(isinstance(run, dict) for run in results["runs"])
   ):
     raise ValueError(f"{path}: tasks and runs must be lists, and each run a dict")
+  for key in ("experiment", "scenario"):
+    # Report file names are built from them: a name with a path in it is refused here.
+    value = results.get(key)
+    if value is not None and not (isinstance(value, str) and _PLAIN_NAME.fullmatch(value)):
+      raise ValueError(f"{path}: its {key} {value!r} is not a plain name")
   for i, run in enumerate(results["runs"]):
     _check_run(
       run,

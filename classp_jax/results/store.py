@@ -113,6 +113,14 @@ def check_writable(out: Path) -> None:
     os.unlink(probe)
   except OSError as error:
     raise OSError(f"cannot write to --out {out}: {error.strerror or error}") from None
+  _refuse_read_only(out / RESULTS_FILE)
+
+
+def _refuse_read_only(path: Path) -> None:
+  """Raises OSError for a read-only ``path``: the atomic rename would replace it whatever its
+  mode (and root may write anything), so a record made read-only is kept as it is."""
+  if path.exists() and not path.stat().st_mode & 0o222:
+    raise OSError(f"{path} is read-only: make it writable, or write to another --out")
 
 
 @contextlib.contextmanager
@@ -154,6 +162,7 @@ def save_results(out: Path, results: dict[str, Any]) -> Path:
   """
   path = out / RESULTS_FILE
   with _locked(out):
+    _refuse_read_only(path)
     runs = results["runs"]
     earlier = _check_same_stream(
       path, results["experiment"], results.get("scenario"), results["tasks"]
