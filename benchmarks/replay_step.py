@@ -44,8 +44,8 @@ def contender(name: str, batch: int, steps: int, mesh, model, inputs, labels, ma
     TrainState(params, method.tx.init(params), method.regularizer.init(params), memory), mesh
   )
 
-  def apply(p, x, rng):
-    return model.apply({"params": p}, x, train=True, rngs={"dropout": rng})
+  def apply(p, model_state, x, rng):
+    return model.apply({"params": p}, x, train=True, rngs={"dropout": rng}), model_state
 
   chunk = make_train_chunk(
     apply,
@@ -53,7 +53,7 @@ def contender(name: str, batch: int, steps: int, mesh, model, inputs, labels, ma
     method.regularizer,
     mesh,
     memory=method.memory,
-    eval_apply_fn=lambda p, x: model.apply({"params": p}, x, train=False),
+    eval_apply_fn=lambda p, s, x: model.apply({"params": p}, x, train=False),
   )
   x, y = replicate((inputs, labels), mesh)
   order = np.random.default_rng(0).integers(0, len(labels), (steps + 10, batch))

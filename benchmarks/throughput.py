@@ -149,7 +149,7 @@ def jax_round(
     (lambda mesh: None) if xla_default else device_mesh.compiler_options,
   ):
     chunk = make_train_chunk(
-      lambda p, x, rng: model.apply({"params": p}, x, train=True, rngs={"dropout": rng}),
+      lambda p, s, x, rng: (model.apply({"params": p}, x, train=True, rngs={"dropout": rng}), s),
       optimizer,
       NO_REGULARIZER,
       mesh,

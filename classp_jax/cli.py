@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import os
 import shlex
 import signal
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -124,7 +126,9 @@ def _plan(args):
     frontier=args.frontier,
     knobs=parse_list(args.knobs, str, "--knobs") if args.knobs else None,
     data=DataOptions(args.source, args.data_dir),
-    out=out if args.skip_finished else None,
+    out=out,
+    skip_finished=args.skip_finished,
+    replace=args.replace,
     checkpoint_dir=args.checkpoint_dir,
     restart=args.restart,
   )
@@ -180,16 +184,19 @@ def _print_plan(plan, seeds: list[int], out: Path) -> None:
 
   experiment = plan.experiment
   print(f"{experiment.name}: {experiment.description}")
-  print(
-    f"tasks: {', '.join(t.name for t in plan.stream.tasks)}; devices: {jax.device_count()} "
-    f"x {jax.devices()[0].platform}; methods: {', '.join(p.name for p in plan.planned)}; "
-    f"seeds: {seeds}"
-  )
+  for line in (  # wrapped as the summary's tables (TERMINAL_WIDTH)
+    f"tasks: {', '.join(t.name for t in plan.stream.tasks)}",
+    f"devices: {jax.device_count()} x {jax.devices()[0].platform}; methods: "
+    f"{', '.join(p.name for p in plan.planned)}; seeds: {seeds}",
+  ):
+    print(textwrap.fill(line, 100, subsequent_indent="  "))
   if plan.skipped:
     print(
       f"skipping {plan.skipped} run(s) already in {out / 'results.json'} with these "
       f"settings (--skip-finished); {len(plan.runs)} to run"
     )
+  if plan.replaced:
+    print(f"replacing {plan.replaced} run(s) of other settings in {out / 'results.json'}")
 
 
 def _run_one(planned_run, plan, header, out: Path, log_formats: list[str], show_progress: bool):
@@ -239,6 +246,20 @@ def _report_run(result: dict[str, Any], checkpoint_dir: str | None) -> None:
     )
 
 
+# A write the machine refused (disk full, quota, permission, read-only, I/O): one line.
+_WRITE_ERRORS = frozenset(
+  (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG, errno.EIO)
+)
+
+
+def _kept(finished: list, out: Path) -> str:
+  from classp_jax.results import RESULTS_FILE
+
+  if not finished:
+    return "no run had finished"
+  return f"{len(finished)} finished run(s) are kept in {out / RESULTS_FILE}"
+
+
 def _train(
   plan,
   header,
@@ -265,7 +286,7 @@ def _train(
     finished.append(_run_one(planned_run, plan, header, out, log_formats, show_progress))
     if jax_lead():
       _report_run(finished[-1], planned_run.checkpoint_dir)
-      save_results(out, {**header, "runs": finished})
+      save_results(out, {**header, "runs": finished}, replace=plan.replace)
 
 
 def run_command(args) -> int:
@@ -275,22 +296,19 @@ def run_command(args) -> int:
     raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
 
   from classp_jax.report import plot_accuracy_over_training, print_summary
-  from classp_jax.results import RESULTS_FILE, check_compatible
+  from classp_jax.results import RESULTS_FILE, ResultsNotSaved
 
   lead = jax_lead()
   # Set-up errors are the user's (a name, a value, a missing file, a checkpoint of other
   # settings): one line each, before any training. Errors once training runs are bugs and
-  # keep their traceback.
+  # keep their traceback, but for a write the machine refuses (a full disk): one line,
+  # saying where the finished runs are.
   with contextlib.ExitStack() as stack:
     try:
       log_formats = _log_formats(args.log)
       if args.checkpoint_dir is not None:
         stack.enter_context(_exclusive(Path(args.checkpoint_dir)))
       plan, out, seeds = _plan(args)
-      if lead:
-        check_compatible(
-          out, plan.experiment.name, plan.stream.scenario, [t.name for t in plan.stream.tasks]
-        )
     except (ValueError, TypeError, FileNotFoundError, OSError) as e:
       raise UsageError(str(e)) from None
     if lead:
@@ -304,18 +322,27 @@ def run_command(args) -> int:
       _train(plan, header, out, log_formats, not args.no_progress, interrupts, finished)
     except KeyboardInterrupt:
       if lead:
-        kept = (
-          f"{len(finished)} finished run(s) are kept in {out / RESULTS_FILE}"
-          if finished
-          else "no run had finished"
-        )
-        print(f"classp-jax: interrupted; {kept}", file=sys.stderr)
+        print(f"classp-jax: interrupted; {_kept(finished, out)}", file=sys.stderr)
       return 130
+    except OSError as error:  # a full disk or a permission: the machine's, not a bug
+      if isinstance(error, ResultsNotSaved):  # it says where the runs are kept
+        print(f"classp-jax: error: {error}", file=sys.stderr)
+      elif error.errno in _WRITE_ERRORS:
+        what = f"cannot write {error.filename}: {error.strerror}" if error.filename else error
+        print(f"classp-jax: error: {what}; {_kept(finished, out)}", file=sys.stderr)
+      else:
+        raise
+      return 1
   if lead:
     print_summary({**header, "runs": finished})
     plot = out / "accuracy_over_training.png"
-    plot_accuracy_over_training({**header, "runs": finished}, plot)
     print(f"wrote {out / RESULTS_FILE} ({len(finished)} run(s) of this command)")
+    try:
+      plot_accuracy_over_training({**header, "runs": finished}, plot)
+    except OSError as error:
+      plot.unlink(missing_ok=True)  # not half a PNG
+      print(f"classp-jax: error: cannot write {plot}: {error.strerror or error}", file=sys.stderr)
+      return 1
     print(f"wrote {plot}")
     if log_formats:
       print(f"wrote logs ({', '.join(log_formats)}) under {out / 'logs'}")
@@ -332,6 +359,23 @@ def report_command(args) -> int:
   for path in written:
     print(f"wrote {path}")
   return 0
+
+
+def _print_selection_table(results: dict[str, Any], selections) -> None:
+  """What `select` selected, on what and why, on stderr: its stdout stays the names alone,
+  for `classp-jax run --frontier --methods "$(classp-jax select RUN_DIR | paste -sd,)"`."""
+  import textwrap
+
+  from classp_jax.report.summary import TERMINAL_WIDTH, selection_table
+  from classp_jax.results import experiment_label
+
+  heading = (
+    f"{experiment_label(results)}: each method's point of highest accuracy (mean over seeds) "
+    "on its knobs' grids; its name follows, as `classp-jax run --frontier --methods` takes it"
+  )
+  print(textwrap.fill(heading, TERMINAL_WIDTH), file=sys.stderr)
+  print(selection_table(selections), file=sys.stderr)
+  sys.stderr.flush()
 
 
 def select_command(args) -> int:
@@ -358,6 +402,15 @@ def select_command(args) -> int:
         for name in neighbour_points(selections):
           print(name)
         continue
+      if not selections:
+        print(
+          f"{results['experiment']}: no frontier runs (METHOD[KNOB=VALUE]) in "
+          f"{', '.join(args.runs)}: nothing to select; a frontier runs with "
+          f"`classp-jax run {results['experiment']} --frontier`",
+          file=sys.stderr,
+        )
+        continue
+      _print_selection_table(results, selections)
       for name in selected_variants(selections):
         print(name)
       for s in selections:
@@ -389,15 +442,23 @@ def main(argv: Sequence[str] | None = None) -> int:
   args.argv = argv  # recorded in results.json, so a report can show how each run was made
   try:
     if args.command == "list":
-      from classp_jax.experiments import experiments
+      from classp_jax.experiments import experiments, studies
 
+      print("experiments (classp-jax run NAME):")
       for name, experiment in sorted(experiments().items()):
-        print(f"{name:16s} {experiment.description}")
+        print(f"  {name:20s} {experiment.description}")
+      print("studies (classp-jax study NAME):")
+      for name, study in studies().items():
+        print(f"  {name:20s} {study.description}")
       return 0
     if args.command == "report":
       return report_command(args)
     if args.command == "select":
       return select_command(args)
+    if args.command == "study":
+      from classp_jax.cli_study import study_command
+
+      return study_command(args)
     return run_command(args)
   except UsageError as e:
     print(f"classp-jax: error: {e}", file=sys.stderr)

@@ -4,6 +4,10 @@ commands do (`classp_jax.cli`)."""
 from __future__ import annotations
 
 import argparse
+import difflib
+import sys
+
+from classp_jax.cli_study import add_study_parser
 
 EPILOG = """\
 overrides (--set, repeatable):
@@ -47,15 +51,73 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+  """A parser that takes no abbreviated option (``--method`` is no ``--methods``; its
+  subcommands' parsers are of its class), and refuses an unknown option with the usage of
+  the command it was given to, and a hint where one fits (`_hint`)."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+  def parse_args(self, args=None, namespace=None):
+    argv = list(sys.argv[1:] if args is None else args)
+    parsed, unknown = self.parse_known_args(argv, namespace)
+    if unknown:
+      command = _innermost(self, parsed)
+      hints = [h for h in (_hint(arg, argv, command) for arg in unknown) if h]
+      command.error(
+        f"unrecognized arguments: {' '.join(unknown)}"
+        + (f"; did you mean {' and '.join(hints)}?" if hints else "")
+      )
+    return parsed
+
+
+def _innermost(parser: argparse.ArgumentParser, parsed) -> argparse.ArgumentParser:
+  """The parser of the (sub)command that ``parsed`` was parsed with."""
+  for action in parser._actions:
+    if isinstance(action, argparse._SubParsersAction):
+      chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+      if chosen is not None:
+        return _innermost(chosen, parsed)
+  return parser
+
+
+def _hint(arg: str, argv: list[str], parser: argparse.ArgumentParser) -> str | None:
+  """For an unknown ``--NAME[=VALUE]``: ``--set NAME=VALUE`` where NAME is a training
+  setting (`LoopConfig`'s fields, the scenario), else the closest of the command's options."""
+  if not arg.startswith("--"):
+    return None
+  name, given, value = arg[2:].partition("=")
+  if not given:  # the value, if any, follows (argparse may have taken it as a positional)
+    after = argv[argv.index(arg) + 1 :] if arg in argv else []
+    value = after[0] if after and not after[0].startswith("-") else "VALUE"
+  key = name.replace("-", "_")
+  options = [o for action in parser._actions for o in action.option_strings if o[:2] == "--"]
+  if "--set" in options and key in _setting_names():
+    return f"--set {key}={value}"
+  close = difflib.get_close_matches(f"--{name}", options, n=1, cutoff=0.7)
+  return close[0] if close else None
+
+
+def _setting_names() -> set[str]:
+  """What ``--set KEY=VALUE`` takes as KEY besides METHOD.KEY (`classp_jax.planning`)."""
+  import dataclasses
+
+  from classp_jax.training import LoopConfig  # JAX: only on this error path
+
+  return {"scenario", "reset_optimizer_state", *(f.name for f in dataclasses.fields(LoopConfig))}
+
+
 def build_parser() -> argparse.ArgumentParser:
   """The parser of ``classp-jax`` and its commands: run, list, report, select."""
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
     prog="classp-jax", description="CLASSP and baselines on continual-learning task streams."
   )
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   _add_run_parser(commands)
   commands.add_parser("list", help="list the named experiments")
   _add_report_parsers(commands)
+  add_study_parser(commands)
   return parser
 
 
@@ -118,23 +180,7 @@ def _add_run_parser(commands) -> None:
     metavar="KNOB,...",
     help="with --frontier: sweep only these knobs, e.g. learning_rate",
   )
-  run.add_argument(
-    "--checkpoint-dir",
-    help="checkpoint here and resume from it (a checkpoint "
-    "of other settings is refused; a finished one is reused)",
-  )
-  run.add_argument(
-    "--skip-finished",
-    action="store_true",
-    help="skip each method and seed whose run with these exact settings is "
-    "already in OUT/results.json (finished or diverged): a long sweep "
-    "stopped part-way goes on where it stopped",
-  )
-  run.add_argument(
-    "--restart",
-    action="store_true",
-    help="with --checkpoint-dir: delete the planned runs' checkpoints and start afresh",
-  )
+  _add_record_options(run)
   run.add_argument(
     "--log",
     default="csv",
@@ -155,6 +201,34 @@ def _add_run_parser(commands) -> None:
   run.add_argument("--num-processes", type=int, help="with --distributed: number of processes")
   run.add_argument("--process-id", type=int, help="with --distributed: this process's index")
   run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_record_options(run) -> None:
+  """The run's options on what it finds already done: checkpoints, kept runs."""
+  run.add_argument(
+    "--checkpoint-dir",
+    help="checkpoint here and resume from it (a checkpoint "
+    "of other settings is refused; a finished one is reused)",
+  )
+  run.add_argument(
+    "--skip-finished",
+    action="store_true",
+    help="skip each method and seed whose run with these exact settings is "
+    "already in OUT/results.json (finished or diverged): a long sweep "
+    "stopped part-way goes on where it stopped",
+  )
+  run.add_argument(
+    "--replace",
+    action="store_true",
+    help="let a run replace the run of the same method and seed kept in OUT/results.json "
+    "with other settings (refused otherwise, before training, so no record is lost)",
+  )
+  run.add_argument(
+    "--restart",
+    action="store_true",
+    help="with --checkpoint-dir: delete the planned runs' checkpoints and start afresh "
+    "(their runs of other settings in OUT/results.json are then replaced, as with --replace)",
+  )
 
 
 def _add_report_parsers(commands) -> None:

@@ -1,5 +1,6 @@
 """Jittable sparsity diagnostics: how many weights a step moves, and how many
-have ever moved ("capacity used").
+have ever moved ("capacity used"); and, on the host, an accumulator method's
+effective step size (`effective_step_size`).
 
 CLASSP's point is sparse updates, so these make them visible. Both work inside
 ``jax.jit`` for any optimizer's updates and state.
@@ -16,6 +17,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
 from classp_jax.optimizer import ClasspAsReleasedState, ScaleByGeneralizedAdagradState
 
@@ -118,3 +121,84 @@ def capacity_used(opt_state) -> Sparsity | None:
     initial = jnp.zeros([], jnp.float32)
   # Compare in S's dtype: the initial value was rounded to it when stored.
   return _fractions(jax.tree.map(lambda s: s > initial.astype(s.dtype), state.accumulator))
+
+
+def _is_step_state(x) -> bool:
+  return isinstance(x, (ScaleByGeneralizedAdagradState, optax.ScaleByRssState))
+
+
+def _is_injected(x) -> bool:
+  return isinstance(x, (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState))
+
+
+def effective_step_size(
+  opt_state,
+  *,
+  learning_rate: float | None = None,
+  eps: float | None = None,
+  power: float | None = None,
+) -> float | None:
+  r"""The median over weights of an accumulator method's step size per unit of gradient.
+
+  .. math::
+
+    \operatorname{median}_i \frac{\eta}{(\epsilon + S_i)^{1/p}},
+
+  for CLASSP (``S`` its :class:`ScaleByGeneralizedAdagradState` accumulator, any ``p``)
+  and AdaGrad (``optax.ScaleByRssState``'s sum of squares, ``p = 2``): how far a unit
+  gradient moves a weight now. CLASSP's ``S`` never forgets, so on a long stream this
+  shrinks towards 0 (with ``accumulator_decay < 1`` it can grow again). Weights never
+  updated (``S = 0``) count at :math:`\eta / \epsilon^{1/p}`, the step they would take.
+
+  The state is found by its type anywhere in ``opt_state`` (as `capacity_used` does);
+  :math:`\eta`, :math:`\epsilon` and :math:`p` are read from the hyperparameters of an
+  ``optax.inject_hyperparams`` state around it unless given (``eps`` defaults to CLASSP's
+  1e-5 and optax.adagrad's 1e-7, ``power`` to 1 and 2). Runs on the host (NumPy).
+
+  Args:
+    opt_state: any optax state.
+    learning_rate: :math:`\eta`; None: the injected ``learning_rate``.
+    eps: :math:`\epsilon`; None: the injected ``eps``, else the default.
+    power: :math:`p`; None: the injected ``power``, else the default.
+
+  Returns:
+    The median as a float, or None when ``opt_state`` holds no such accumulator or no
+    learning rate is known.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> import classp_jax
+    >>> tx = optax.inject_hyperparams(classp_jax.classp)(learning_rate=0.1, threshold=0.0)
+    >>> w = jnp.zeros(3)
+    >>> _, state = tx.update(jnp.array([1.0, 3.0, 9.0]), tx.init(w), w)
+    >>> round(effective_step_size(state), 4)  # 0.1 / (1e-5 + 3)
+    0.0333
+    >>> print(effective_step_size(optax.sgd(0.1).init(w)))
+    None
+  """
+  found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_step_state) if _is_step_state(x)]
+  if not found:
+    return None
+  injected = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_injected) if _is_injected(x)]
+  hparams = injected[0].hyperparams if injected else {}
+  state = found[0]
+  rss = isinstance(state, optax.ScaleByRssState)
+
+  def value(given, name, default):
+    if given is not None:
+      return float(given)
+    if name in hparams:
+      return float(np.asarray(hparams[name]))
+    return default
+
+  lr = value(learning_rate, "learning_rate", None)
+  if lr is None:
+    return None
+  e = value(eps, "eps", 1e-7 if rss else 1e-5)
+  p = 2.0 if rss else value(power, "power", 1.0)
+  tree = state.sum_of_squares if rss else state.accumulator
+  leaves = [np.asarray(s, np.float64).ravel() for s in jax.tree.leaves(tree)]
+  if not leaves or not sum(leaf.size for leaf in leaves):
+    return None
+  s = np.concatenate(leaves)
+  return float(np.median(lr / (e + s) ** (1.0 / p)))

@@ -1,14 +1,19 @@
-"""Flax Linen models: the paper's CNN, an MLP, and the paper's text Transformer.
+"""Flax Linen models: the paper's CNN, an MLP, the paper's text Transformer, and the
+CIFAR ResNet-18 of the continual-learning benchmarks.
 
-Why Linen: ``model.apply(params, inputs, train=..., rngs=...)`` already is the
+Why Linen: ``model.apply(variables, inputs, train=..., rngs=...)`` already is the
 pure function ``(params, inputs, rng) -> logits`` that the training step, the
 per-example-gradient Fisher (its layer path, or ``jax.vmap`` over ``apply``) and ``shard_map`` need,
-with no split/merge of module state. None of these models has mutable state
-(no BatchNorm), so ``params`` is the whole variable tree.
+with no split/merge of module state. The paper's models have no mutable state, so
+``params`` is their whole variable tree. `ResNet18` has BatchNorm: its running
+statistics are a second collection, ``batch_stats``, that a training step
+updates (``mutable=["batch_stats"]``) and evaluation reads; the training engine
+keeps them in the run state (`classp_jax.training.TrainState.model_state`).
 
 Every model takes ``train: bool``: dropout is active only when ``train=True``
-and then draws from the ``'dropout'`` rng collection. Every model returns
-logits (no softmax).
+and then draws from the ``'dropout'`` rng collection; BatchNorm normalises by
+the batch's statistics when ``train=True`` and by its running averages
+otherwise. Every model returns logits (no softmax).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -32,6 +37,39 @@ PAD_ID = 0
 
 # PyTorch's LayerNorm default; Flax's default is 1e-6.
 _TORCH_LAYER_NORM_EPS = 1e-5
+# PyTorch's BatchNorm2d default (Flax's is 1e-5 too; named here for the ResNet's reader).
+_TORCH_BATCH_NORM_EPS = 1e-5
+
+ACTIVATIONS = "activations"
+"""The collection the MLP and the paper's CNN sow their hidden ReLU activations into.
+
+``model.apply(variables, x, train=..., mutable=[ACTIVATIONS])`` returns the logits and
+``{ACTIVATIONS: {layer: {"relu": (h,)}}}``, by the name of the layer (in ``params``) whose
+outputs they are; `unit_activations` flattens it. Without ``mutable`` nothing is sown (and
+nothing is computed twice), and ``init`` never sows, so variables hold no activations.
+Read by the dormant-unit metric and Continual Backprop (`classp_jax.continual_backprop`).
+"""
+
+
+def sow_relu(module: nn.Module, layer: nn.Module, h: jax.Array) -> jax.Array:
+  """Sows ``h``, the ReLU of ``layer``'s outputs, under ``layer``'s name; returns ``h``."""
+  if not module.is_initializing():
+    layer.sow(ACTIVATIONS, "relu", h)
+  return h
+
+
+def unit_activations(collection) -> dict[str, jax.Array]:
+  """``{layer: h}`` from an ``ACTIVATIONS`` collection as ``apply`` returns it.
+
+  >>> import jax, jax.numpy as jnp
+  >>> model = MLP(num_classes=2, hidden=(3,))
+  >>> x = jnp.ones((4, 5))
+  >>> variables = model.init(jax.random.key(0), x, train=False)
+  >>> _, sown = model.apply(variables, x, train=False, mutable=[ACTIVATIONS])
+  >>> {k: h.shape for k, h in unit_activations(sown[ACTIVATIONS]).items()}
+  {'Dense_0': (4, 3)}
+  """
+  return {name: entry["relu"][-1] for name, entry in collection.items()}
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -62,7 +100,8 @@ class PaperCNN(nn.Module):
   dropout 0.25 -> flatten -> dense 128 -> relu -> dropout 0.5 -> dense.
   Parameter count equals the PyTorch model's (1,199,882 for 28x28x1 inputs and
   10 classes). The flatten is over (H, W, C) rather than PyTorch's (C, H, W),
-  so porting PyTorch weights needs a permutation of ``fc1``'s rows.
+  so porting PyTorch weights needs a permutation of ``fc1``'s rows. Its three
+  ReLU layers sow their activations (`ACTIVATIONS`).
 
   Attributes:
     num_classes: size of the output layer.
@@ -81,18 +120,21 @@ class PaperCNN(nn.Module):
     Returns:
       Logits of shape (N, num_classes).
     """
-    x = nn.relu(nn.Conv(32, (3, 3), padding="VALID", name="conv1")(x))
-    x = nn.relu(nn.Conv(64, (3, 3), padding="VALID", name="conv2")(x))
+    for name, width in (("conv1", 32), ("conv2", 64)):
+      conv = nn.Conv(width, (3, 3), padding="VALID", name=name)
+      x = sow_relu(self, conv, nn.relu(conv(x)))
     x = max_pool_2x2(x)
     x = nn.Dropout(0.25, deterministic=not train)(x)
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(128, name="fc1")(x))
+    fc1 = nn.Dense(128, name="fc1")
+    x = sow_relu(self, fc1, nn.relu(fc1(x)))
     x = nn.Dropout(0.5, deterministic=not train)(x)
     return nn.Dense(self.num_classes, name="fc2")(x)
 
 
 class MLP(nn.Module):
-  """A ReLU multilayer perceptron that flattens any input.
+  """A ReLU multilayer perceptron that flattens any input; its hidden layers sow their
+  activations (`ACTIVATIONS`).
 
   Attributes:
     num_classes: size of the output layer.
@@ -117,7 +159,8 @@ class MLP(nn.Module):
     """
     x = x.reshape(x.shape[0], -1).astype(jnp.float32)
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
+      dense = nn.Dense(width)
+      x = sow_relu(self, dense, nn.relu(dense(x)))
       if self.dropout > 0:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes)(x)
@@ -237,4 +280,148 @@ class TextTransformer(nn.Module):
     x = nn.LayerNorm(epsilon=_TORCH_LAYER_NORM_EPS, name="final_norm")(x)
     last = jnp.maximum(is_token.sum(axis=1) - 1, 0)
     x = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+    return nn.Dense(self.num_classes, name="head")(x)
+
+
+class BasicBlock(nn.Module):
+  """ResNet's basic block: two 3x3 convolutions with BatchNorm, and a shortcut.
+
+  conv 3x3 (stride) -> BN -> relu -> conv 3x3 -> BN, plus the input, through a
+  1x1 convolution and BN where the stride or the width changes; then relu. The
+  convolutions have no bias (BN's shift replaces it), as in He et al.'s and
+  Mammoth's ResNets.
+
+  Attributes:
+    features: output channels.
+    strides: the first convolution's (and the shortcut's) stride.
+    momentum: BatchNorm's running-average decay (PyTorch's momentum 0.1 is 0.9 here).
+    axis_name: the mapped axis over which batch statistics are computed (None: this
+      device's batch).
+  """
+
+  features: int
+  strides: int = 1
+  momentum: float = 0.9
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """Applies the block to NHWC ``x``."""
+
+    def norm(name: str) -> nn.BatchNorm:
+      return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.momentum,
+        epsilon=_TORCH_BATCH_NORM_EPS,
+        axis_name=self.axis_name,
+        name=name,
+      )
+
+    stride = (self.strides, self.strides)
+    y = nn.Conv(self.features, (3, 3), stride, padding=1, use_bias=False, name="conv1")(x)
+    y = nn.relu(norm("bn1")(y))
+    y = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, name="conv2")(y)
+    y = norm("bn2")(y)
+    if self.strides != 1 or x.shape[-1] != self.features:
+      x = nn.Conv(self.features, (1, 1), stride, padding="VALID", use_bias=False, name="shortcut")(
+        x
+      )
+      x = norm("shortcut_bn")(x)
+    return nn.relu(x + y)
+
+
+class ResNet18(nn.Module):
+  """The CIFAR ResNet-18 of the continual-learning benchmarks (Mammoth, GEM, DER).
+
+  Per-channel normalisation of the inputs (``mean``, ``std``; none by default) ->
+  conv 3x3 (``width``, stride 1, no bias) -> BN -> relu -> four stages of two
+  `BasicBlock`\\ s of ``width``, 2, 4 and 8 x ``width`` channels (the last three
+  start with stride 2) -> global average pool -> dense. Unlike ImageNet's
+  ResNet-18 the stem is one 3x3 convolution and there is no max-pool, so 32x32
+  images reach the last stage at 4x4. ``width=64`` is He et al.'s ResNet-18 as
+  Mammoth and DER train it on split CIFAR-10 and Tiny-ImageNet (11,173,962
+  params for 10 classes); ``width=20`` is the reduced ResNet-18 of Lopez-Paz and
+  Ranzato (2017) that GEM, A-GEM and many replay papers use.
+
+  The model normalises its own inputs, so that training (after augmentation),
+  evaluation, the Fisher and replay all see the same pipeline: a random crop's
+  zero padding is black, normalised as Mammoth's ``RandomCrop(padding=4)`` then
+  ``Normalize(mean, std)`` does it.
+
+  BatchNorm keeps its running statistics in the ``batch_stats`` collection:
+  ``model.apply(variables, x, train=True, mutable=["batch_stats"])`` returns the
+  logits and the updated statistics. With ``axis_name`` set (the training engine
+  sets it to the ``data`` mesh axis on more than one device), batch statistics
+  are computed over the global batch, so results do not depend on the device
+  count.
+
+  Example (shapes only, traced with `jax.eval_shape`):
+    >>> model = ResNet18(num_classes=10)
+    >>> x = jnp.zeros((2, 32, 32, 3), jnp.float32)
+    >>> variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+    >>> sorted(variables), sum(p.size for p in jax.tree.leaves(variables["params"]))
+    (['batch_stats', 'params'], 11173962)
+    >>> train = lambda v: model.apply(v, x, train=True, mutable=["batch_stats"])
+    >>> logits, updated = jax.eval_shape(train, variables)
+    >>> logits.shape, sorted(updated)
+    ((2, 10), ['batch_stats'])
+
+  Attributes:
+    num_classes: size of the output layer.
+    width: channels of the first stage (64: ResNet-18; 20: the reduced one).
+    mean: per-channel input means to subtract, or None.
+    std: per-channel input standard deviations to divide by (with ``mean``).
+    momentum: BatchNorm's running-average decay (0.9 = PyTorch's momentum 0.1).
+    axis_name: the mapped axis of the batch statistics (None: this device's batch).
+
+  References:
+    He, Zhang, Ren and Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
+    Lopez-Paz and Ranzato, "Gradient Episodic Memory for Continual Learning", NeurIPS 2017.
+    Buzzega et al., "Dark Experience for General Continual Learning: a Strong, Simple
+    Baseline", NeurIPS 2020 (Mammoth, https://github.com/aimagelab/mammoth).
+  """
+
+  num_classes: int
+  width: int = 64
+  mean: Sequence[float] | None = None
+  std: Sequence[float] | None = None
+  momentum: float = 0.9
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """Computes logits.
+
+    Args:
+      x: float32 images (N, H, W, C) in [0, 1].
+      train: normalise by the batch's statistics and update the running ones
+        (needs ``mutable=["batch_stats"]``), or use the running ones.
+
+    Returns:
+      Logits of shape (N, num_classes).
+    """
+    x = x.astype(jnp.float32)
+    if (self.mean is None) != (self.std is None):
+      raise ValueError("pass both mean and std, or neither")
+    if self.mean is not None:
+      x = (x - jnp.asarray(self.mean, jnp.float32)) / jnp.asarray(self.std, jnp.float32)
+    x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, name="conv1")(x)
+    x = nn.BatchNorm(
+      use_running_average=not train,
+      momentum=self.momentum,
+      epsilon=_TORCH_BATCH_NORM_EPS,
+      axis_name=self.axis_name,
+      name="bn1",
+    )(x)
+    x = nn.relu(x)
+    for stage, multiple in enumerate((1, 2, 4, 8)):
+      for block in range(2):
+        x = BasicBlock(
+          self.width * multiple,
+          strides=2 if stage and not block else 1,
+          momentum=self.momentum,
+          axis_name=self.axis_name,
+          name=f"layer{stage + 1}_{block}",
+        )(x, train=train)
+    x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name="head")(x)

@@ -6,15 +6,23 @@ weights that have already moved a lot. Per weight ``i`` with gradient ``g_i``:
 
 .. math::
 
-  m_i = g_i^2 > \\tau, \\qquad
+  m_i = |g_i|^2 > \\tau, \\qquad
   S_i \\mathrel{+}= m_i |g_i|^p, \\qquad
   u_i = -\\eta \\, m_i \\, g_i / (\\epsilon + S_i)^{1/p}.
 
-Two knobs go beyond the paper's Algorithm 1: ``relative_threshold=True``
-compares :math:`g_i^2` with :math:`\\tau` times the mean of :math:`g^2` over
-the weight's own tensor (scale-free), and ``include_current_gradient=False``
+Three knobs go beyond the paper's Algorithm 1: ``relative_threshold=True``
+compares :math:`|g_i|^2` with :math:`\\tau` times the mean of :math:`|g|^2`
+over the weight's own tensor (scale-free); ``include_current_gradient=False``
 scales the step by the accumulator before this gradient is added (the paper's
-Equation (1)).
+Equation (1)); and ``accumulator_decay=beta < 1`` lets the accumulator forget,
+:math:`S_i \\leftarrow \\beta S_i + |g_i|^p` where a weight is updated (this
+project's extension, not the paper's: the paper's ``S`` never forgets, which on
+a long stream freezes the network).
+
+The mask's arithmetic is done in at least float32 and with :math:`|g|^2`, so
+float16 gradients neither underflow nor overflow in it and complex gradients
+are masked by their modulus. Complex params are supported, as by
+``optax.adagrad``, with a real ``S``.
 
 :func:`classp` is the chain :func:`threshold_mask` ->
 :func:`scale_by_generalized_adagrad` -> ``optax.scale_by_learning_rate``, with
@@ -166,16 +174,33 @@ def _check_accumulator_dtype(accumulator_dtype: Any) -> None:
     raise ValueError(f"accumulator_dtype must be a floating dtype, got {accumulator_dtype!r}.")
 
 
+def _real_dtype(dtype) -> jnp.dtype:
+  """The real dtype of ``dtype``, at least float32: where masks and accumulators are computed
+  (complex64 -> float32; float16 and bfloat16 -> float32, so ``g**2`` neither underflows nor
+  overflows)."""
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    dtype = jnp.finfo(dtype).dtype
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 def _accumulator_dtype(param_dtype, accumulator_dtype):
-  if not jnp.issubdtype(param_dtype, jnp.floating):
+  if not jnp.issubdtype(param_dtype, jnp.inexact):
     raise ValueError(
       f"CLASSP updates floating-point params; got a {jnp.dtype(param_dtype)} param, whose "
       "updates would be 0 (keep integer arrays out of the optimized tree)."
     )
   if accumulator_dtype is not None:
     return jnp.dtype(accumulator_dtype)
-  # float32 or wider, so that bfloat16 params still accumulate precisely.
-  return jnp.promote_types(param_dtype, jnp.float32)
+  # Real, and float32 or wider, so that bfloat16 params still accumulate precisely.
+  return _real_dtype(param_dtype)
+
+
+def _working(g: jax.Array, s: jax.Array) -> jax.Array:
+  """``g`` in the accumulator's precision: ``S``'s dtype, or its complex counterpart for a
+  complex ``g`` (so that ``|g|`` and the update keep the imaginary part)."""
+  if jnp.issubdtype(g.dtype, jnp.complexfloating):
+    return g.astype(jnp.promote_types(s.dtype, jnp.complex64))
+  return g.astype(s.dtype)
 
 
 def _full_like_params(params, value, accumulator_dtype):
@@ -201,19 +226,31 @@ def _mask_cutoff(g: jax.Array, threshold: Any, relative: bool) -> Any:
     return threshold
   if g.size == 0:  # nothing to mask; avoids the mean of an empty array
     return threshold
-  dtype = jnp.promote_types(g.dtype, jnp.float32)
+  dtype = _real_dtype(g.dtype)
   # The barrier keeps XLA from sharing this g * g with the mask's: shared, it
   # is written to a fresh buffer for the reduction, which made the fused step
   # 2.8x slower than with an absolute threshold at 1e7 params (XLA:CPU).
   h = jax.lax.optimization_barrier(g)
   # No division by the mean: a zero leaf gives a cutoff of 0, which no g**2
   # exceeds, and never NaN.
-  return jnp.asarray(threshold, dtype) * jnp.mean(h * h, dtype=dtype)
+  return jnp.asarray(threshold, dtype) * jnp.mean(_abs_sq(h), dtype=dtype)
+
+
+def _abs_sq(g: jax.Array) -> jax.Array:
+  """``|g|**2`` in at least float32 (`_real_dtype`): for complex ``g`` not ``g * g``, whose
+  real part is ``Re(g)**2 - Im(g)**2``; for float16 neither underflowing below about 1.7e-4
+  nor overflowing above 256. A no-op cast for float32."""
+  dtype = _real_dtype(g.dtype)
+  if jnp.issubdtype(g.dtype, jnp.complexfloating):
+    re, im = jnp.real(g).astype(dtype), jnp.imag(g).astype(dtype)
+    return re * re + im * im
+  g = g.astype(dtype)
+  return g * g
 
 
 def _masked(g: jax.Array, cutoff: Any) -> jax.Array:
-  """Where ``g`` is dropped: ``g**2 <= cutoff``, so NaN is never dropped."""
-  return g * g <= cutoff
+  """Where ``g`` is dropped: ``|g|**2 <= cutoff``, so NaN is never dropped."""
+  return _abs_sq(g) <= cutoff
 
 
 def threshold_mask(
@@ -232,7 +269,10 @@ def threshold_mask(
         & \text{relative.} \end{cases}
 
   The test is written as "not at or below" so that NaN gradients pass through
-  (and show up downstream) instead of being silently dropped.
+  (and show up downstream) instead of being silently dropped. The square is
+  :math:`|g_i|^2`, computed in at least float32: a complex gradient is
+  masked by its modulus (``g * g`` would compare :math:`\operatorname{Re}(g^2)`),
+  and a float16 one neither underflows to 0 nor overflows to infinity.
 
   With ``relative=True`` the threshold is a scale-free multiple of each
   leaf's (tensor's) mean squared gradient, so it does not depend on the loss
@@ -299,6 +339,7 @@ def scale_by_generalized_adagrad(
   threshold: float | jax.Array | None = None,
   relative_threshold: bool = False,
   include_current_gradient: bool = True,
+  accumulator_decay: float | jax.Array = 1.0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaGrad with the ``p``-th power and root in place of square and sqrt.
 
@@ -307,9 +348,16 @@ def scale_by_generalized_adagrad(
 
   .. math::
 
-    S_i \leftarrow S_i + |g_i|^p, \qquad
+    S_i \leftarrow \beta S_i + |g_i|^p, \qquad
     u_i = \frac{g_i}{(\epsilon + S_i)^{1/p}} \text{ if } S_i > 0
-          \text{ else } 0.
+          \text{ else } 0,
+
+  with :math:`\beta = 1` (``accumulator_decay``, the default) AdaGrad's and
+  the paper's never-forgetting sum. :math:`\beta < 1` is this project's
+  extension, not the paper's: an accumulator that forgets, so that a weight's
+  step can grow again on a long stream. Where a ``threshold`` masks a weight,
+  its ``S`` is neither increased nor decayed; without a threshold every entry
+  is updated, so every entry decays.
 
   With ``include_current_gradient=False``, scale by the accumulator as it was
   before this gradient, then add the gradient (the paper's Equation (1), whose
@@ -362,16 +410,24 @@ def scale_by_generalized_adagrad(
     include_current_gradient: True (the default, Algorithm 1) adds ``|g|**p``
       to ``S`` before scaling; False (Equation (1)) scales by ``S`` before
       adding it. Static (a Python bool).
+    accumulator_decay: :math:`\beta \in [0, 1]`, what ``S`` is multiplied by
+      before ``|g|**p`` is added (this project's extension; 1, the default,
+      is the paper's rule and leaves the computation exactly as without it).
+      May be traced. With ``initial_accumulator_value > 0``, ``S`` may decay
+      below its start, where :func:`classp_jax.capacity_used` counts the
+      weight as never updated.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs` whose state is a
     :class:`ScaleByGeneralizedAdagradState`: one accumulator per weight and
-    one scalar. Updates keep the incoming updates' dtype.
+    one scalar. Updates keep the incoming updates' dtype; ``S`` is real (the
+    real dtype of complex params), at least float32 by default.
 
   Raises:
     ValueError: for concrete non-finite values, ``power <= 0``, ``eps < 0``,
-      ``initial_accumulator_value < 0``, ``threshold < 0``, or
-      ``relative_threshold=True`` without a ``threshold``.
+      ``initial_accumulator_value < 0``, ``threshold < 0``,
+      ``accumulator_decay`` outside ``[0, 1]``, or ``relative_threshold=True``
+      without a ``threshold``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -415,6 +471,7 @@ def scale_by_generalized_adagrad(
     ">= 0",
   )
 
+  _check("accumulator_decay", accumulator_decay, lambda v: (v >= 0) & (v <= 1), "in [0, 1]")
   _check_accumulator_dtype(accumulator_dtype)
 
   def init_fn(params):
@@ -426,16 +483,20 @@ def scale_by_generalized_adagrad(
     )
 
   def leaf_update(g, s):
-    g_acc = g.astype(s.dtype)
+    g_acc = _working(g, s)
     increment = _pow(jnp.abs(g_acc), power)
     eps_s = jnp.asarray(eps, s.dtype)
+    # The paper's S + |g|**p is kept op for op when the decay is a static 1 (the default).
+    decayed = (
+      s if _static_float(accumulator_decay) == 1.0 else jnp.asarray(accumulator_decay, s.dtype) * s
+    )
     if threshold is None:
       masked = None
-      s_new = s + increment
+      s_new = decayed + increment
     else:
       # Exactly as threshold_mask decides.
       masked = _masked(g, _mask_cutoff(g, threshold, relative_threshold))
-      s_new = jnp.where(masked, s, s + increment)
+      s_new = jnp.where(masked, s, decayed + increment)
     if include_current_gradient:
       u = _scale(g_acc, s_new + eps_s, power)
       skip = s_new == 0
@@ -464,6 +525,7 @@ def classp(
   accumulator_dtype: Any = None,
   relative_threshold: bool = False,
   include_current_gradient: bool = True,
+  accumulator_decay: float | jax.Array = 1.0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""The CLASSP optimizer.
 
@@ -471,9 +533,11 @@ def classp(
 
   .. math::
 
-    m_i = g_i^2 > \tau, \qquad
-    S_i \leftarrow S_i + m_i |g_i|^p, \qquad
-    w_i \leftarrow w_i - \eta \, m_i \, \frac{g_i}{(\epsilon + S_i)^{1/p}}.
+    m_i = |g_i|^2 > \tau, \qquad
+    S_i \leftarrow S_i + m_i \left((\beta - 1) S_i + |g_i|^p\right), \qquad
+    w_i \leftarrow w_i - \eta \, m_i \, \frac{g_i}{(\epsilon + S_i)^{1/p}},
+
+  with :math:`\beta = 1` (the default, the paper's rule: ``S`` only grows).
 
   Small gradients are suppressed (sparsity), and weights that have moved a lot
   move less (adjustment suppression). With ``threshold=0`` and ``power=2`` it
@@ -501,7 +565,23 @@ def classp(
   :math:`g_i / \epsilon^{1/p}`, huge for a small ``eps`` (see
   :func:`scale_by_generalized_adagrad`).
 
-  All of ``learning_rate``, ``threshold``, ``power`` and ``eps`` may be
+  **An accumulator that forgets** (this project's extension, not the
+  paper's). ``accumulator_decay=beta < 1`` updates
+  :math:`S_i \leftarrow \beta S_i + |g_i|^p` where the weight passes the mask
+  (a masked weight's ``S`` stays), so ``S`` tracks about the last
+  :math:`1 / (1 - \beta)` updates and a weight's step can grow again: the
+  paper's ``S`` never forgets, which should freeze the network on a long
+  stream (loss of plasticity). ``1.0``, the default, computes exactly what it
+  computed without the knob.
+
+  **dtypes.** Complex params are supported as in ``optax.adagrad``: the mask
+  compares :math:`|g_i|^2`, ``S`` is real, the update complex. For float16
+  and bfloat16 the mask is computed in float32 (a float16 ``g**2`` would
+  underflow to 0 below about 1.7e-4 and overflow above 256); updates keep
+  the params' dtype.
+
+  All of ``learning_rate``, ``threshold``, ``power``, ``eps`` and
+  ``accumulator_decay`` may be
   injected with ``optax.inject_hyperparams(classp)`` and changed between steps
   or tasks without recompiling; the accumulator carries over. The two
   booleans are static. ``inject_hyperparams`` stores hyperparameters in the
@@ -531,10 +611,13 @@ def classp(
     relative_threshold: compare with ``threshold`` times each tensor's mean
       of ``g**2``.
     include_current_gradient: False for the paper's Equation (1).
+    accumulator_decay: :math:`\beta \in [0, 1]`; below 1, an accumulator
+      that forgets (this project's extension, not the paper's).
 
   Raises:
     ValueError: for concrete non-finite values, ``threshold < 0``,
-      ``power <= 0``, ``eps < 0`` or ``initial_accumulator_value < 0``.
+      ``power <= 0``, ``eps < 0``, ``initial_accumulator_value < 0`` or
+      ``accumulator_decay`` outside ``[0, 1]``.
 
   Returns:
     ``threshold_mask -> scale_by_generalized_adagrad -> scale_by_learning_rate``
@@ -569,6 +652,7 @@ def classp(
       threshold,
       relative_threshold,
       include_current_gradient,
+      accumulator_decay,
     ),
     optax.scale_by_learning_rate(learning_rate),
   )
@@ -637,7 +721,7 @@ def scale_by_classp_as_released(
     # The released code compares the boolean "any gradient is nonzero" with
     # the threshold, so the gate is per tensor and 1 > threshold is needed.
     gate = jnp.any(g != 0) & (1 > jnp.asarray(threshold, jnp.float32))
-    g_acc = g.astype(s.dtype)
+    g_acc = _working(g, s)
     s = jnp.where(gate, s + jnp.abs(g_acc), s)  # the `** p` is discarded
     scaled = _scale(g_acc, s + jnp.asarray(eps, s.dtype), power)
     # Where S + eps == 0 (so G == 0) the released code gives NaN; we give 0.

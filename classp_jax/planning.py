@@ -40,7 +40,13 @@ from classp_jax.data import TaskStream
 from classp_jax.experiments import DataOptions, Experiment, Sweep, experiments, get_experiment
 from classp_jax.experiments.sizing import subsampled
 from classp_jax.methods import Method, MethodSpec, build_method, resolve_method, with_hyperparameter
-from classp_jax.results import RESULTS_FILE, read_strict_json
+from classp_jax.results import (
+  RESULTS_FILE,
+  check_compatible,
+  other_settings,
+  read_results,
+  refuse_other_settings,
+)
 from classp_jax.results.naming import parse_variant, variant_name
 from classp_jax.training import Checkpointer, check_config, run_settings, settings_id
 
@@ -151,11 +157,13 @@ def plan_methods(
 
 def _parse_value(text: str) -> Any:
   """A ``--set`` value: a Python literal, or a comma-separated tuple of them (one per task)."""
-  values = [_parse_scalar(v) for v in text.split(",")]
+  values = [parse_scalar(v) for v in text.split(",")]
   return tuple(values) if len(values) > 1 else values[0]
 
 
-def _parse_scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
+  """One ``--set`` (or ``--launcher-option``) value: a Python literal, true/false, none, a
+  float (nan and inf too), or else the text itself."""
   lowered = text.strip().lower()
   if lowered in ("true", "false"):
     return lowered == "true"
@@ -259,6 +267,8 @@ class RunPlan:
     planned: every method variant asked for, in order.
     runs: the (method, seed) runs still to do.
     skipped: how many asked-for runs are already kept with these settings.
+    replace: whether the runs may replace kept runs of other settings (save them so).
+    replaced: how many runs will replace a kept run of other settings.
   """
 
   experiment: Experiment
@@ -267,14 +277,19 @@ class RunPlan:
   planned: list[MethodVariant]
   runs: list[PlannedRun]
   skipped: int
+  replace: bool = False
+  replaced: int = 0
 
 
-def _kept_settings_ids(out: Path) -> dict[tuple[str, int], str]:
-  """``(method, seed) -> settings_id`` of the runs already in ``out/results.json``."""
+def _kept_runs(out: Path, stream: TaskStream, experiment: str) -> dict[tuple[str, int], dict]:
+  """The runs already in ``out/results.json`` by ``(method, seed)``, each checked as the
+  report reads it (`classp_jax.results.read_results`): a malformed entry is found now, not
+  when the first run is saved."""
   path = out / RESULTS_FILE
+  check_compatible(out, experiment, stream.scenario, [t.name for t in stream.tasks])
   if not path.exists():
     return {}
-  return {(r["method"], r["seed"]): r.get("settings_id") for r in read_strict_json(path)["runs"]}
+  return {(r["method"], r["seed"]): r for r in read_results(path)["runs"]}
 
 
 def _sized(experiment: Experiment, quick: bool, subsample: str | None) -> Experiment:
@@ -320,6 +335,17 @@ def _variants(
   return planned
 
 
+def _checkpoint_folder(checkpoint_dir: str, run: PlannedRun, restart: bool) -> str:
+  """The run's own subfolder of ``checkpoint_dir``: emptied with ``restart``, else a
+  checkpoint of other settings in it is refused (`SettingsMismatchError`)."""
+  folder = str(Path(checkpoint_dir).absolute() / f"{run.method.name}-seed{run.seed}")
+  if restart:
+    shutil.rmtree(folder, ignore_errors=True)
+  elif Path(folder).is_dir():
+    Checkpointer(folder, run.settings).check_settings()
+  return folder
+
+
 def plan_runs(
   experiment_name: str,
   *,
@@ -332,6 +358,8 @@ def plan_runs(
   knobs: Sequence[str] | None = None,
   data: DataOptions = DataOptions(),
   out: Path | None = None,
+  skip_finished: bool = True,
+  replace: bool = False,
   checkpoint_dir: str | None = None,
   restart: bool = False,
 ) -> RunPlan:
@@ -347,11 +375,16 @@ def plan_runs(
     frontier: expand each method with a frontier along its knobs.
     knobs: with ``frontier``, sweep only these.
     data: where the datasets come from; its scenario is replaced by the experiment's.
-    out: a results folder: a run already kept there with the same settings is skipped
-      (None: none is).
+    out: the results folder the runs go to (None: none is checked). Its results must be
+      of this experiment and stream, and every run in it well-formed; a run of a planned
+      method and seed with other settings is refused (its record would be replaced).
+    skip_finished: with ``out``, skip each run kept there with these settings (else it
+      is run again, and replaces its record).
+    replace: let the runs replace runs of other settings kept in ``out``.
     checkpoint_dir: each run checkpoints in its own subfolder of it; a checkpoint of
       other settings is refused now.
-    restart: delete the planned runs' checkpoints instead.
+    restart: delete the planned runs' checkpoints instead, and start them afresh: as with
+      ``replace``, their records of other settings in ``out`` are replaced.
 
   Raises:
     ValueError: any bad name, value or combination, with a one-line message.
@@ -364,7 +397,7 @@ def plan_runs(
   for method in built:
     check_config(experiment.loop, stream, jax.device_count(), method)
   model = experiment.model(stream)
-  kept = {} if out is None else _kept_settings_ids(out)
+  kept = {} if out is None else _kept_runs(out, stream, experiment.name)
   runs = []
   for method, plan in zip(built, planned):
     variant = (
@@ -374,16 +407,28 @@ def plan_runs(
     )
     for seed in seeds:
       settings = run_settings(model, stream, method, experiment.loop, seed)
-      if kept.get((method.name, seed)) == settings_id(settings):
-        continue
-      folder = None
-      if checkpoint_dir is not None:
-        folder = str(Path(checkpoint_dir).absolute() / f"{method.name}-seed{seed}")
-        if restart:
-          shutil.rmtree(folder, ignore_errors=True)
-        elif Path(folder).is_dir():
-          Checkpointer(folder, settings).check_settings()
-      runs.append(PlannedRun(method, variant, seed, settings, folder))
+      kept_id = kept.get((method.name, seed), {}).get("settings_id")
+      if not (skip_finished and kept_id == settings_id(settings)):
+        runs.append(PlannedRun(method, variant, seed, settings, None))
+  if checkpoint_dir is not None:
+    runs = [r._replace(checkpoint_dir=_checkpoint_folder(checkpoint_dir, r, restart)) for r in runs]
+  described = [
+    dict(
+      method=r.method.name, seed=r.seed, settings=r.settings, settings_id=settings_id(r.settings)
+    )
+    for r in runs
+  ]
+  # Starting runs afresh at new settings (--restart) replaces their records too.
+  replace = replace or (restart and checkpoint_dir is not None)
+  if not replace:
+    refuse_other_settings(out / RESULTS_FILE if out else None, kept.values(), described)
   return RunPlan(
-    experiment, stream, model, planned, runs, skipped=len(planned) * len(seeds) - len(runs)
+    experiment,
+    stream,
+    model,
+    planned,
+    runs,
+    skipped=len(planned) * len(seeds) - len(runs),
+    replace=replace,
+    replaced=len(other_settings(kept.values(), described)),
   )

@@ -1,5 +1,6 @@
 """The ``classp-jax`` command: the main job, errors, and multi-process runs."""
 
+import errno
 import gc
 import json
 import os
@@ -7,8 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -40,6 +44,22 @@ def test_main_job_writes_results_and_plot(tmp_path, capsys):
   assert (tmp_path / "accuracy_over_training.png").stat().st_size > 1000
   out = capsys.readouterr().out
   assert "classp: test accuracy" in out and "forgetting" in out
+  # The summary fits a terminal, and says where the methods differ (means over seeds, as
+  # computed here from results.json), how to read it and what to try next.
+  assert max(len(line) for line in out.splitlines() if not line.startswith("wrote ")) <= 100
+  guide = " ".join(out.split("Where they differ: ", 1)[1].split("How to read:")[0].split())
+  forgetting = {
+    m: round(float(np.mean([r["forgetting"] for r in results["runs"] if r["method"] == m])), 3)
+    for m in ("classp", "sgd")
+  }
+  low, high = sorted(forgetting, key=forgetting.get)
+  if forgetting[low] < forgetting[high]:
+    expected = f"forgetting {forgetting[low]:.3f} ({low}) to {forgetting[high]:.3f} ({high})"
+  else:
+    expected = f"forgetting {forgetting[low]:.3f} for all"
+  assert guide.startswith(expected), (guide, forgetting)
+  assert "old tasks " in guide and "last task " in guide
+  assert "How to read: row i of a matrix" in out and "\nTry next: add --methods " in out
 
 
 @pytest.mark.parametrize(
@@ -78,6 +98,9 @@ def test_main_job_writes_results_and_plot(tmp_path, capsys):
     # One seed would be summarised as two, with a std of 0.
     ([*QUICK, "--methods", "sgd,sgd"], "--methods names sgd more than once"),
     ([*QUICK, "--methods", ""], "--methods is empty"),  # not silently the defaults
+    # JAX's PRNG key keeps 32 bits: 2**32 would be seed 0's run; 2**64 was a traceback.
+    ([*QUICK, "--seeds", "4294967296"], "seed 4294967296 is out of range"),
+    ([*QUICK, "--seeds", "0,18446744073709551616"], "an integer in [0, 4294967295]"),
   ],
 )
 def test_bad_options_give_one_line_errors(argv, message, capsys, tmp_path):
@@ -97,6 +120,108 @@ def test_a_read_only_results_file_is_refused_before_training(tmp_path, capsys):
   assert main([*QUICK, "--methods", "sgd", "--out", str(out)]) == 2
   assert "results.json is read-only" in capsys.readouterr().err
   assert (out / "results.json").read_text() == '{"runs": []}'
+
+
+def test_a_run_of_other_settings_is_refused_before_training_unless_replace(tmp_path, capsys):
+  out = tmp_path / "out"
+  args = [*QUICK, "--methods", "sgd", "--out", str(out), "--log", "none"]
+  assert main(args) == 0
+  kept = (out / "results.json").read_text()
+  capsys.readouterr()
+  for more in ([], ["--skip-finished"]):  # a smoke run must not wipe a long run's record
+    assert main([*args, "--set", "sgd.learning_rate=0.5", *more]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert "holds a run of sgd seed 0 with other settings" in captured.err
+    assert "method.hparams.learning_rate: kept 0.05, now 0.5" in captured.err
+    assert "--replace" in captured.err and "seed" not in captured.out  # before training
+    assert (out / "results.json").read_text() == kept
+  assert main([*args, "--set", "sgd.learning_rate=0.5", "--replace"]) == 0
+  assert "replacing 1 run(s) of other settings in" in capsys.readouterr().out
+  (run,) = json.loads((out / "results.json").read_text())["runs"]
+  assert run["settings"]["method"]["hparams"]["learning_rate"] == 0.5
+  assert sorted(p.name for p in out.iterdir()) == ["accuracy_over_training.png", "results.json"]
+
+
+def test_every_kept_run_entry_is_checked_before_training(tmp_path, capsys):
+  out = tmp_path / "out"
+  args = [*QUICK, "--methods", "sgd", "--out", str(out), "--log", "none"]
+  assert main(args) == 0
+  results = json.loads((out / "results.json").read_text())
+  no_seed = {k: v for k, v in results["runs"][0].items() if k != "seed"}
+  for runs, message in (
+    ([1, 2], "results.json: run 0 is 1, not a run entry (a dict)"),
+    ([no_seed], "results.json: run 0 (sgd, seed ?) lacks seed"),
+  ):
+    (out / "results.json").write_text(json.dumps({**results, "runs": runs}))
+    capsys.readouterr()
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.err.count("\n") == 1
+    assert "seed" not in captured.out  # refused before any training
+
+
+@pytest.mark.parametrize(
+  "code, reason", [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied")]
+)
+def test_a_results_write_failure_is_one_line_and_the_runs_are_kept_elsewhere(
+  tmp_path, capsys, monkeypatch, code, reason
+):
+  import classp_jax.results.store as store
+
+  def refused(data, path):
+    raise OSError(code, reason)
+
+  monkeypatch.setattr(store, "write_json_atomically", refused)
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the runs are kept instead
+  out = tmp_path / "out"
+  assert main([*QUICK, "--methods", "sgd", "--out", str(out), "--log", "none"]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "Traceback" not in err
+  assert f"cannot write {out / 'results.json'} ({reason}); this command's 1 finished" in err
+  kept = Path(err.rstrip().rsplit(" kept in ", 1)[1])
+  assert kept.parent == tmp_path
+  assert [(r["method"], r["seed"]) for r in json.loads(kept.read_text())["runs"]] == [("sgd", 0)]
+  assert sorted(p.name for p in out.iterdir()) == []  # no lock, no temporary file
+
+
+@pytest.mark.parametrize("where", ["orbax's save", "the free space"])
+def test_a_full_checkpoint_disk_is_one_line_naming_the_folder(tmp_path, capsys, monkeypatch, where):
+  import orbax.checkpoint as ocp
+
+  import classp_jax.training.checkpoint as checkpoint
+
+  if where == "orbax's save":
+
+    def full(*args, **kwargs):
+      raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full)
+  else:
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+  ck = tmp_path / "ck"
+  args = [*QUICK, "--methods", "sgd", "--out", str(tmp_path / "out"), "--log", "none"]
+  assert main([*args, "--checkpoint-dir", str(ck)]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "Traceback" not in err
+  assert f"cannot write the checkpoint of step 8 to {ck / 'sgd-seed0'}: No space left" in err
+  assert err.rstrip().endswith("; no run had finished")
+
+
+def test_a_full_disk_under_the_logs_is_one_line_not_a_hang(tmp_path, capsys, monkeypatch):
+  from tensorboardX import record_writer
+
+  def full(self, data):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  # tensorboardX's own writer thread died on this, and the run then waited on it forever.
+  monkeypatch.setattr(record_writer.RecordWriter, "write", full)
+  out = tmp_path / "out"
+  assert main([*QUICK, "--methods", "sgd", "--out", str(out), "--log", "csv,tensorboard"]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "Traceback" not in err
+  folder = out / "logs" / "sgd-seed0" / "tensorboard"
+  assert f"cannot write {folder}: No space left on device; no run had finished" in err
 
 
 def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys):
@@ -170,6 +295,13 @@ def test_two_processes_match_one_process(tmp_path):
     "epochs=1",
     "--set",
     "batch_size=16",
+    # No validation split or mid-task evaluations to compile: the task-end ones compare.
+    "--set",
+    "validation_fraction=0",
+    "--set",
+    "evals_per_task=0",
+    "--log",
+    "none",
   ]
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   single = subprocess.run(
@@ -394,3 +526,90 @@ def test_sigterm_keeps_the_finished_runs_as_ctrl_c_does(tmp_path, capsys):
   assert "finished run(s) are kept in" in capsys.readouterr().err
   runs = json.loads((out / "results.json").read_text())["runs"]
   assert 1 <= len(runs) < 12 and runs[0]["method"] == "sgd"
+
+
+# --- the grammar: no abbreviations, a wrong flag's command and a hint ---------------------
+
+
+@pytest.mark.parametrize(
+  "argv, hint",
+  [
+    (["run", "--epochs", "3"], "did you mean --set epochs=3?"),
+    (["run", "digits", "--batch-size=64"], "did you mean --set batch_size=64?"),
+    # An abbreviation is no option: --method is not silently --methods.
+    (["run", "digits", "--method", "sgd"], "did you mean --methods?"),
+    (["select", "runs", "--nextpoints"], "did you mean --next-points?"),
+    (["report", "runs", "--note", "notes.md"], "did you mean --notes?"),
+  ],
+)
+def test_a_wrong_flag_prints_its_commands_usage_and_a_hint(argv, hint, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    main(argv)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"usage: classp-jax {argv[0]} ")  # not the top-level usage
+  assert f"classp-jax {argv[0]}: error: unrecognized arguments: " in err
+  assert err.rstrip().endswith(hint)
+
+
+def test_no_command_takes_an_abbreviated_option(capsys):
+  for argv in (["run", "--meth", "sgd"], ["run", "--seed", "1"], ["report", "r", "--sel", "test"]):
+    with pytest.raises(SystemExit) as exit_info:
+      main(argv)
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: " in capsys.readouterr().err
+
+
+# --- select: what it selected, on what and why --------------------------------------------
+
+
+def test_select_shows_the_knob_value_score_grid_and_edge_behind_each_choice(tmp_path, capsys):
+  from test_report import frontier_point, write_results
+
+  # Validation prefers lr 0.01 (0.8 and 0.81); test ACC would have taken 0.1.
+  runs = [
+    frontier_point(lr, seed, test, validation + seed / 100)
+    for lr, test, validation in ((0.001, 0.5, 0.6), (0.01, 0.6, 0.8), (0.1, 0.9, 0.7))
+    for seed in (0, 1)
+  ]
+  runs += [
+    frontier_point(lr, 0, 0.5, validation, method="sgd")
+    for lr, validation in ((0.01, 0.5), (0.1, 0.7))
+  ]
+  assert main(["select", str(write_results(tmp_path / "frontier", runs))]) == 0
+  out, err = capsys.readouterr()
+  assert out.split() == ["classp[learning_rate=0.01]", "sgd[learning_rate=0.1]"]  # for scripts
+  lines = err.splitlines()
+  header = next(line for line in lines if line.startswith("method"))
+  assert header.split() == "method knob selected validation ACC seeds grid at an edge".split()
+  rows = {line.split()[0]: line.split() for line in lines if line.startswith(("classp ", "sgd "))}
+  assert rows["classp"] == ["classp", "learning_rate", "0.01", "0.805", "2"] + [
+    "0.001,",
+    "[0.01],",
+    "0.1",
+    "no",
+  ]
+  assert rows["sgd"] == [
+    "sgd",
+    "learning_rate",
+    "0.1",
+    "0.700",
+    "1",
+    "0.01,",
+    "[0.1]",
+    "yes,",
+    "high",
+  ]
+  assert "sgd (learning_rate): selected at the grid's high edge" in err
+  assert max(map(len, lines)) <= 100
+
+
+def test_select_on_runs_without_a_frontier_says_so_in_one_line(tmp_path, capsys):
+  from test_report import fake_run, write_results
+
+  folder = write_results(tmp_path / "plain", [fake_run("sgd", 0)])
+  assert main(["select", str(folder)]) == 0
+  out, err = capsys.readouterr()
+  assert out == "" and err.count("\n") == 1
+  assert f"no frontier runs (METHOD[KNOB=VALUE]) in {folder}: nothing to select" in err
+  assert "classp-jax run mnist_fashion --frontier" in err

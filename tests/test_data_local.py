@@ -118,7 +118,7 @@ def test_missing_files_name_what_is_expected_and_where_to_get_it(tmp_path, cache
 
 def test_unknown_names_and_sources_are_clear_errors():
   with pytest.raises(ValueError, match="known datasets: mnist, fashion_mnist") as error:
-    load_dataset("cifar10")
+    load_dataset("imagenet2012")
   assert all(name in str(error.value) for name in KNOWN_DATASETS)
   with pytest.raises(ValueError, match="unknown source"):
     load_dataset("mnist", source="web")
@@ -396,6 +396,23 @@ def test_cache_hit_returns_the_same_data_and_a_changed_source_misses(tmp_path, c
   assert again.class_names == first.class_names and again.source == "local"
   write_idx_folder(tmp_path / "data", n_train=20, seed=1)  # new files: new sizes and mtimes
   assert len(load_local("mnist", tmp_path / "data", cache_dir).train) == 20
+  assert len(cache_files(cache_dir)) == 2
+
+
+def test_a_source_changed_in_place_with_its_size_and_mtime_kept_misses_the_cache(
+  tmp_path, cache_dir
+):
+  write_idx_folder(tmp_path / "data", gz=False)
+  first = load_local("mnist", tmp_path / "data", cache_dir)
+  images = tmp_path / "data" / "train-images-idx3-ubyte"
+  before = images.stat()
+  data = bytearray(images.read_bytes())
+  data[16:] = bytes(255 - b for b in data[16:])  # every pixel changed, the header kept
+  images.write_bytes(bytes(data))
+  os.utime(images, ns=(before.st_atime_ns, before.st_mtime_ns))  # as bit rot would leave it
+  assert (images.stat().st_size, images.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+  again = load_local("mnist", tmp_path / "data", cache_dir)
+  np.testing.assert_array_equal(again.train.inputs, 255 - first.train.inputs)
   assert len(cache_files(cache_dir)) == 2
 
 

@@ -69,6 +69,22 @@ def test_failing_to_download_says_what_preparing_needs(tmp_path):
     load_dataset("mnist", data_dir=tmp_path, cache=False)
 
 
+def test_offline_the_download_fails_at_once_in_one_line_naming_the_offline_ways(tmp_path):
+  # TFDS itself retries each download for minutes before it gives up.
+  no_network = mock.patch("socket.create_connection", side_effect=OSError(101, "unreachable"))
+  manager = "tensorflow_datasets.core.download.download_manager.DownloadManager"
+  never = [
+    mock.patch(f"{manager}.{name}", side_effect=AssertionError("tried to download"))
+    for name in ("download", "download_and_extract")
+  ]
+  with no_network as connect, never[0], never[1], pytest.raises(TfdsUnavailableError) as raised:
+    load_dataset("mnist", source="tfds", data_dir=tmp_path, cache=False)
+  message = str(raised.value)
+  assert "\n" not in message and "cannot reach storage.googleapis.com: unreachable" in message
+  assert "(--data-dir)" in message and "the embedded 'digits' data" in message
+  assert connect.call_args.args[0] == ("storage.googleapis.com", 443)  # mnist's host
+
+
 @pytest.mark.parametrize(
   "train_labels, problem", [([], "train: the split is empty"), ([3, 10], "labels outside 0..9")]
 )

@@ -259,3 +259,20 @@ def test_a_frontier_point_gains_seeds_and_finished_runs_are_skipped(data_root, t
   )
   assert main([*args, "--methods", "ewc[gamma=7]"]) == 2
   assert "ewc has no frontier knob 'gamma'" in capsys.readouterr().err
+
+
+def test_the_offline_digits_frontier_sweeps_ewcs_strength_and_select_picks_on_validation(
+  tmp_path, capsys
+):
+  out = tmp_path / "frontier"
+  args = ["run", "digits", "--quick", "--no-progress", "--frontier", "--methods", "ewc"]
+  assert main([*args, "--out", str(out), "--log", "none"]) == 0
+  runs = json.loads((out / "results.json").read_text())["runs"]
+  strengths = get_experiment("digits").frontier["ewc"].knobs["strength"]
+  assert [(r["knob"], r["value"]) for r in runs] == [("strength", s) for s in strengths]
+  assert {r["settings"]["method"]["hparams"]["learning_rate"] for r in runs} == {0.01}
+  # The point selected is the one of highest validation ACC, computed here from the runs.
+  validation = {r["value"]: np.mean(r["validation_accuracy_matrix"][-1]) for r in runs}
+  capsys.readouterr()
+  assert main(["select", str(out)]) == 0
+  assert capsys.readouterr().out == f"ewc[strength={max(validation, key=validation.get):g}]\n"

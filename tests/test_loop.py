@@ -1,8 +1,11 @@
 """The continual loop: metrics, data parallelism, stopping, determinism, checkpoints."""
 
+import contextlib
 import dataclasses
 import json
+import shutil
 import time
+from pathlib import Path
 
 import chex
 import jax
@@ -26,6 +29,7 @@ from classp_jax.training import (
   split_validation,
   tree_bytes,
 )
+from classp_jax.training.metric_logs import CsvLogger
 
 
 def tiny_stream(num_tasks=2, n=64, dim=6, seed=0) -> TaskStream:
@@ -149,7 +153,7 @@ def _train_params(devices, steps=4, batch=8):
     TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh
   )
   chunk = make_train_chunk(
-    lambda p, x, r: MODEL.apply({"params": p}, x, train=True, rngs={"dropout": r}),
+    lambda p, s, x, r: (MODEL.apply({"params": p}, x, train=True, rngs={"dropout": r}), s),
     method.tx,
     method.regularizer,
     mesh,
@@ -186,9 +190,9 @@ def test_cpu_steps_keep_dots_and_convolutions_off_ynnpack():
   model, method = MLP(num_classes=2, hidden=(64,)), sgd()
   x, y = np.zeros((8, 32), np.float32), np.zeros(8, np.int32)
   params = model.init(jax.random.key(0), x, train=False)["params"]
-  apply = lambda p, x, r: model.apply({"params": p}, x, train=True)  # noqa: E731
+  apply = lambda p, s, x, r: (model.apply({"params": p}, x, train=True), s)  # noqa: E731
   # XLA's own default hands these dots to YNNPACK; our steps must not.
-  assert "__ynn_fusion" in jax.jit(apply).lower(params, x, None).compile().as_text()
+  assert "__ynn_fusion" in jax.jit(apply).lower(params, (), x, None).compile().as_text()
   state = replicate(
     TrainState(params, method.tx.init(params), method.regularizer.init(params)), mesh
   )
@@ -452,6 +456,81 @@ def test_no_sound_checkpoint_is_a_clear_error(tmp_path):
     _flip_bytes(ckpt / step)
   with pytest.raises(CheckpointError, match="no sound checkpoint .* --restart"):
     run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(ckpt), progress=False)
+
+
+def test_an_interrupted_checkpoint_deletion_leaves_only_whole_steps(tmp_path, monkeypatch):
+  config = dataclasses.replace(CONFIG, checkpoint_every=3, steps_per_call=1)
+  full = run_continual(MODEL, tiny_stream(), sgd(), config, progress=False)
+  ckpt = tmp_path / "ckpt"
+  real_rmtree = shutil.rmtree
+
+  def terminated_halfway(path, *args, **kwargs):  # SIGTERM while a dropped step is deleted
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+    if not files:
+      return real_rmtree(path, *args, **kwargs)
+    for file in files[: len(files) // 2]:
+      file.unlink()
+    raise KeyboardInterrupt
+
+  with monkeypatch.context() as patched:
+    patched.setattr(shutil, "rmtree", terminated_halfway)
+    with pytest.raises(KeyboardInterrupt):
+      run_continual(MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(ckpt), progress=False)
+  steps = sorted(p for p in ckpt.iterdir() if p.name.isdigit())
+  assert steps
+  for step in steps:  # each kept step is whole
+    for part in ("_CHECKPOINT_METADATA", "meta/metadata", "state/manifest.ocdbt"):
+      assert (step / part).is_file(), (step.name, part)
+  # An incomplete step folder, as an interrupted deletion of an earlier version left one,
+  # is skipped on resume.
+  incomplete = ckpt / "99"
+  shutil.copytree(steps[-1], incomplete)
+  files = sorted(p for p in incomplete.rglob("*") if p.is_file())
+  for file in files[: len(files) // 2]:
+    file.unlink()
+  resumed = run_continual(
+    MODEL, tiny_stream(), sgd(), config, checkpoint_dir=str(ckpt), progress=False
+  )
+  for key in ("accuracy_matrix", "history", "logs"):
+    assert resumed[key] == full[key], key
+  assert sorted(p.name for p in ckpt.iterdir() if not p.name.isdigit()) == []  # nothing left
+
+
+def test_a_resumed_runs_csv_logs_are_an_uninterrupted_runs(tmp_path):
+  config = dataclasses.replace(
+    CONFIG, checkpoint_every=3, steps_per_call=2, validation_fraction=0.25
+  )  # 12 steps a task; a test evaluation mid-task, test and validation ones at its end
+  names = [t.name for t in tiny_stream().tasks]
+  run_continual(
+    MODEL,
+    tiny_stream(),
+    sgd(),
+    config,
+    progress=False,
+    loggers=[CsvLogger(tmp_path / "full", names)],
+  )
+
+  class Killed(Exception):
+    pass
+
+  def kill_in_task_2(step):
+    if step > 12:
+      raise Killed
+
+  for on_step in (kill_in_task_2, None):  # interrupted after the first task, then resumed
+    with pytest.raises(Killed) if on_step else contextlib.nullcontext():
+      run_continual(
+        MODEL,
+        tiny_stream(),
+        sgd(),
+        config,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        progress=False,
+        on_step=on_step,
+        loggers=[CsvLogger(tmp_path / "resumed", names)],
+      )
+  for name in ("steps.csv", "evaluations.csv"):
+    assert (tmp_path / "resumed" / name).read_text() == (tmp_path / "full" / name).read_text()
 
 
 def test_a_diverging_run_is_stopped_and_recorded_as_diverged():

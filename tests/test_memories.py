@@ -92,14 +92,14 @@ def _steps_with_replay(devices, name):
   params = MODEL.init(jax.random.key(0), np.zeros((1, 6), np.float32), train=False)["params"]
   memory = m.memory.init(params, ExampleSpec((6,), np.float32, 2))
   state = replicate(TrainState(params, m.tx.init(params), m.regularizer.init(params), memory), mesh)
-  apply = lambda p, x, r: MODEL.apply({"params": p}, x, train=True)  # noqa: E731
+  apply = lambda p, s, x, r: (MODEL.apply({"params": p}, x, train=True), s)  # noqa: E731
   chunk = make_train_chunk(
     apply,
     m.tx,
     m.regularizer,
     mesh,
     memory=m.memory,
-    eval_apply_fn=lambda p, x: MODEL.apply({"params": p}, x, train=False),
+    eval_apply_fn=lambda p, s, x: MODEL.apply({"params": p}, x, train=False),
   )
   task = stream.tasks[0]
   x, y = replicate((task.train.inputs, task.train.labels), mesh)

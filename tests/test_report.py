@@ -14,7 +14,7 @@ from classp_jax.report.claims import ablation_rows, matched_plasticity_rows
 from classp_jax.report.markdown import file_in
 from classp_jax.report.plots import method_family, plot_classp_diagnostics
 from classp_jax.report.tables import (
-  cpu_hours,
+  cpu_time,
   paired_rows,
   report_header,
   report_rows,
@@ -330,12 +330,39 @@ def diverging_study():
   return results_dict(classp + ewc + si)
 
 
+def terminal_rows(table: str) -> dict[str, list[str]]:
+  """Each row of a terminal table (`fit_table`: headers and long cells wrapped, columns in
+  blocks each led by the row's name) as its name and its cells, the wrapped ones rejoined,
+  read off each block's rule line."""
+  rows: dict[str, list[str]] = {}
+  for block in table.split("\n\n"):
+    lines = block.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line) <= {"-", " "} and "-" in line)
+    spans = [m.span() for m in re.finditer(r"-+", lines[rule])]
+    names, cells = [], []
+    for line in lines[rule + 1 :]:
+      parts = [
+        line[a : b + 1].strip() if j < len(spans) - 1 else line[a:].strip()
+        for j, (a, b) in enumerate(spans)
+      ]
+      if parts[0] and not line.startswith(" "):
+        names.append(parts[0])
+        cells.append(parts)
+      else:  # a wrapped cell's next line
+        cells[-1] = [f"{c} {more}".strip() for c, more in zip(cells[-1], parts)]
+    for row in cells:
+      rows.setdefault(row[0], [row[0]]).extend(row[1:])
+  return rows
+
+
 def test_the_terminal_summary_shows_diverged_seeds_not_zero_forgetting(capsys):
   print_summary(diverging_study())
   out = capsys.readouterr().out
   assert "nan" not in out.lower()
-  lines = {line.split("  ")[0]: line for line in out.splitlines()}
-  cells = {name: re.split(r"\s{2,}", line.strip()) for name, line in lines.items()}
+  assert max(map(len, out.splitlines())) <= 100  # fits a terminal
+  metrics = out.split("held-out test metrics\n", 1)[1].split("\n\nWhere they differ")[0]
+  cells = terminal_rows(metrics)
+  lines = {name: "  ".join(row) for name, row in cells.items()}
   si = lines["si"]
   assert "diverged (2/2 seeds)" in si and "0.000" not in si
   assert "seeds 0, 1 in task 1 (mnist), steps 2, 2 into it (2, 2 of the run)" in si
@@ -573,13 +600,13 @@ def test_the_headline_table_gives_each_studys_selected_points_and_the_papers_poi
   write_report(folders, tmp_path / "report")
   report = (tmp_path / "report" / "report.md").read_text()
   assert (
-    "| method | mnist_fashion | mnist_fashion (class-incremental) |\n"
+    "| method | MNIST → Fashion | MNIST → Fashion (class) |\n"
     "| --- | --- | --- |\n"
-    "| classp at the paper's point | — | 0.250 ± 0.000 (2) |\n"
+    "| classp at the paper's point | not run | 0.250 ± 0.000 (2) |\n"
     "| sgd | 0.510 ± 0.000 (2) | 0.410 ± 0.000 (2) |"
   ) in report
   # Wall time per method: 6 frontier runs of sgd at 12 s each.
-  assert "| sgd | 6 | 0.02 | — | 12 |" in report
+  assert "| sgd | 6 | 1.2 min | — | 12 |" in report
 
 
 def test_a_selected_points_matrix_is_not_averaged_with_the_methods_own_point(tmp_path):
@@ -681,7 +708,7 @@ def test_a_frontier_tuned_on_a_subsample_and_its_points_on_all_the_data_are_two_
   written = write_report(folders, tmp_path / "report")
   report = (tmp_path / "report" / "report.md").read_text()
   assert "## mnist_fashion [--subsample 3000]\n" in report and "## mnist_fashion\n" in report
-  assert "| method | mnist_fashion [--subsample 3000] | mnist_fashion |" in report
+  assert "| method | MNIST → Fashion (3000 per task) | MNIST → Fashion |" in report
   assert "| sgd | 0.500 ± 0.000 (2) | 0.700 ± 0.000 (5) |" in report
   full_section = report.split("## mnist_fashion\n")[1]
   assert "*one point*: the method ran here at one point only, chosen on another" in full_section
@@ -719,7 +746,7 @@ def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
   report = (out / "report.md").read_text()
   # After the title and the headline (whose columns name the study and its scenario).
   headings = [line for line in report.splitlines() if line.startswith("#")][2:]
-  assert "| method | mnist_fashion (class-incremental) |" in report
+  assert "| method | MNIST → Fashion (class) |" in report
   assert headings and all("mnist_fashion (class-incremental)" in h for h in headings)
   # The tuned methods lead (with the plots); the named ones follow in their own table.
   assert [h.split(": ", 1)[1] for h in headings[1:]] == [
@@ -728,7 +755,7 @@ def test_the_scenario_heads_every_section_and_table(tmp_path, capsys):
     "the named methods at their own points",
     "paper protocol, training-split accuracy, dropout on",
   ]
-  assert "4 runs, 0.01 hours of wall time in all; CPU hours (all threads): —." in report
+  assert "4 runs, 48 s of wall time in all; CPU time (all threads): —." in report
   assert {p.name for p in written[1:]} == {
     f"mnist_fashion_class_{kind}.png"
     for kind in ("accuracy_matrices", "accuracy_over_training", "classp_diagnostics", "frontier")
@@ -886,7 +913,7 @@ def test_each_method_is_tuned_over_all_its_knobs_on_shared_seeds(tmp_path, capsy
   # The same difference heads the report; the paper's other baselines were not run here, and
   # a report knows a baseline only from its runs.
   assert (
-    "| CLASSP (tuned) minus | mnist_fashion |\n| --- | --- |\n| sgd | 0.150 ± 0.010 (3/3) |\n\n"
+    "| CLASSP (tuned) minus | MNIST → Fashion |\n| --- | --- |\n| sgd | 0.150 ± 0.010 (3/3) |\n\n"
   ) in report
   assert "The selected point of every curve" in report  # classp has two curves
   # Threshold 0 is the lowest possible threshold: the exception says why it cannot grow.
@@ -1125,7 +1152,7 @@ def test_a_curve_whose_every_point_diverged_does_not_claim_test_selection():
   assert selection_sentence(selections).startswith("best points selected on validation ACC")
 
 
-def test_time_tables_sum_wall_and_cpu_hours_and_say_which_runs_lack_cpu_time():
+def test_time_tables_sum_wall_and_cpu_time_and_say_which_runs_lack_cpu_time():
   # Three sgd points of 1,800 s wall and 3,600 s CPU (two threads busy) and one run of an
   # older results file, which recorded no CPU time; classp: one run of each.
   runs = [
@@ -1134,10 +1161,10 @@ def test_time_tables_sum_wall_and_cpu_hours_and_say_which_runs_lack_cpu_time():
   ]
   runs += [fake_run("sgd", 0, wall_time_s=3600.0), fake_run("classp", 0, cpu_time_s=720.0)]
   assert time_rows(runs) == [
-    ["classp", "1", "0.00", "0.20", "12"],
-    ["sgd", "4", "2.50", "3.00 (3 runs)", "2250"],
+    ["classp", "1", "12 s", "12 min", "12"],
+    ["sgd", "4", "2.50 h", "3.00 h (3 runs)", "2250"],
   ]
-  assert cpu_hours(runs) == "3.20 (4 runs)"
+  assert cpu_time(runs) == "3.20 h (4 runs)"
 
 
 def test_a_point_missing_seeds_of_its_curve_is_run_again_first():

@@ -7,9 +7,11 @@ What: one uncompressed `.npz` per dataset and set of load options. Text is store
 bytes plus offsets, so nothing is pickled.
 
 When it is valid: the file name is a hash of the dataset name, the load options and a
-fingerprint of the source files (their resolved path, size and modification time, in
-nanoseconds). Replacing or editing a source file changes its size or mtime, so a stale
-entry is never found; hashing the file contents instead would cost as much as a load.
+fingerprint of the source files: their resolved path, size, modification time (in
+nanoseconds) and a SHA-256 of their contents. So a stale entry is never found, even for a
+file damaged in place with its size and mtime kept (bit rot, or a copy that restored the
+mtime). Hashing reads each file once per load, at about 1.7 GB/s (30 ms for 50 MB, far
+less than decompressing and parsing it).
 
 Crash and concurrency safety: an entry is written to a temporary file with a unique name
 (`tempfile.mkstemp`) in the same folder, flushed to disk, and renamed over the final name
@@ -58,18 +60,21 @@ def default_cache_dir() -> Path:
 
 
 def fingerprint_files(paths: Iterable[Path]) -> str:
-  """A cheap fingerprint of files: their resolved paths, sizes and mtimes.
+  """A fingerprint of files: their resolved paths, sizes, mtimes and contents.
 
   Args:
       paths: the files, in any order.
 
   Returns:
-      A hex digest that changes when any file is replaced, resized or touched.
+      A hex digest that changes when any file is replaced, resized, touched or changed
+      in any byte.
   """
   digest = hashlib.sha256()
   for path in sorted(Path(p).resolve() for p in paths):
     stat = path.stat()
-    digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    with open(path, "rb") as file:
+      content = hashlib.file_digest(file, "sha256").hexdigest()
+    digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{content}\n".encode())
   return digest.hexdigest()
 
 

@@ -6,12 +6,18 @@
 | `fashion_mnist` | the four IDX files, plain or .gz | `fashion_mnist` | the 10 standard names |
 | `imdb_reviews` | the `aclImdb` tree or `aclImdb*.tar.gz` | `imdb_reviews` | ('neg', 'pos') |
 | `financial_phrasebank` | `Sentences_<agreement>.txt` | not in the catalog | negative, neutral, positive |
+| `cifar10` | `cifar-10-binary.tar.gz` or `cifar-10-python.tar.gz`, or their folders | `cifar10` | airplane, ..., truck |
+| `cifar100` | `cifar-100-binary.tar.gz` or `cifar-100-python.tar.gz`, or their folders | `cifar100` | the 100 fine classes |
+| `cifar100_coarse` | the same as `cifar100` | `cifar100` | its 20 superclasses |
+| `tiny_imagenet` | `tiny-imagenet-200/` or `tiny-imagenet-200.zip` | not in the catalog | the 200 wnids |
 | `digits` | none: bundled with scikit-learn | no | '0'..'9' |
 
 Local files are looked for in `data_dir`, then in its subfolders named after the dataset
 (see `dataset_folders`), so one root can hold them all: `ROOT/mnist-10k`, `ROOT/fashion-mnist`,
-`ROOT/imdb`, `ROOT/financial-phrasebank`. Financial PhraseBank and digits have no official
-split: a seeded stratified split holds out `test_fraction` of each class (see
+`ROOT/imdb`, `ROOT/financial-phrasebank`, `ROOT/cifar-10`, `ROOT/cifar-100` (cifar100 and
+cifar100_coarse read the same files), `ROOT/tiny-imagenet`; `classp_jax.data.cifar` and
+`classp_jax.data.tiny_imagenet` describe the forms they read. Financial PhraseBank and digits
+have no official split: a seeded stratified split holds out `test_fraction` of each class (see
 `stratified_split`).
 
 Decoded datasets from files are cached (see `classp_jax.data.cache`); digits is not, as it
@@ -29,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from classp_jax.data.aclimdb import (
   IMDB_CLASS_NAMES,
   aclimdb_source_files,
@@ -37,6 +45,17 @@ from classp_jax.data.aclimdb import (
   read_aclimdb,
 )
 from classp_jax.data.cache import cached_dataset, fingerprint_files
+from classp_jax.data.cifar import (
+  CIFAR10_CLASS_NAMES,
+  CIFAR100_CLASS_NAMES,
+  CIFAR100_COARSE_CLASS_NAMES,
+  CIFAR100_COARSE_OF_FINE,
+  CIFAR_EXPECTED,
+  check_cifar_counts,
+  cifar_location,
+  find_cifar,
+  read_cifar,
+)
 from classp_jax.data.containers import Dataset, Split
 from classp_jax.data.digits import DIGITS_CLASS_NAMES, read_digits
 from classp_jax.data.idx import find_idx_files, read_idx_splits
@@ -48,6 +67,14 @@ from classp_jax.data.phrasebank import (
 )
 from classp_jax.data.stratified import stratified_split
 from classp_jax.data.tfds_source import TfdsUnavailableError, prepare_tfds, read_tfds
+from classp_jax.data.tiny_imagenet import (
+  TINY_IMAGENET_EXPECTED,
+  check_tiny_imagenet_counts,
+  find_tiny_imagenet,
+  read_tiny_imagenet,
+  tiny_imagenet_location,
+  tiny_imagenet_wnids,
+)
 
 SOURCES = ("auto", "tfds", "local")
 FASHION_MNIST_CLASS_NAMES = (
@@ -65,6 +92,8 @@ class _LocalFiles:
   read: Callable[[list[Path], _Options], dict[str, Split]]  # raises on damaged files
   # Warns about a size other than the standard one, on every load (cached or not).
   check: Callable[[Dataset, list[Path]], None] = lambda dataset, files: None
+  # The class names, for datasets whose files name them (`_Spec.class_names` empty).
+  class_names: Callable[[list[Path]], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,12 +104,21 @@ class _Options:
 
 
 @dataclass(frozen=True)
+class _Relabel:
+  """A dataset read as another's labels, then mapped (CIFAR-100's superclasses)."""
+
+  read_class_names: tuple[str, ...]  # the classes of the labels the source gives
+  mapping: np.ndarray  # this dataset's label of each of them
+
+
+@dataclass(frozen=True)
 class _Spec:
-  class_names: tuple[str, ...]
+  class_names: tuple[str, ...]  # empty: named by the files (`_LocalFiles.class_names`)
   tfds_name: str | None
   input_key: str  # the TFDS feature of the inputs
   local: _LocalFiles | None
   options_in_key: tuple[str, ...] = ()  # the `_Options` fields that change the data
+  relabel: _Relabel | None = None
 
 
 def _idx_local(site: str) -> _LocalFiles:
@@ -140,6 +178,24 @@ def _check_phrasebank(dataset: Dataset, files: list[Path]) -> None:
   check_phrasebank_size(len(dataset.train) + len(dataset.test), files[0])
 
 
+def _cifar_local(dataset: str) -> _LocalFiles:
+  def check(loaded: Dataset, files: list[Path]) -> None:
+    splits = {"train": loaded.train, "test": loaded.test}
+    check_cifar_counts(splits, cifar_location(files, dataset))
+
+  return _LocalFiles(
+    expected=CIFAR_EXPECTED[dataset],
+    find=lambda folder, options: find_cifar(folder, dataset),
+    read=lambda files, options: read_cifar(files, dataset),
+    check=check,
+  )
+
+
+def _check_tiny_imagenet(dataset: Dataset, files: list[Path]) -> None:
+  splits = {"train": dataset.train, "test": dataset.test}
+  check_tiny_imagenet_counts(splits, dataset.class_names, tiny_imagenet_location(files))
+
+
 _SPECS: dict[str, _Spec] = {
     "mnist": _Spec(
         tuple(str(d) for d in range(10)), "mnist", "image",
@@ -167,13 +223,34 @@ _SPECS: dict[str, _Spec] = {
         ),
         options_in_key=("phrasebank_agreement", "test_fraction", "split_seed"),
     ),
+    "cifar10": _Spec(CIFAR10_CLASS_NAMES, "cifar10", "image", _cifar_local("cifar10")),
+    "cifar100": _Spec(CIFAR100_CLASS_NAMES, "cifar100", "image", _cifar_local("cifar100")),
+    "cifar100_coarse": _Spec(
+        CIFAR100_COARSE_CLASS_NAMES, "cifar100", "image", _cifar_local("cifar100"),
+        relabel=_Relabel(CIFAR100_CLASS_NAMES, CIFAR100_COARSE_OF_FINE),
+    ),
+    "tiny_imagenet": _Spec(
+        (), None, "image",
+        _LocalFiles(
+            TINY_IMAGENET_EXPECTED,
+            lambda folder, options: find_tiny_imagenet(folder),
+            lambda files, options: read_tiny_imagenet(tiny_imagenet_location(files)),
+            _check_tiny_imagenet,
+            lambda files: tiny_imagenet_wnids(tiny_imagenet_location(files)),
+        ),
+    ),
     "digits": _Spec(DIGITS_CLASS_NAMES, None, "image", None),
 }  # fmt: skip
 KNOWN_DATASETS = tuple(_SPECS)
 
 
 # Other names a dataset's folder goes by under a data root, besides its own.
-_FOLDER_ALIASES = {"imdb_reviews": ("imdb",)}
+_FOLDER_ALIASES = {
+  "imdb_reviews": ("imdb",),
+  "cifar10": ("cifar-10",),
+  "cifar100": ("cifar-100",),
+  "cifar100_coarse": ("cifar100", "cifar-100"),  # the files of cifar100
+}
 
 
 def _folder_names(name: str) -> tuple[str, ...]:
@@ -188,9 +265,11 @@ def dataset_folders(name: str, data_dir: str | os.PathLike) -> list[Path]:
   """Where a dataset's local files are looked for under `data_dir`, in order.
 
   `data_dir` itself; its subfolders named after the dataset, with '_' or '-'
-  (`fashion_mnist/`, `fashion-mnist/`; also `imdb/` for `imdb_reviews`); then, sorted, its
-  subfolders whose names extend one of those after a '-' or '_' (`mnist-10k/`). Names must
-  start with the dataset's, so `fashion-mnist/` is never taken for `mnist`.
+  (`fashion_mnist/`, `fashion-mnist/`; also `imdb/` for `imdb_reviews`, `cifar-10/` for
+  `cifar10`, `cifar-100/` for `cifar100`, and `cifar100/` or `cifar-100/` for
+  `cifar100_coarse`); then, sorted, its subfolders whose names extend one of those after a
+  '-' or '_' (`mnist-10k/`, `tiny-imagenet-200/`). Names must start with the dataset's, so
+  `fashion-mnist/` is never taken for `mnist`, nor `cifar-100/` for `cifar10`.
 
   Args:
       name: a dataset name.
@@ -277,13 +356,15 @@ def load_dataset(
   Raises:
       ValueError: an unknown name or source; or files that are damaged, truncated or
           incomplete (a failed CRC, a bad header, a label or class missing, ...), naming
-          the file. Nothing is cached then.
+          the file. Nothing is cached then. A CIFAR Python batch whose pickle names
+          anything that could run code is refused (`UnsafePickleError`, a ValueError).
       FileNotFoundError: the files are not there; the message names the files expected and
           where to get them (`TfdsUnavailableError` for TFDS).
 
   Warns:
-      DataSizeWarning: imdb_reviews or financial_phrasebank with other counts than the
-          standard distribution (a subset, or a damaged copy), on every load.
+      DataSizeWarning: imdb_reviews, financial_phrasebank, the CIFARs or tiny_imagenet
+          from local files with other counts than the standard distribution (a subset, or
+          a damaged copy), on every load.
 
   >>> digits = load_dataset("digits")
   >>> digits.train.inputs.shape, digits.train.inputs.dtype, len(digits.test), digits.num_classes
@@ -312,7 +393,11 @@ def load_dataset(
   ) -> Dataset:
     def build() -> Dataset:
       splits = read()
-      return Dataset(name, splits["train"], splits["test"], spec.class_names, origin)
+      if spec.relabel is not None:
+        mapping = spec.relabel.mapping
+        splits = {k: Split(split.inputs, mapping[split.labels]) for k, split in splits.items()}
+      class_names = spec.class_names or spec.local.class_names(files)
+      return Dataset(name, splits["train"], splits["test"], class_names, origin)
 
     if not cache:
       dataset = build()
@@ -357,7 +442,7 @@ def load_dataset(
         spec.tfds_name,
         data_dir=data_dir,
         input_key=spec.input_key,
-        class_names=spec.class_names,
+        class_names=spec.relabel.read_class_names if spec.relabel else spec.class_names,
       ),
     )
   except TfdsUnavailableError as error:

@@ -12,6 +12,8 @@ Tolias (2022), recorded as `TaskStream.scenario`:
   equals a head per task (a masked output gets no gradient and is never predicted), keeps one
   model shape for every scenario, and is how Mammoth and Avalanche run task-IL.
 
+`standard_split_stream` cuts a dataset into the field's usual split benchmark (split MNIST,
+split CIFAR-10 5 x 2, split CIFAR-100 10 x 10, split Tiny-ImageNet 10 x 20; `SPLIT_BENCHMARKS`).
 `joint_stream` makes the joint upper bound of any stream, and `subsample_stream` cuts any
 stream's tasks down to size. Text streams live in `classp_jax.data.text` (`text_stream`).
 
@@ -154,6 +156,45 @@ def split_stream(
   )
 
 
+# The field's split benchmarks: tasks and stream name per dataset. CIFAR-10, CIFAR-100 and
+# Tiny-ImageNet as Mammoth's seq-cifar10 (5 x 2), seq-cifar100 (10 x 10) and seq-tinyimg
+# (10 x 20).
+SPLIT_BENCHMARKS = {
+  "digits": (5, "split_digits"),
+  "mnist": (5, "split_mnist"),
+  "fashion_mnist": (5, "split_fashion_mnist"),
+  "cifar10": (5, "split_cifar10"),
+  "cifar100": (10, "split_cifar100"),
+  "tiny_imagenet": (10, "split_tinyimagenet"),
+}
+
+
+def standard_split_stream(
+  dataset: Dataset, scenario: str = "domain", *, class_order: Sequence[int] | None = None
+) -> TaskStream:
+  """The field's split benchmark of a dataset: `split_stream` with its tasks and name.
+
+  Args:
+      dataset: one of the datasets of `SPLIT_BENCHMARKS`, e.g. `load_dataset("cifar10")`.
+      scenario: "domain", "class" or "task" (see `split_stream`).
+      class_order: the order in which classes are dealt to tasks; default 0, 1, 2, ...
+
+  Returns:
+      The stream, e.g. "split_cifar10": 5 tasks of 2 classes.
+
+  >>> stream = standard_split_stream(load_dataset("digits"), "class")
+  >>> stream.name, len(stream), stream.num_classes, stream.tasks[4].classes
+  ('split_digits', 5, 10, (8, 9))
+  """
+  if dataset.name not in SPLIT_BENCHMARKS:
+    raise ValueError(
+      f"no standard split of {dataset.name!r} (known: {', '.join(SPLIT_BENCHMARKS)}); "
+      "use split_stream(dataset, num_tasks)"
+    )
+  num_tasks, name = SPLIT_BENCHMARKS[dataset.name]
+  return split_stream(dataset, num_tasks, scenario=scenario, class_order=class_order, name=name)
+
+
 def permuted_stream(
   dataset: Dataset,
   num_tasks: int = 10,
@@ -240,7 +281,7 @@ def digits_stream(scenario: str = "domain") -> TaskStream:
   >>> stream.num_classes, stream.scenario, stream.tasks[1].classes
   (10, 'task', (2, 3))
   """
-  return split_stream(load_dataset("digits"), 5, scenario=scenario, name="split_digits")
+  return standard_split_stream(load_dataset("digits"), scenario)
 
 
 def subsample_stream(

@@ -47,17 +47,47 @@ def prepare_tfds(tfds_name: str, *, data_dir: Path | None, download: bool) -> li
   builder = tfds.builder(tfds_name, data_dir=data_dir, try_gcs=False)
   if download:
     try:
+      if _downloads(builder) and not builder.is_prepared():
+        _check_reachable(builder)  # offline, TFDS retries each download for minutes
       builder.download_and_prepare(file_format="array_record")  # no-op once prepared
     except Exception as error:  # network, missing TensorFlow, ...: one clear message
       raise TfdsUnavailableError(
         f"could not download and prepare TFDS dataset {tfds_name!r} into "
-        f"{_where(data_dir)}: {type(error).__name__}: {error}. Preparing needs "
-        "internet access and TensorFlow (pip install tensorflow); or pass data_dir "
-        "holding the dataset already prepared in the array_record format, or the "
-        "standard files with source='local'."
+        f"{_where(data_dir)}: {type(error).__name__}: {error}. Offline, pass data_dir "
+        "(--data-dir) holding its standard files, or the dataset prepared in the "
+        "array_record format, or use the embedded 'digits' data (classp-jax run digits); "
+        "preparing needs internet access and TensorFlow (pip install tensorflow)."
       ) from error
   folder = Path(builder.data_dir)
   return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def _downloads(builder: Any) -> bool:
+  """Whether the builder's download_and_prepare is TFDS's own: a mocked TFDS
+  (``tfds.testing.mock_data``) downloads nothing."""
+  prepare = type(builder).download_and_prepare
+  return getattr(prepare, "__module__", None) == "tensorflow_datasets.core.dataset_builder"
+
+
+def _check_reachable(builder: Any, timeout_s: float = 5.0) -> None:
+  """Raises ConnectionError, in seconds, when no host the dataset downloads from answers."""
+  import socket
+  from urllib.parse import urlsplit
+
+  hosts = {
+    (url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    for url in map(urlsplit, builder.url_infos or ())
+    if url.hostname
+  }
+  failures = []
+  for host in sorted(hosts):
+    try:
+      socket.create_connection(host, timeout=timeout_s).close()
+      return
+    except OSError as error:
+      failures.append(f"{host[0]}: {error.strerror or error}")
+  if failures:
+    raise ConnectionError(f"no network: cannot reach {'; '.join(failures)}")
 
 
 def read_tfds(

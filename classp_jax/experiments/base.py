@@ -83,3 +83,55 @@ class Experiment:
   quick: Callable[["Experiment"], "Experiment"] = lambda experiment: experiment
   scenarios: tuple[str, ...] = ("domain",)
   frontier: Mapping[str, Sweep] = dataclasses.field(default_factory=dict)
+
+
+# The methods a study runs at the paper's own points (its `paper` stage).
+PAPER_METHODS = ("classp", "classp_as_released", "sgd", "adam", "adagrad", "ewc")
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """A study: an experiment tuned on its frontier, its selected points run on more seeds,
+  and the paper's points, as `classp_jax.studies.run_study` runs it.
+
+  Attributes:
+    name: what ``classp-jax study`` calls it.
+    experiment: the experiment it runs (`classp_jax.experiments.experiments`).
+    description: one line for ``classp-jax list`` and the report.
+    overrides: ``--set`` items of every stage (e.g. ``scenario=task``).
+    tuning_overrides: ``--set`` items the frontier and the selected points add
+      (cheaper evaluation, e.g. ``evals_per_task=0``); the paper stage leaves
+      them out.
+    subsample: ``TRAIN[,TEST]`` examples per task of every stage, or None.
+    tune_subsample: ``TRAIN`` examples per task the frontier alone runs on, or
+      None. Its selected points are then selected again on all the data (the
+      ``selected`` part): each selected point runs there, and a method whose
+      point diverged there, or was at its grid's edge, runs its grid
+      neighbours too; then the grids grow as a frontier's do.
+    methods: the methods it tunes; None: every method of the experiment's
+      frontier.
+    knobs: the knobs swept; None: all.
+    paper_methods: the methods run at their own points (the paper's).
+    tuning_seeds: the frontier's seeds.
+    seeds: the seeds of each selected point and the paper's points.
+    select: how points are selected (`classp_jax.results.parse_select`):
+      ``validation`` at the end of the stream, or ``first-tasks:K``.
+    growth_rounds: at most this many rounds of grid growth per part.
+    cuts: what the CPU budget cut from it, in words, for the report.
+  """
+
+  name: str
+  experiment: str
+  description: str
+  overrides: tuple[str, ...] = ()
+  tuning_overrides: tuple[str, ...] = ()
+  subsample: str | None = None
+  tune_subsample: str | None = None
+  methods: tuple[str, ...] | None = None
+  knobs: tuple[str, ...] | None = None
+  paper_methods: tuple[str, ...] = PAPER_METHODS
+  tuning_seeds: tuple[int, ...] = (0, 1, 2)
+  seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+  select: str = "validation"
+  growth_rounds: int = 8
+  cuts: str = ""

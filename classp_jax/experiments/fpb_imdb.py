@@ -39,7 +39,7 @@ a budget:
 import dataclasses
 
 from classp_jax.data import text_stream
-from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment
+from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment, Study
 from classp_jax.experiments.common import (
   METHODS,
   NARROW_HALF_DECADES,
@@ -143,5 +143,18 @@ CPU_EXPERIMENT = dataclasses.replace(
     thresholds=THRESHOLDS,
     threshold=1e-6,
     learning_rate_factors=NARROW_HALF_DECADES,
+  ),
+)
+
+STUDIES = (
+  Study(
+    "fpb_imdb_cpu",
+    "fpb_imdb_cpu",
+    "the paper's sentiment study sized for a CPU, on 5,000 IMDB training and 2,000 test examples",
+    tuning_overrides=("evals_per_task=1", "paper_eval=false"),
+    subsample="5000,2000",
+    knobs=("learning_rate", "threshold", "strength"),
+    cuts="5,000 IMDB training and 2,000 test examples; one mid-task evaluation while "
+    "tuning; DER++'s and LwF's alpha are not swept",
   ),
 )

@@ -16,7 +16,7 @@ other knob is swept where they learn: EWC, SI and MAS on SGD's
 """
 
 from classp_jax.data import permuted_stream
-from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment
+from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment, Study
 from classp_jax.experiments.common import (
   METHODS,
   NARROW_HALF_DECADES,
@@ -100,4 +100,16 @@ EXPERIMENT = Experiment(
   scenarios=("domain", "task"),
   quick=smoke_sized,
   frontier=FRONTIER,
+)
+
+STUDIES = (
+  Study(
+    "permuted_mnist",
+    "permuted_mnist",
+    "permuted MNIST, 10 tasks: every method tuned on its frontier",
+    # Evaluating all 10 tasks' test sets took a third of a run: task-end evaluations only.
+    tuning_overrides=("evals_per_task=0",),
+    cuts="3-point learning-rate grids around split_mnist's selected points (grown where "
+    "a selected point is at an edge); task-end evaluations only while tuning",
+  ),
 )

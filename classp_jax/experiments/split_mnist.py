@@ -9,7 +9,7 @@ the same points as its vision study.
 """
 
 from classp_jax.data import split_stream
-from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment
+from classp_jax.experiments.base import VALIDATION_FRACTION, Experiment, Study
 from classp_jax.experiments.common import METHODS, MLP_FRONTIER, VISION_METHODS
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.sizing import smoke_sized
@@ -36,4 +36,15 @@ EXPERIMENT = Experiment(
   scenarios=("domain", "class", "task"),
   quick=smoke_sized,
   frontier=MLP_FRONTIER,
+)
+
+# Report version 2's studies: the frontier of every method in each scenario, 3 seeds.
+STUDIES = tuple(
+  Study(
+    f"split_mnist_{scenario}",
+    "split_mnist",
+    f"split MNIST, {scenario}-incremental: every method tuned on its frontier",
+    overrides=(f"scenario={scenario}",),
+  )
+  for scenario in ("task", "domain", "class")
 )

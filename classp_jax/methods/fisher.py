@@ -22,7 +22,9 @@ resulting per-example gradients. Two engines compute it, picked automatically:
   of the VJP of the whole model, one call per row.
 
 Both assume what the per-example gradients mean: an example's logits depend
-on that example alone (no batch statistics). Examples are processed in chunks
+on that example alone (no batch statistics: a BatchNorm model in eval mode, on
+its running statistics, qualifies; `classp_jax.models.ResNet18` takes the
+general path). Examples are processed in chunks
 of ``batch_size``, so memory grows with the chunk, not with the data set. The
 last chunk is padded and its padding gets zero cotangents, so it contributes
 exactly nothing.
@@ -336,15 +338,26 @@ def _jitted(compiler_options: tuple | None) -> _Jitted:
     jax.jit,
     compiler_options=None if compiler_options is None else dict(compiler_options),
   )
+  # ``apply_fn`` is a `jax.tree_util.Partial`: its function is static (part of the
+  # tree's structure), its bound arguments (e.g. BatchNorm statistics) are traced.
   return _Jitted(
-    jit(_chunk_cotangents, static_argnames=("apply_fn", "cotangents")),
-    jit(_accumulate_row, static_argnames=("apply_fn", "elementwise"), donate_argnames="total"),
+    jit(_chunk_cotangents, static_argnames=("cotangents",)),
+    jit(_accumulate_row, static_argnames=("elementwise",), donate_argnames="total"),
     jit(
       _fast_chunk,
-      static_argnames=("apply_fn", "layers", "cotangents", "elementwise"),
+      static_argnames=("layers", "cotangents", "elementwise"),
       donate_argnames="total",
     ),
   )
+
+
+def _as_tree(apply_fn: Callable) -> jax.tree_util.Partial:
+  """``apply_fn`` as a pytree argument of jitted code: a `jax.tree_util.Partial` as it
+  is, any other callable as a `Partial` of itself with no arguments (static, compiled
+  once per callable object, as before)."""
+  if isinstance(apply_fn, jax.tree_util.Partial):
+    return apply_fn
+  return jax.tree_util.Partial(apply_fn)
 
 
 def _compiler_options() -> tuple | None:
@@ -368,7 +381,8 @@ def mean_per_example_statistic(
   """Shared engine of `fisher_diagonal` and the MAS importance.
 
   Args:
-    apply_fn: ``apply_fn(params, inputs) -> logits``.
+    apply_fn: ``apply_fn(params, inputs) -> logits``; a `jax.tree_util.Partial`'s
+      bound arguments are traced, not compiled in.
     params: the parameters.
     inputs: array of shape (N, ...).
     cotangents: ``"exact"``, ``"empirical"``, ``"sampled"`` or
@@ -401,6 +415,7 @@ def mean_per_example_statistic(
     raise ValueError(f"labels must have shape ({num_examples},), got {labels.shape}.")
   keys = jax.random.split(jax.random.key(0) if rng is None else rng, num_examples)
   batch_size = min(batch_size, num_examples)
+  apply_fn = _as_tree(apply_fn)
   layers = None if path == "general" else _find_layers(apply_fn, params, inputs[:batch_size])
   if path == "fast" and layers is None:
     raise ValueError("the fast path does not cover this apply_fn's layers.")
@@ -504,7 +519,9 @@ def fisher_diagonal(
   grows with ``batch_size`` (times the parameter count on the general path,
   times the activations and C on the fast path), independent of N. Compiled
   once per ``apply_fn`` object and chunk shape: pass the same callable each
-  time to reuse the compilation.
+  time to reuse the compilation, or a `jax.tree_util.Partial` of one function
+  whose bound arguments change (a model's BatchNorm statistics, as the
+  training engine's `ConsolidationContext.apply_fn` is): they are traced.
 
   Examples:
     >>> import jax, jax.numpy as jnp

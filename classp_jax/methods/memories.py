@@ -54,11 +54,13 @@ def _check_buffer_size(buffer_size: int) -> None:
 
 
 def _replay(state: Buffer, batch: StepBatch) -> tuple[Any, jax.Array]:
-  """An equal-sized replay batch (this device's share; valid from the second task on) and
-  the logit masks of its examples."""
+  """An equal-sized replay batch (this device's share; valid from the second task on),
+  augmented as the step's batch is, and the logit masks of its examples."""
   size = batch.labels.shape[0] * jax.lax.axis_size(batch.axis_name)
   replay = sample(state, batch.key, size, axis_name=batch.axis_name)
   replay = replay._replace(valid=replay.valid & (batch.task_index > 0))
+  if batch.augment is not None:
+    replay = replay._replace(inputs=batch.augment(replay.inputs, jax.random.fold_in(batch.key, 3)))
   return replay, batch.label_masks[replay.labels]
 
 
@@ -78,9 +80,12 @@ def _buffer_init(buffer_size: int, store_logits: bool) -> Callable[[Params, Exam
 
 
 def _observe(state: Buffer, batch: StepBatch, store_logits: bool) -> Buffer:
+  """Offers the step's batch to the buffer: its examples before augmentation (replay
+  augments them afresh, as Mammoth's buffers do) and, for DER++, the logits the model
+  gave them as it saw them."""
   return reservoir_add(
     state,
-    batch.inputs,
+    batch.inputs if batch.raw_inputs is None else batch.raw_inputs,
     batch.labels,
     batch.logits.astype(jnp.float32) if store_logits else None,
     jax.random.fold_in(batch.key, 1),
@@ -212,26 +217,31 @@ def agem(buffer_size: int = 200) -> Memory:
 
 
 class LwfState(NamedTuple):
-  """LwF's state: 1x the parameters.
+  """LwF's state: 1x the parameters (and the model's state).
 
   Attributes:
     old_params: the params at the end of the previous task (float32).
     seen: bool (C,): the head outputs the previous tasks trained.
     active: float32 (): 0 until the first task ends, then 1.
+    old_model_state: the model's non-parameter collections at the end of the
+      previous task (BatchNorm's running statistics, with which the kept model
+      runs in eval mode); empty for a stateless model.
   """
 
   old_params: Params
   seen: jax.Array
   active: jax.Array
+  old_model_state: Any = ()
 
 
 def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Memory:
   r"""Learning without Forgetting: distillation from the previous task's model.
 
-  At each task's end the model is kept. During later tasks the loss adds
+  At each task's end the model is kept: its params and its BatchNorm
+  statistics, if it has any. During later tasks the loss adds
   :math:`\alpha` times the temperature-softened cross-entropy between the
-  kept model's outputs (eval mode) and the current model's, on the current
-  inputs, over the outputs the earlier tasks trained
+  kept model's outputs (eval mode, on its own statistics) and the current
+  model's, on the current inputs, over the outputs the earlier tasks trained
   (`classp_jax.methods.losses.lwf_distillation`, scaled by :math:`T^2`).
 
   Examples:
@@ -258,10 +268,11 @@ def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Memory:
       jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params),
       jnp.zeros((spec.num_classes,), bool),
       jnp.zeros((), jnp.float32),
+      jax.tree.map(jnp.asarray, spec.model_state),
     )
 
   def loss(state, params, batch):
-    old_logits = batch.eval_apply_fn(state.old_params, batch.inputs)
+    old_logits = batch.eval_apply_fn(state.old_params, state.old_model_state, batch.inputs)
     distill = lwf_distillation(batch.logits, old_logits, temperature, state.seen)
     return state.active * alpha * distill
 
@@ -271,6 +282,7 @@ def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Memory:
       jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params),
       jnp.asarray(seen, bool),
       jnp.ones((), jnp.float32),
+      jax.tree.map(jnp.asarray, ctx.model_state),
     )
 
   return Memory(init, loss, consolidate=consolidate)

@@ -31,16 +31,19 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import optax
 
+from classp_jax.continual_backprop import continual_backprop
 from classp_jax.methods import memories as mems
 from classp_jax.methods import regularizers as regs
 from classp_jax.methods.base import NO_REGULARIZER, Memory, Regularizer
 from classp_jax.optimizer import classp, classp_as_released
+from classp_jax.plasticity import shrink_perturb, upgd
 from classp_jax.results.schema import (
   CLASSP_FAMILY,
   DISTILLATION_FAMILY,
   LOWER_BOUND,
   OPTIMIZERS_FAMILY,
   PAPER_BASELINE,
+  PLASTICITY_FAMILY,
   REFERENCE,
   REGULARIZERS_FAMILY,
   REPLAY_FAMILY,
@@ -57,10 +60,14 @@ class Component:
     factory: builds it from keyword hyperparameters; its signature's defaults
       are the defaults.
     info: what it is (`MethodInfo`).
+    activations: the optimizer's ``update`` takes the step's hidden activations
+      (``activations=``, see `classp_jax.continual_backprop`), which the engine then
+      passes.
   """
 
   factory: Callable[..., Any]
   info: MethodInfo
+  activations: bool = False
 
 
 _CLASSP = "Ludwig, CLASSP, 2024, https://arxiv.org/abs/2405.09637"
@@ -89,6 +96,31 @@ OPTIMIZERS: Mapping[str, Component] = {
     functools.partial(optax.adagrad, learning_rate=0.1),
     MethodInfo(OPTIMIZERS_FAMILY, "Duchi, Hazan and Singer, JMLR 2011", (PAPER_BASELINE,)),
   ),
+  # Gated SGD: the learning rate of `sgd` above; the paper's utility_decay and sigma.
+  "upgd": Component(
+    functools.partial(upgd, learning_rate=0.1),
+    MethodInfo(
+      PLASTICITY_FAMILY, "Elsayed and Mahmood, ICLR 2024, https://arxiv.org/abs/2404.00781"
+    ),
+  ),
+  # SGD with shrink and perturb every step; at task boundaries: shrink_perturb_tasks below.
+  "shrink_perturb": Component(
+    functools.partial(shrink_perturb, learning_rate=0.1),
+    MethodInfo(
+      PLASTICITY_FAMILY,
+      "Ash and Adams, NeurIPS 2020, https://arxiv.org/abs/1910.08475; every step, as in "
+      "Dohare et al., Nature 2024",
+    ),
+  ),
+  # SGD, then reinitialising mature units of low utility: needs the activations.
+  "cbp": Component(
+    functools.partial(continual_backprop, learning_rate=0.1),
+    MethodInfo(
+      PLASTICITY_FAMILY,
+      "Dohare et al., Nature 2024, https://www.nature.com/articles/s41586-024-07711-7",
+    ),
+    activations=True,
+  ),
 }
 
 REGULARIZERS: Mapping[str, Component] = {
@@ -116,6 +148,20 @@ REGULARIZERS: Mapping[str, Component] = {
   ),
   "l2": Component(
     regs.l2, MethodInfo(REGULARIZERS_FAMILY, "an L2 penalty towards the previous tasks' params")
+  ),
+  "l2_init": Component(
+    regs.l2_init,
+    MethodInfo(
+      PLASTICITY_FAMILY,
+      "Kumar, Marklund and Van Roy, CoLLAs 2024, https://arxiv.org/abs/2308.11958",
+    ),
+  ),
+  "shrink_perturb_tasks": Component(
+    regs.shrink_perturb_tasks,
+    MethodInfo(
+      PLASTICITY_FAMILY,
+      "Ash and Adams, NeurIPS 2020, https://arxiv.org/abs/1910.08475; at task boundaries",
+    ),
   ),
 }
 
@@ -179,6 +225,9 @@ class MethodSpec:
       in the studies); None: from its components (`method_info`). Not a
       setting: it never changes what a run computes, so run settings leave
       it out.
+    dropout: the model's dropout rate for this method (Stable SGD's), set on a
+      model with a ``dropout`` field (`classp_jax.models.MLP`); None: the
+      experiment's model as it is.
   """
 
   optimizer: str
@@ -191,6 +240,7 @@ class MethodSpec:
   joint: bool = False
   reset_optimizer_state: bool = False
   info: MethodInfo | None = dataclasses.field(default=None, compare=False)
+  dropout: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +255,7 @@ class Method:
     regularizer: the regularizer (one that does nothing for plain optimizers).
     spec: what it was built from.
     memory: the replay or distillation memory, or None.
+    activations: the optimizer takes the step's hidden activations (`Component`).
   """
 
   name: str
@@ -213,6 +264,7 @@ class Method:
   regularizer: Regularizer
   spec: MethodSpec
   memory: Memory | None = None
+  activations: bool = False
 
   @property
   def info(self) -> MethodInfo:
@@ -306,11 +358,15 @@ def resolve_method(name: str, specs: Mapping[str, MethodSpec]) -> MethodSpec:
     return MethodSpec(name)
   if name in ALIASES:
     return dataclasses.replace(sgd, joint=name == "joint", info=ALIASES[name])
+  if name in PRESETS:
+    return PRESETS[name]()
   if name in regularizers():
     return dataclasses.replace(sgd, regularizer=name, info=None)
   if name in memories():
     return dataclasses.replace(sgd, memory=name, info=None)
-  known = sorted(set(specs) | set(OPTIMIZERS) | set(REGULARIZERS) | set(MEMORIES) | set(ALIASES))
+  known = sorted(
+    set(specs) | set(OPTIMIZERS) | set(REGULARIZERS) | set(MEMORIES) | set(ALIASES) | set(PRESETS)
+  )
   raise ValueError(
     f"unknown method {name!r}; known: {', '.join(known)}, or "
     "OPTIMIZER+REGULARIZER, OPTIMIZER+MEMORY, OPTIMIZER+joint"
@@ -328,6 +384,10 @@ def with_hyperparameter(method_name: str, spec: MethodSpec, name: str, value: An
     if not isinstance(value, bool):
       raise ValueError(f"{method_name}: reset_optimizer_state must be true or false, got {value!r}")
     return dataclasses.replace(spec, reset_optimizer_state=value)
+  if name == "dropout":
+    if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 1):
+      raise ValueError(f"{method_name}: dropout must be a rate in [0, 1) or none, got {value!r}")
+    return dataclasses.replace(spec, dropout=value)
   reg_params = (
     inspect.signature(regularizers()[spec.regularizer]).parameters if spec.regularizer else {}
   )
@@ -418,7 +478,13 @@ def build_method(name: str, spec: MethodSpec, num_tasks: int) -> Method:
   )
   memory = _build_component(name, "memory", memories(), spec.memory, spec.memory_hparams)
   return Method(
-    name, tx, tuple({k: h[k] for k in varying} for h in per_task_values), regularizer, spec, memory
+    name,
+    tx,
+    tuple({k: h[k] for k in varying} for h in per_task_values),
+    regularizer,
+    spec,
+    memory,
+    OPTIMIZERS[spec.optimizer].activations,
   )
 
 
@@ -444,3 +510,58 @@ def set_hyperparams(opt_state: Any, values: Mapping[str, Any], put: Callable[[An
     )
   new = {k: put(np.asarray(v, dtype=opt_state.hyperparams[k].dtype)) for k, v in values.items()}
   return opt_state._replace(hyperparams={**opt_state.hyperparams, **new})
+
+
+STABLE_SGD_INFO = MethodInfo(
+  PLASTICITY_FAMILY, "Mirzadeh et al., NeurIPS 2020, https://arxiv.org/abs/2006.06958"
+)
+
+
+def stable_sgd(
+  learning_rate: float = 0.1,
+  decay: float = 0.8,
+  dropout: float = 0.25,
+  min_learning_rate: float = 5e-5,
+) -> MethodSpec:
+  r"""Stable SGD (Mirzadeh et al. 2020): a named preset of SGD's per-task learning rate and
+  the model's dropout.
+
+  Task :math:`t` (from 0) trains with
+
+  .. math::
+
+    \alpha_t = \max(\alpha_0 \gamma^t, \alpha_{\min}),
+
+  as the authors' code decays it (``lr * gamma ** task`` floored at 5e-5), and the
+  model's dropout at ``dropout`` (their permuted MNIST: :math:`\alpha_0 = 0.1`,
+  :math:`\gamma = 0.8`, dropout 0.25, batch size 10). The learning rates are a
+  per-task tuple (`per_task`: its last value, the floor, repeats), so the optimizer
+  state carries over and nothing recompiles.
+
+  Args:
+    learning_rate: :math:`\alpha_0`.
+    decay: :math:`\gamma \in (0, 1]`.
+    dropout: the model's dropout rate (`MethodSpec.dropout`).
+    min_learning_rate: :math:`\alpha_{\min}`.
+
+  Returns:
+    The `MethodSpec` (SGD), with `STABLE_SGD_INFO`.
+
+  Examples:
+    >>> spec = stable_sgd(0.1, decay=0.5, min_learning_rate=0.02)
+    >>> spec.hparams["learning_rate"], spec.dropout
+    ((0.1, 0.05, 0.025, 0.02), 0.25)
+  """
+  if not 0 < decay <= 1:
+    raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+  rates = [float(learning_rate)]
+  while decay < 1 and learning_rate * decay ** len(rates) > min_learning_rate:
+    rates.append(float(f"{learning_rate * decay ** len(rates):.6g}"))
+  if decay < 1 and rates[-1] > min_learning_rate:
+    rates.append(float(min_learning_rate))
+  value = tuple(rates) if len(rates) > 1 else rates[0]
+  return MethodSpec("sgd", {"learning_rate": value}, dropout=dropout, info=STABLE_SGD_INFO)
+
+
+# Named presets of existing knobs, by name: `resolve_method` gives their defaults.
+PRESETS: Mapping[str, Callable[[], MethodSpec]] = {"stable_sgd": stable_sgd}

@@ -1,4 +1,6 @@
-"""Quadratic-penalty continual-learning baselines: EWC, SI, MAS and L2.
+"""Quadratic-penalty continual-learning baselines: EWC, SI, MAS and L2; and two plasticity
+methods: L2 Init (a penalty towards the initial weights) and shrink and perturb at task
+boundaries.
 
 Each factory returns a `classp_jax.methods.base.Regularizer`. States are
 NamedTuples of float32 pytrees shaped like the parameters (plus scalars), with
@@ -14,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from classp_jax.methods.base import ConsolidationContext, Regularizer, keep_state
+from classp_jax.methods.base import NO_REGULARIZER, ConsolidationContext, Regularizer, keep_state
 from classp_jax.methods.fisher import FISHER_KINDS, fisher_diagonal, mean_per_example_statistic
 
 Params = Any
@@ -404,3 +406,101 @@ def l2(strength: float = 1.0) -> Regularizer:
     return AnchoredState(jnp.ones_like(state.importance), _f32(params))
 
   return Regularizer(init, penalty, keep_state, consolidate)
+
+
+def l2_init(strength: float = 0.01) -> Regularizer:
+  r"""L2 Init: a penalty towards the initial parameters (regenerative regularization).
+
+  .. math::
+
+    \text{penalty} = \lambda \lVert \theta - \theta_0 \rVert_2^2,
+
+  with :math:`\theta_0` the parameters at initialisation (what ``init`` is given), for the
+  whole stream. Unlike weight decay towards 0 it keeps the weights near a trainable
+  point, which keeps a network plastic on a long stream; unlike `l2` it never moves its
+  anchor. No 1/2, as in the paper.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> reg = l2_init(0.5)
+    >>> state = reg.init({"w": jnp.ones(2)})
+    >>> float(reg.penalty(state, {"w": jnp.array([3.0, 1.0])}))  # 0.5 * (2 ** 2 + 0)
+    2.0
+    >>> print(jax.grad(lambda p: reg.penalty(state, p))({"w": jnp.array([3.0, 1.0])})["w"])
+    [2. 0.]
+
+  Args:
+    strength: :math:`\lambda \ge 0`; the default is a starting point, not a tuned value.
+
+  Returns:
+    A `Regularizer` with `AnchoredState` (scalar importance 1; 1x the parameters).
+
+  References:
+    Kumar, Marklund and Van Roy, Maintaining Plasticity in Continual Learning via
+    Regenerative Regularization, CoLLAs 2024, https://arxiv.org/abs/2308.11958.
+  """
+
+  def init(params):
+    return AnchoredState(jnp.ones((), jnp.float32), _f32(params))
+
+  def penalty(state, params):
+    ones = jax.tree.map(lambda _: state.importance, state.anchor)
+    return strength * _weighted_sq_dist(ones, params, state.anchor)
+
+  return Regularizer(init, penalty, keep_state, keep_state)
+
+
+@jax.jit
+def _shrink_and_perturb(params, rng, shrink, sigma):
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(rng, max(len(leaves), 1))
+  out = [
+    (shrink * p + sigma * jax.random.normal(k, p.shape, jnp.float32)).astype(p.dtype)
+    for p, k in zip(leaves, keys)
+  ]
+  return treedef.unflatten(out)
+
+
+def shrink_perturb_tasks(shrink: float = 0.5, sigma: float = 0.01) -> Regularizer:
+  r"""Shrink and perturb at task boundaries (Ash and Adams 2020): no penalty, and at the end
+  of each task but the last
+
+  .. math::
+
+    \theta \leftarrow \lambda \theta + \sigma \xi, \qquad \xi \sim \mathcal{N}(0, 1),
+
+  the params the next task starts from (`Regularizer.boundary_params`; the optimizer
+  state carries over). The noise is drawn from the consolidation's key: leaf ``i`` of
+  ``jax.tree.leaves(params)`` from ``jax.random.split(ctx.rng, n_leaves)[i]``, in
+  float32. For the per-step form see `classp_jax.plasticity.shrink_perturb`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> from classp_jax.methods.base import ConsolidationContext
+    >>> reg = shrink_perturb_tasks(shrink=0.5, sigma=0.0)
+    >>> ctx = ConsolidationContext(None, None, None, jax.random.key(0))
+    >>> print(np.asarray(reg.boundary_params((), {"w": jnp.array([2.0, -1.0])}, ctx)["w"]))
+    [ 1.  -0.5]
+
+  Args:
+    shrink: :math:`\lambda \in [0, 1]` (Ash and Adams: 0.3 to 0.6 on CIFAR).
+    sigma: the noise's standard deviation, ``>= 0`` (theirs: 1e-4 to 0.01, as a scale
+      of a fresh initialisation; here a plain Gaussian).
+
+  Returns:
+    A `Regularizer` with an empty state and ``boundary_params``.
+
+  References:
+    Ash and Adams, On Warm-Starting Neural Network Training, NeurIPS 2020,
+    https://arxiv.org/abs/1910.08475.
+  """
+  if not 0 <= shrink <= 1:
+    raise ValueError(f"shrink must be in [0, 1], got {shrink!r}.")
+  if sigma < 0:
+    raise ValueError(f"sigma must be >= 0, got {sigma!r}.")
+
+  def boundary_params(state, params, ctx):
+    del state
+    return _shrink_and_perturb(params, ctx.rng, jnp.float32(shrink), jnp.float32(sigma))
+
+  return NO_REGULARIZER._replace(boundary_params=boundary_params)

@@ -16,10 +16,12 @@ import numpy as np
 
 from classp_jax.report.tables import (
   MISSING,
+  NOT_RUN,
   mean_std,
   paired_cells,
   paired_differences,
   reference_method,
+  study_name,
 )
 from classp_jax.results import (
   PAPER_BASELINE,
@@ -204,14 +206,18 @@ def headline_rows(
     selections: each one's `select_points`.
 
   Returns:
-    The header (``method`` and one column per study with frontier runs) and the rows: the
-    paper's points first, then the methods in `method_order`.
+    The header (``method`` and one column per study with frontier runs, named by
+    `study_name`) and the rows: the methods in `method_order` (CLASSP's family first), a
+    paper's point right after its tuned method; ``not run`` where a study did not run
+    the method.
   """
-  columns, cells, papers, infos = [], defaultdict(dict), [], {}
+  columns, cells, papers, infos = [], defaultdict(dict), {}, {}
   for results, study in zip(experiments, selections):
     if not study:
       continue
-    column = experiment_label(results)
+    column = study_name(results)
+    if column in columns:  # two studies that read alike: the full label tells them apart
+      column = experiment_label(results)
     columns.append(column)
     for s in best_per_method(study):
       cells[s.method][column] = _selected_cell(s)
@@ -221,10 +227,10 @@ def headline_rows(
     own = [r for r in named if r["method"] == reference]
     if own:
       paper = f"{reference} at the paper's point"
-      papers += [] if paper in papers else [paper]
+      papers[paper] = (*method_order(reference, method_info(own[0])), 1)
       cells[paper][column] = diverged_note(own) or _fixed_point_cell(own)
-  order = sorted((m for m in cells if m not in papers), key=lambda m: method_order(m, infos[m]))
-  rows = [[m, *(cells[m].get(c, MISSING) for c in columns)] for m in papers + order]
+  order = sorted(cells, key=lambda m: papers[m] if m in papers else (*method_order(m, infos[m]), 0))
+  rows = [[m, *(cells[m].get(c, NOT_RUN) for c in columns)] for m in order]
   return ["method", *columns], rows
 
 
@@ -248,7 +254,8 @@ def claim_rows(
   selected point), paired by seed, study by study: the evidence for the paper's accuracy
   claim.
 
-  A cell is ``mean ± std (wins/seeds)``; ``—`` where either method has no selected point.
+  A cell is ``mean ± std (wins/seeds)``; ``not run`` where either method has no selected
+  point. Columns as in `headline_rows`.
   """
   baselines = paper_baselines(experiments)
   columns, rows = [], {b: [b] for b in baselines}
@@ -257,12 +264,13 @@ def claim_rows(
     reference = reference_method(r for runs in tuned.values() for r in runs)
     if reference is None:
       continue
-    columns.append(experiment_label(results))
+    column = study_name(results)
+    columns.append(experiment_label(results) if column in columns else column)
     for baseline in baselines:
       differences, _ = paired_differences(tuned[reference], tuned.get(baseline, []))
       rows[baseline].append(
         f"{mean_std(differences)} ({sum(d > 0 for d in differences)}/{len(differences)})"
         if differences
-        else MISSING
+        else NOT_RUN
       )
   return ["CLASSP (tuned) minus", *columns], list(rows.values()) if columns else []

@@ -1,18 +1,20 @@
 """The stability-plasticity frontier plot: final old-task against last-task accuracy.
 
-One panel per method family (`classp_jax.report.plots.method_family`); each
-frontier curve (a method and knob) is a line through its points in grid order.
+Panels by method family (`classp_jax.report.plots.method_family`), at most
+`CURVES_PER_PANEL` curves each (a crowded family takes several); each frontier
+curve (a method and knob) is a line through its points in grid order.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from classp_jax.report.plots import method_family, pyplot, save
+from classp_jax.report.plots import COLOURS, method_family, pyplot, save
 from classp_jax.report.tables import old_and_new_accuracy
 from classp_jax.results import (
   FAMILIES,
@@ -25,6 +27,11 @@ from classp_jax.results import (
   select_points,
   shown_value,
 )
+
+# Curves in one panel: a family with more takes several panels (small multiples).
+CURVES_PER_PANEL = 4
+# Panels in a row of the figure.
+PANELS_PER_ROW = 4
 
 
 class _Point(NamedTuple):
@@ -90,7 +97,6 @@ def _place_labels(fig, ax, candidates, occupied) -> None:
         textcoords="offset points",
         ha=ha,
         va=va,
-        fontsize=7,
         color=colour,
       )
       box = label.get_window_extent(renderer).expanded(1.05, 1.1)
@@ -103,17 +109,41 @@ def _place_labels(fig, ax, candidates, occupied) -> None:
       label.remove()
 
 
+def _panels(
+  selections: list[Selection], singles: dict[str, list]
+) -> list[tuple[str, list[Selection], list]]:
+  """``(title, curves, methods at their own points)`` of each panel, in `FAMILIES` order: a
+  family's curves split evenly into panels of at most `CURVES_PER_PANEL`, its methods at
+  their own points in its first panel."""
+  curves: dict[str, list] = defaultdict(list)
+  for s in selections:
+    curves[method_family(s.points[0].runs[0])].append(s)
+  panels = []
+  for family in FAMILIES:
+    mine, own = curves.get(family, []), singles.get(family, [])
+    if not mine and not own:
+      continue
+    count = max(1, -(-len(mine) // CURVES_PER_PANEL))
+    size = -(-len(mine) // count)
+    for i in range(count):
+      title = family if count == 1 else f"{family} ({i + 1} of {count})"
+      panels.append((title, mine[i * size : (i + 1) * size], own if i == 0 else []))
+  return panels
+
+
 def plot_frontier(
   results: dict[str, Any], path: Path, selections: list[Selection] | None = None
 ) -> None:
-  """Final old-task accuracy against last-task accuracy: one panel per method family.
+  """Final old-task accuracy against last-task accuracy: panels by method family
+  (`_panels`), the top right best.
 
   Each frontier curve (a method and knob) is a line through its points in
   grid order, with the std over seeds as error bars. A diverged point is not
   drawn and breaks the line; the legend names it. The selected point is a
-  star (outlined in red at a grid edge); the grey band is the Pareto front
-  over every method, the same in every panel; hollow circles are methods at
-  their own points. Values label points only where they collide with nothing.
+  star (outlined in red at a grid edge), its value in the legend; the grey band
+  is the Pareto front over every method, the same in every panel; hollow
+  circles are methods at their own points, named where the name collides with
+  nothing.
 
   Args:
     results: a results dict.
@@ -122,62 +152,42 @@ def plot_frontier(
   """
   plt = pyplot()
   selections = select_points(results["runs"]) if selections is None else selections
-  panels: dict[str, list] = defaultdict(list)
-  for s in selections:
-    panels[method_family(s.points[0].runs[0])].append(s)
   singles: dict[str, list] = defaultdict(list)
   for method, runs in runs_by_method(results["runs"]).items():
     if not is_variant(runs[0]):
       singles[method_family(runs[0])].append((method, runs))
-  families = [f for f in FAMILIES if f in panels or f in singles]
+  panels = _panels(selections, singles)
   everything = [_mean_point(p.runs) for s in selections for p in s.points]
   everything += [_mean_point(runs) for family in singles.values() for _, runs in family]
   front = pareto_front([(p.x, p.y) for p in everything if p is not None])
 
+  columns = min(PANELS_PER_ROW, len(panels))
+  rows = -(-len(panels) // columns)
   fig, axes = plt.subplots(
-    1, len(families), figsize=(4.3 * len(families), 5.2), squeeze=False, layout="constrained"
+    rows, columns, figsize=(4.6 * columns, 6.0 * rows), squeeze=False, layout="constrained"
   )
-  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for ax in axes.flat[len(panels) :]:
+    ax.axis("off")
+  axes = list(axes.flat[: len(panels)])
   candidates: dict[int, list] = defaultdict(list)
-  for index, (ax, family) in enumerate(zip(axes[0], families)):
-    # Labels of selected points and methods come first (in their order), then curves' ends.
-    shown_here, first = [], 0
-    for colour, s in zip(colours, panels[family]):
-      shown, first = _draw_curve(ax, s, colour, candidates[index], first)
-      shown_here += shown
-    shown_here += _draw_singles(ax, singles[family], candidates[index], first)
-    # Each panel spans its own points and the front, not the other panels' points.
-    _limits(
-      ax,
-      [p.x for p in shown_here] + [x for x, _ in front],
-      [p.y for p in shown_here] + [y for _, y in front],
-    )
-    if front:
-      ax.plot(
-        *zip(*front),
-        color="grey",
-        lw=6,
-        alpha=0.3,
-        solid_capstyle="round",
-        zorder=0,
-        scalex=False,
-        scaley=False,
-      )
-    ax.set_xlabel(f"final accuracy on the last task ({results['tasks'][-1]})", fontsize=8)
-    ax.set_title(family, fontsize=10)
-    ax.grid(alpha=0.25, lw=0.5)
-    ax.tick_params(labelsize=7)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(-0.02, -0.13), frameon=False)
-  _figure_legend(fig, selections)
+  for index, (ax, (title, curves, own)) in enumerate(zip(axes, panels)):
+    shown_here = []
+    for colour, s in zip(COLOURS, curves):
+      shown_here += _draw_curve(ax, s, colour)
+    shown_here += _draw_singles(ax, own, candidates[index])
+    _finish_panel(ax, title, shown_here, front)
+    ax.set_xlabel(f"last task ({results['tasks'][-1]}): final accuracy, better →")
+    if index % columns == 0:
+      ax.set_ylabel("earlier tasks: final accuracy (mean), better →")
+  _figure_legend(fig, selections, 4 if columns > 1 else 2)
   fig.suptitle(
-    f"{experiment_label(results)}: stability-plasticity frontier (mean over seeds, bars: std)",
-    fontsize=10,
+    f"{experiment_label(results)}: stability-plasticity frontier"
+    + (" " if columns > 2 else "\n")
+    + "(mean over seeds, bars: std; the top right is best)"
   )
-  axes[0][0].set_ylabel("final accuracy on the earlier tasks (mean)", fontsize=8)
   fig.canvas.draw()  # lays the figure out, so labels can be placed where they fit
   fig.set_layout_engine("none")
-  for index, ax in enumerate(axes[0]):
+  for index, ax in enumerate(axes):
     occupied = []
     for line in ax.get_lines():
       xy = line.get_xydata()
@@ -185,25 +195,36 @@ def plot_frontier(
         for point in ax.transData.transform(xy[np.isfinite(xy).all(1)]):
           occupied.append(_box(point, 10 if line.get_marker() == "*" else 4))
     _place_labels(fig, ax, candidates[index], occupied)
-  save(fig, path, dpi=90, layout=False)
+  save(fig, path, layout=False)
 
 
-def _draw_curve(
-  ax, s: Selection, colour: str, candidates: list, first: int
-) -> tuple[list[_Point], int]:
-  """Draws one frontier curve, its error bars and its selected point.
+def _finish_panel(ax, title: str, shown: list[_Point], front: list[tuple[float, float]]) -> None:
+  """A panel's limits (its own points and the front, not the other panels' points), the
+  Pareto front's band, its title, grid and legend (under it)."""
+  _limits(
+    ax, [p.x for p in shown] + [x for x, _ in front], [p.y for p in shown] + [y for _, y in front]
+  )
+  if front:
+    ax.plot(
+      *zip(*front),
+      color="grey",
+      lw=6,
+      alpha=0.3,
+      solid_capstyle="round",
+      zorder=0,
+      scalex=False,
+      scaley=False,
+    )
+  ax.set_title(title)
+  ax.grid(alpha=0.25, lw=0.5)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(loc="upper left", bbox_to_anchor=(-0.02, -0.12), frameon=False)
 
-  Args:
-    ax: the panel.
-    s: the curve.
-    colour: its colour.
-    candidates: the panel's labels (`_place_labels`); the selected point's is inserted at
-      ``first``, the ends' appended.
-    first: where the next priority label goes in ``candidates``.
 
-  Returns:
-    The points drawn, and where the next priority label goes.
-  """
+def _draw_curve(ax, s: Selection, colour: str) -> list[_Point]:
+  """Draws one frontier curve, its error bars and its selected point (a star; its value
+  is in the legend, not beside it, where labels of crowded curves collide); returns the
+  points drawn."""
   points = [_mean_point(p.runs) for p in s.points]
   x = [p.x if p else np.nan for p in points]  # NaN breaks the line at a diverged point
   y = [p.y if p else np.nan for p in points]
@@ -224,8 +245,10 @@ def _draw_curve(
     if q is None
   ]
   if broken:
-    label += f"\n  × diverged at {', '.join(broken)}"
-  ax.plot(x, y, "-o", color=colour, ms=3.5, lw=1.2, label=label)
+    label += "\n" + textwrap.fill(
+      f"× diverged at {', '.join(broken)}", 44, initial_indent="  ", subsequent_indent="    "
+    )
+  ax.plot(x, y, "-o", color=colour, ms=4, lw=1.5, label=label)
   ax.errorbar(
     [p.x for p in shown],
     [p.y for p in shown],
@@ -249,22 +272,14 @@ def _draw_curve(
       mew=1.8 if edge else 0.8,
       zorder=5,
     )
-    candidates.insert(
-      first,
-      (best.x, best.y, shown_value(s.selected.value) + (" (grid edge)" if edge else ""), colour),
-    )
-    first += 1
-  ends = [(p, q) for p, q in zip(s.points, points) if q is not None and p is not s.selected]
-  for p, q in ends[:1] + ends[-1:] if len(ends) > 1 else ends:
-    candidates.append((q.x, q.y, shown_value(p.value), colour))
-  return shown, first
+  return shown
 
 
 def _draw_singles(
-  ax, singles: list[tuple[str, list[dict[str, Any]]]], candidates: list, first: int
+  ax, singles: list[tuple[str, list[dict[str, Any]]]], candidates: list
 ) -> list[_Point]:
-  """Draws the methods at their own points as hollow circles, their labels inserted into
-  ``candidates`` from ``first`` on; returns the points drawn."""
+  """Draws the methods at their own points as hollow circles, their labels appended to
+  ``candidates`` (`_place_labels`); returns the points drawn."""
   shown = []
   for method, runs in singles:
     point = _mean_point(runs)
@@ -273,12 +288,11 @@ def _draw_singles(
       continue
     shown.append(point)
     ax.plot(point.x, point.y, "o", mfc="none", mec="black", ms=6, zorder=4)
-    candidates.insert(first, (point.x, point.y, method, "black"))
-    first += 1
+    candidates.append((point.x, point.y, method, "black"))
   return shown
 
 
-def _figure_legend(fig, selections: list[Selection]) -> None:
+def _figure_legend(fig, selections: list[Selection], columns: int) -> None:
   """The legend of the markers every panel shares, under the panels."""
   from matplotlib.lines import Line2D
 
@@ -310,7 +324,7 @@ def _figure_legend(fig, selections: list[Selection]) -> None:
       [], [], ls="none", marker="o", ms=6, mfc="none", mec="black", label="method at its own point"
     ),
   ]
-  fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7.5, frameon=False)
+  fig.legend(handles=handles, loc="outside lower center", ncol=columns, frameon=False)
 
 
 def _limits(ax, xs, ys) -> None:

@@ -24,6 +24,13 @@ from classp_jax.report.claims import (
   matched_plasticity_rows,
 )
 from classp_jax.report.frontier_plot import plot_frontier
+from classp_jax.report.plasticity import (
+  PLASTICITY_HEADER,
+  has_plasticity,
+  plasticity_caption,
+  plasticity_rows,
+  plot_plasticity,
+)
 from classp_jax.report.plots import (
   plot_accuracy_matrices,
   plot_classp_diagnostics,
@@ -36,7 +43,8 @@ from classp_jax.report.tables import (
   TIME_HEADER,
   UNMATCHED_HEADER,
   accuracy_matrix_table,
-  cpu_hours,
+  cpu_time,
+  duration,
   frontier_rows,
   markdown_table,
   matrix_heading,
@@ -184,6 +192,13 @@ def _metric_tables(
     markdown_table(report_header(runs), report_rows(runs, tasks=tasks)),
     "",
   ]
+  if has_plasticity(runs):
+    parts += [
+      f"{label}: plasticity. Mean ± std over seeds; {plasticity_caption(runs)}.",
+      "",
+      markdown_table(PLASTICITY_HEADER, plasticity_rows(runs)),
+      "",
+    ]
   reference = reference_method(runs)
   paired = paired_rows(runs, reference)
   if paired:
@@ -250,6 +265,10 @@ def _plots(
   if plot_classp_diagnostics(shown, diagnostics):
     plots.append(diagnostics)
     parts += [f"![{label}: CLASSP update fraction and capacity used]({diagnostics.name})", ""]
+  plasticity = file_in(out, f"{prefix}_plasticity.png")
+  if plot_plasticity(shown, plasticity):
+    plots.append(plasticity)
+    parts += [f"![{label}: learning accuracy and dormant units over tasks]({plasticity.name})", ""]
   return parts, plots
 
 
@@ -398,7 +417,7 @@ def experiment_report(
   )
   named = [r for r in results["runs"] if not is_variant(r)]
   tuned = tuned_runs(selections)
-  hours = sum(r.get("wall_time_s") or 0 for r in results["runs"]) / 3600
+  wall = sum(r.get("wall_time_s") or 0 for r in results["runs"])
   parts = [
     f"## {label}",
     "",
@@ -406,8 +425,8 @@ def experiment_report(
     "",
     *_settings(results),
     "",
-    f"{len(results['runs'])} runs, {hours:.2f} hours of wall time in all; CPU hours "
-    f"(all threads): {cpu_hours(results['runs'])}.",
+    f"{len(results['runs'])} runs, {duration(wall)} of wall time in all; CPU time "
+    f"(all threads): {cpu_time(results['runs'])}.",
     "",
     "<details><summary>Wall time per method</summary>",
     "",
@@ -491,7 +510,12 @@ def write_report(
     if not rows
     else "## Headline: test ACC of each method at its selected point\n\n"
     f"Mean ± std over seeds (their number in brackets); {selection_sentence(every)}. "
-    "Each study's section below has the full tables.\n\n" + markdown_table(header, rows) + "\n\n"
+    "A column is a study (its scenario in brackets); *not run*: the study did not run "
+    "the method. Each study's section below has the full tables: "
+    + "; ".join(f"*{experiment_label(results)}*" for results in experiments)
+    + ".\n\n"
+    + markdown_table(header, rows)
+    + "\n\n"
   )
   header, rows = claim_rows(experiments, selections)
   if rows:

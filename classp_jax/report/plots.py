@@ -17,10 +17,28 @@ import numpy as np
 from classp_jax.results import (
   FAMILIES,
   diverged_note,
+  experiment_label,
   finished,
   is_variant,
   method_info,
   runs_by_method,
+)
+
+# Every plot's resolution and smallest font: readable on a laptop screen and in print.
+DPI = 150
+FONT_SIZE = 10
+# tab10, with brown (next to red, hard to tell apart on thin lines) moved last.
+COLOURS = (
+  "#1f77b4",
+  "#ff7f0e",
+  "#2ca02c",
+  "#d62728",
+  "#9467bd",
+  "#17becf",
+  "#e377c2",
+  "#7f7f7f",
+  "#bcbd22",
+  "#8c564b",
 )
 
 
@@ -31,31 +49,69 @@ def method_family(run: dict[str, Any]) -> str:
 
 
 def pyplot():
-  """matplotlib's pyplot, drawing to files only."""
+  """matplotlib's pyplot, drawing to files only, with the report's fonts and colours."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib import cycler
 
+  plt.rcParams.update(
+    {
+      "font.size": FONT_SIZE,
+      "axes.titlesize": FONT_SIZE + 1,
+      "axes.labelsize": FONT_SIZE,
+      "xtick.labelsize": FONT_SIZE,
+      "ytick.labelsize": FONT_SIZE,
+      "legend.fontsize": FONT_SIZE,
+      "figure.titlesize": FONT_SIZE + 2,
+      "axes.prop_cycle": cycler(color=COLOURS),
+    }
+  )
   return plt
 
 
-def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 110) -> None:
-  """One panel per task: its test accuracy over training steps, a line per method.
+def _title(results: dict[str, Any], what: str) -> str:
+  """A figure's title: the experiment and scenario, what is drawn, and the seeds."""
+  seeds = sorted({r["seed"] for r in results["runs"] if r.get("seed") is not None})
+  shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds" if seeds else ""
+  return f"{experiment_label(results)}: {what}" + (f", {shown}" if shown else "")
+
+
+def _chance_lines(axes, runs: list[dict[str, Any]]) -> None:
+  """A dashed line per task's panel at the untrained model's accuracy on it (the runs'
+  ``baseline``, mean over runs): the accuracy of guessing, or close to it."""
+  baselines = [r["baseline"] for r in runs if r.get("baseline")]
+  if not baselines:
+    return
+  chance = np.mean(np.asarray(baselines, dtype=np.float64), axis=0)
+  for j, ax in enumerate(axes):
+    ax.axhline(chance[j], color="black", lw=1, ls=(0, (4, 3)), alpha=0.6, label="_chance")
+  axes[-1].lines[-1].set_label("untrained model's accuracy (≈ chance)")
+
+
+def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = DPI) -> None:
+  """One panel per task: its test accuracy over training steps, a line per method, and a
+  dashed line at the untrained model's accuracy (`_chance_lines`).
 
   Diverged seeds are left out; a method whose every seed diverged is named in
   the legend instead of drawn.
   """
   plt = pyplot()
   tasks = results["tasks"]
+  columns = min(len(tasks), 5)
+  rows = -(-len(tasks) // columns)
   fig, axes = plt.subplots(
-    1,
-    len(tasks),
-    figsize=(3.2 * len(tasks) + 1.8, 3),
+    rows,
+    columns,
+    figsize=(3.0 * columns + 1.8, 2.8 * rows + 0.6),
     sharey=True,
     squeeze=False,
     layout="constrained",
   )
+  for ax in axes.flat[len(tasks) :]:
+    ax.axis("off")
+  axes = [list(axes.flat[: len(tasks)])]
   for method, group in runs_by_method(results["runs"]).items():
     runs = finished(group)
     if not runs:
@@ -78,13 +134,18 @@ def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 
       if len(runs) > 1:
         std = accuracy[:, :, j].std(0, ddof=1)
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+  _chance_lines(axes[0], [r for group in runs_by_method(results["runs"]).values() for r in group])
   for j, ax in enumerate(axes[0]):
     for boundary in range(1, len(tasks)):
-      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
-    ax.set_title(f"task {j + 1}: {tasks[j]}", fontsize=9)
+      ax.axvline(boundary, color="grey", lw=0.5, ls=":")
+    ax.set_title(f"task {j + 1}: {tasks[j]}")
     ax.set_xlabel("tasks trained")
-  axes[0][0].set_ylabel("test accuracy")
-  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    ax.grid(alpha=0.25, lw=0.5)
+  for j in range(0, len(tasks), columns):
+    axes[0][j].set_ylabel("test accuracy")
+  handles, labels = axes[0][-1].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="outside right upper", frameon=False)
+  fig.suptitle(_title(results, "test accuracy on each task over training (mean ± std)"))
   save(fig, path, dpi=dpi)
 
 
@@ -106,8 +167,8 @@ def seen_tasks_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     ([0.0, 0.5, 1.0, 1.5, 2.0], [0.5, 0.7, 0.9, 0.7, 0.8])
   """
   history = run["history"]
-  y = [
-    float(np.mean(accuracy[: task + 1]))
+  y = [  # nanmean: a sampled evaluation (`eval_tasks_sample`) leaves tasks unscored (null)
+    float(np.nanmean(np.asarray(accuracy[: task + 1], dtype=np.float64)))
     for task, accuracy in zip(history["task"], history["accuracy"])
   ]
   return tasks_trained(run, history["step"], history["task"]), np.array(y)
@@ -127,7 +188,7 @@ def tasks_trained(run: dict[str, Any], steps: Iterable[int], tasks: Iterable[int
   return tasks + (steps - starts[tasks]) / np.maximum(starts[tasks + 1] - starts[tasks], 1)
 
 
-def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = 75) -> None:
+def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = DPI) -> None:
   """A panel per method family (`method_family`): each method's mean test accuracy on the
   tasks seen so far over training (`seen_tasks_curve`), mean ± std over its finished seeds.
   A method whose every seed diverged is named in its panel's legend instead of drawn."""
@@ -139,7 +200,7 @@ def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = 75)
   fig, axes = plt.subplots(
     1,
     len(families),
-    figsize=(3.4 * len(families), 3.6),
+    figsize=(3.6 * len(families), 3.8),
     sharey=True,
     squeeze=False,
     layout="constrained",
@@ -157,7 +218,7 @@ def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = 75)
       (line,) = ax.plot(
         x,
         y.mean(0),
-        lw=1.3,
+        lw=1.6,
         label=method
         if len(runs) == len(group)
         else f"{method} ({len(group) - len(runs)}/{len(group)} seeds diverged)",
@@ -171,24 +232,29 @@ def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = 75)
           alpha=0.15,
         )
     for boundary in range(1, len(results["tasks"])):
-      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
-    ax.set_title(family, fontsize=9)
+      ax.axvline(boundary, color="grey", lw=0.5, ls=":")
+    ax.set_title(family)
     ax.set_xlabel("tasks trained")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, ncol=2)
-  axes[0][0].set_ylabel("mean test accuracy, tasks seen so far")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, ncol=2)
+  axes[0][0].set_ylabel("mean test accuracy,\ntasks seen so far")
+  fig.suptitle(_title(results, "accuracy on the tasks seen so far (mean ± std)"))
   save(fig, path, dpi=dpi, layout=False)
 
 
-def save(fig, path: Path, dpi: int, layout: bool = True) -> None:
+def save(fig, path: Path, dpi: int = DPI, layout: bool = True) -> None:
   """Writes ``fig`` as a 256-colour PNG: about a third of the bytes of a true-colour one,
-  with no visible loss on plots (a report's figures are committed)."""
+  with no visible loss on plots (a report's figures are committed).
+
+  The image holds everything drawn (``bbox_inches="tight"``: no title or legend outside
+  the figure is cropped), at `DPI` at least.
+  """
   from PIL import Image
 
   if layout and not fig.get_constrained_layout():
     fig.tight_layout()
   buffer = io.BytesIO()
-  fig.savefig(buffer, dpi=dpi, format="png")
+  fig.savefig(buffer, dpi=max(dpi, DPI), format="png", bbox_inches="tight", pad_inches=0.1)
   pyplot().close(fig)
   with Image.open(buffer) as image:
     image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(
@@ -206,21 +272,24 @@ def plot_accuracy_matrices(results: dict[str, Any], path: Path) -> None:
   tasks = len(results["tasks"])
   columns = min(4, len(groups))
   rows = -(-len(groups) // columns)
-  size = 1.3 + 0.35 * tasks
+  size = 1.6 + (0.5 if tasks <= 5 else 0.3) * tasks
+  names = _short_names(results["tasks"])
   fig, axes = plt.subplots(
     rows,
     columns,
-    figsize=(size * columns + 0.8, size * rows + 0.3),
+    figsize=(size * columns + 1.6, size * rows + 1.2),
     squeeze=False,
     layout="constrained",
   )
   for ax in axes.flat[len(groups) :]:
     ax.axis("off")
   image = None
-  for ax, (method, group) in zip(axes.flat, groups.items()):
+  for index, (ax, (method, group)) in enumerate(zip(axes.flat, groups.items())):
     runs, note = finished(group), diverged_note(group)
-    ax.set_xticks(range(tasks), [str(j + 1) for j in range(tasks)], fontsize=6)
-    ax.set_yticks(range(tasks), [str(i + 1) for i in range(tasks)], fontsize=6)
+    ax.set_xticks(
+      range(tasks), names, rotation=45 if tasks > 2 else 0, ha="right" if tasks > 2 else "center"
+    )
+    ax.set_yticks(range(tasks), names if index % columns == 0 else [])
     if not runs:
       ax.imshow(np.full((tasks, tasks), np.nan), vmin=0, vmax=1, cmap="viridis")
       ax.text(
@@ -229,12 +298,12 @@ def plot_accuracy_matrices(results: dict[str, Any], path: Path) -> None:
         note.replace(" (", "\n("),
         ha="center",
         va="center",
-        fontsize=7,
         color="firebrick",
       )
-      ax.set_title(method, fontsize=8)
+      ax.set_title(method)
       continue
-    mean = np.mean([r["accuracy_matrix"] for r in runs], axis=0)
+    # float: a sampled evaluation's unscored entries (null) are NaN, drawn blank
+    mean = np.mean(np.array([r["accuracy_matrix"] for r in runs], dtype=np.float64), axis=0)
     image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis")
     if tasks <= 5:
       for (i, j), value in np.ndenumerate(mean):
@@ -244,16 +313,26 @@ def plot_accuracy_matrices(results: dict[str, Any], path: Path) -> None:
           f"{value:.2f}",
           ha="center",
           va="center",
-          fontsize=7,
           color="white" if value < 0.6 else "black",
         )
     shown = f"{method}\n{len(runs)} seeds shown, {len(group) - len(runs)} diverged"
-    ax.set_title(shown if note else method, fontsize=8, color="firebrick" if note else "black")
+    ax.set_title(shown if note else method, color="firebrick" if note else "black")
   if image is not None:
     fig.colorbar(image, ax=axes, shrink=min(0.8, 2.5 / (size * rows)), label="test accuracy")
-  fig.supxlabel("evaluated on task j", fontsize=8)
-  fig.supylabel("after training task i", fontsize=8)
-  save(fig, path, dpi=80)
+  fig.supxlabel("evaluated on task")
+  fig.supylabel("after training task")
+  fig.suptitle(_title(results, "test accuracy matrices, mean over seeds"))
+  save(fig, path)
+
+
+def _short_names(tasks: list[str]) -> list[str]:
+  """Task names for tick labels, cut to 16 characters.
+
+  Examples:
+    >>> _short_names(["mnist:0-1", "a_very_long_task_name"])
+    ['mnist:0-1', 'a_very_long_tas…']
+  """
+  return [t if len(t) <= 16 else t[:15] + "…" for t in tasks]
 
 
 def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
@@ -275,7 +354,7 @@ def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
   if not groups:
     return False
   plt = pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
   num_tasks = len(results["tasks"])
   # Seeds stopped at a target train for different numbers of steps: each is read at the
   # same points of the tasks-trained axis (`tasks_trained`) and averaged there.
@@ -286,15 +365,19 @@ def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
         np.interp(grid, tasks_trained(r, r["logs"]["step"], r["logs"]["task"]), r["logs"][name])
         for r in runs
       ]
-      ax.plot(grid, np.mean(curves, axis=0), label=method, lw=1)
+      ax.plot(grid, np.mean(curves, axis=0), label=method, lw=1.6)
   for boundary in range(1, num_tasks):
     for ax in axes:
-      ax.axvline(boundary, color="grey", lw=0.5, ls="--")
-  axes[0].set_title("fraction of weights updated in a step", fontsize=9)
-  axes[1].set_title("capacity used: fraction of weights ever updated", fontsize=9)
+      ax.axvline(boundary, color="grey", lw=0.5, ls=":")
+  axes[0].set_title("weights updated in a step")
+  axes[1].set_title("weights ever updated")
+  axes[0].set_ylabel("update fraction")
+  axes[1].set_ylabel("capacity used")
   for ax in axes:
     ax.set_xlabel("tasks trained")
     ax.set_ylim(-0.02, 1.02)
-  axes[1].legend(fontsize=7)
-  save(fig, path, dpi=80)
+    ax.grid(alpha=0.25, lw=0.5)
+  fig.legend(*axes[1].get_legend_handles_labels(), loc="outside right upper", frameon=False)
+  fig.suptitle(_title(results, "CLASSP's sparse updates, mean over seeds"))
+  save(fig, path)
   return True

@@ -28,10 +28,40 @@ from classp_jax.results import (
   method_order,
   runs_by_method,
   shown_value,
+  subsample,
   target_accuracy,
 )
 
 MISSING = "—"
+# A headline cell of a method that a study did not run (not a lost number).
+NOT_RUN = "not run"
+
+# The experiments' names as a reader says them (others: underscores as spaces).
+STUDY_NAMES = {
+  "split_mnist": "split MNIST",
+  "permuted_mnist": "permuted MNIST",
+  "mnist_fashion": "MNIST → Fashion",
+  "fpb_imdb": "FPB → IMDB",
+  "fpb_imdb_cpu": "FPB → IMDB (small)",
+}
+
+
+def study_name(results: dict[str, Any]) -> str:
+  """A short, readable name of a study for the headline's columns: the experiment, its
+  scenario and its ``--subsample``.
+
+  Examples:
+    >>> study_name({"experiment": "split_mnist", "scenario": "task"})
+    'split MNIST (task)'
+    >>> study_name({"experiment": "mnist_fashion", "scenario": "domain",
+    ...             "options": {"subsample": "3000"}})
+    'MNIST → Fashion (domain, 3000 per task)'
+  """
+  name = STUDY_NAMES.get(results["experiment"], results["experiment"].replace("_", " "))
+  details = [results["scenario"]] if results.get("scenario") else []
+  if subsample(results):
+    details.append(f"{subsample(results).replace(',', '/')} per task")
+  return name + (f" ({', '.join(details)})" if details else "")
 
 
 def mean_std(values: Iterable[float | None]) -> str:
@@ -107,9 +137,10 @@ def divergence_details(runs: list[dict[str, Any]], tasks: list[str]) -> str:
 
 
 def accuracy_matrix_table(
-  runs: list[dict[str, Any]], tasks: list[str], key="accuracy_matrix"
+  runs: list[dict[str, Any]], tasks: list[str], key="accuracy_matrix", table=format_table
 ) -> str:
-  """The mean (± std over seeds) accuracy matrix: rows = after task i, columns = task j."""
+  """The mean (± std over seeds) accuracy matrix: rows = after task i, columns = task j;
+  ``table`` lays it out (e.g. `classp_jax.report.summary.fit_table`)."""
   matrices = np.array(
     [r[key] if key == "accuracy_matrix" else r[key]["accuracy_matrix"] for r in runs]
   )
@@ -117,7 +148,7 @@ def accuracy_matrix_table(
     [f"after {tasks[i]}", *(mean_std(matrices[:, i, j]) for j in range(len(tasks)))]
     for i in range(len(tasks))
   ]
-  return format_table(["", *tasks], rows)
+  return table(["", *tasks], rows)
 
 
 def matrix_heading(method: str, runs: list[dict[str, Any]], tasks: list[str]) -> str:
@@ -498,14 +529,30 @@ FRONTIER_HEADER = [
 ]
 
 
-def cpu_hours(runs: list[dict[str, Any]]) -> str:
-  """The CPU hours of the runs that recorded them (``cpu_time_s``; older results did not),
-  with how many did when not all did."""
+def duration(seconds: float) -> str:
+  """A time span in the unit a reader expects: seconds under a minute, minutes under an
+  hour, hours above.
+
+  Examples:
+    >>> duration(48), duration(90), duration(1800), duration(9000)
+    ('48 s', '1.5 min', '30 min', '2.50 h')
+  """
+  if seconds < 60:
+    return f"{seconds:.0f} s"
+  if seconds < 3600:
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+  return f"{seconds / 3600:.2f} h"
+
+
+def cpu_time(runs: list[dict[str, Any]]) -> str:
+  """The CPU time (`duration`) of the runs that recorded it (``cpu_time_s``; older results
+  did not), with how many did when not all did."""
   recorded = [r["cpu_time_s"] for r in runs if r.get("cpu_time_s") is not None]
   if not recorded:
     return MISSING
-  hours = f"{sum(recorded) / 3600:.2f}"
-  return hours if len(recorded) == len(runs) else f"{hours} ({len(recorded)} runs)"
+  spent = duration(sum(recorded))
+  return spent if len(recorded) == len(runs) else f"{spent} ({len(recorded)} runs)"
 
 
 def time_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
@@ -520,9 +567,9 @@ def time_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
   ):
     wall = [r.get("wall_time_s") or 0.0 for r in group]
     rows.append(
-      [method, str(len(group)), f"{sum(wall) / 3600:.2f}", cpu_hours(group), f"{np.mean(wall):.0f}"]
+      [method, str(len(group)), duration(sum(wall)), cpu_time(group), f"{np.mean(wall):.0f}"]
     )
   return rows
 
 
-TIME_HEADER = ["method", "runs", "wall hours in all", "CPU hours in all", "seconds per run"]
+TIME_HEADER = ["method", "runs", "wall time in all", "CPU time in all", "seconds per run"]

@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from classp_jax.results.records import read_part, record_folders
 from classp_jax.results.schema import REQUIRED_RUN_KEYS, REQUIRED_TOP_LEVEL_KEYS
 from classp_jax.results.store import RESULTS_FILE, read_strict_json
 
@@ -91,18 +92,21 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
       needs (`REQUIRED_TOP_LEVEL_KEYS`, `REQUIRED_RUN_KEYS`).
   """
   path = _results_path(path)
-  results = read_strict_json(path)
+  return check_results(read_strict_json(path), path)
+
+
+def check_results(results: Any, path: Path) -> dict[str, Any]:
+  """``results`` read from ``path``, checked as `read_results` says; ValueError names it."""
   if not isinstance(results, dict):
     raise ValueError(f"{path}: not a results dict")
   missing = [k for k in REQUIRED_TOP_LEVEL_KEYS if k not in results]
   if missing:
     raise ValueError(f"{path}: lacks {', '.join(missing)}")
-  if not (
-    isinstance(results["tasks"], list)
-    and isinstance(results["runs"], list)
-    and all(isinstance(run, dict) for run in results["runs"])
-  ):
+  if not (isinstance(results["tasks"], list) and isinstance(results["runs"], list)):
     raise ValueError(f"{path}: tasks and runs must be lists, and each run a dict")
+  for i, run in enumerate(results["runs"]):
+    if not isinstance(run, dict):
+      raise ValueError(f"{path}: run {i} is {_shown(run)}, not a run entry (a dict)")
   for key in ("experiment", "scenario"):
     # Report file names are built from them: a name with a path in it is refused here.
     value = results.get(key)
@@ -115,6 +119,11 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
       f"{path}: run {i} ({run.get('method', '?')}, seed {run.get('seed', '?')})",
     )
   return results
+
+
+def _shown(value: Any) -> str:
+  text = repr(value)
+  return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_run(run: dict[str, Any], tasks: int, what: str) -> None:
@@ -140,9 +149,35 @@ def _check_run(run: dict[str, Any], tasks: int, what: str) -> None:
     raise ValueError(f"{what}: {', '.join(nulls)} null but the run is not marked diverged")
 
 
+def _folders_below(root: Path) -> list[Path]:
+  """The folders below ``root`` that hold a results.json or study records, sorted; hidden
+  folders (``.cache``, ``.quick``) aside."""
+  found = set(record_folders(root)) | {
+    p.parent
+    for p in root.rglob(RESULTS_FILE)
+    if not any(part.startswith(".") for part in p.parent.relative_to(root).parts)
+  }
+  if not found:
+    raise ValueError(f"{root}: holds no {RESULTS_FILE} and no study records")
+  return sorted(found)
+
+
+def _read_all(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, dict[str, Any]]]:
+  """``(path, results)`` of each run folder or results.json file; a folder with neither
+  results.json nor records of its own stands for every such folder below it (a study's
+  record tree: `classp_jax.results.records`)."""
+  for path in map(Path, paths):
+    if path.is_dir() and not (path / RESULTS_FILE).exists() and not any(path.glob("*.json.gz")):
+      yield from _read_all(_folders_below(path))
+    elif path.is_dir() and not (path / RESULTS_FILE).exists():
+      yield path, check_results(read_part(path), path)
+    else:
+      yield _results_path(path), read_results(path)
+
+
 def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-  """Results of run folders (or results.json files), one dict per experiment, scenario and
-  ``--subsample``.
+  """Results of run folders (or results.json files, or study record trees), one dict per
+  experiment, scenario and ``--subsample``.
 
   Folders of the same experiment, scenario and ``--subsample`` (e.g. its
   methods and its frontier) are merged; ``sources`` lists each folder's
@@ -158,8 +193,7 @@ def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
   """
   merged: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
   origins: dict[tuple[str, str | None, str | None], dict[str, tuple[str | None, Path]]] = {}
-  for path in map(_results_path, paths):
-    results = read_results(path)
+  for path, results in _read_all(paths):
     key = results["experiment"], results.get("scenario"), subsample(results)
     if key not in merged:
       merged[key] = {**results, "runs": [], "sources": []}

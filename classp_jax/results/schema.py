@@ -19,6 +19,8 @@ from typing import Any
 # The families a method belongs to, in the order the report shows them.
 CLASSP_FAMILY = "CLASSP"
 OPTIMIZERS_FAMILY = "optimizers"
+# Methods against the loss of plasticity on long streams (UPGD, ...): CLASSP's optimizer-level peers.
+PLASTICITY_FAMILY = "plasticity"
 REGULARIZERS_FAMILY = "regularizers"
 REPLAY_FAMILY = "replay"
 DISTILLATION_FAMILY = "distillation"
@@ -26,6 +28,7 @@ OTHER_FAMILY = "other"  # a run that records no method_info (older files)
 FAMILIES = (
   CLASSP_FAMILY,
   OPTIMIZERS_FAMILY,
+  PLASTICITY_FAMILY,
   REGULARIZERS_FAMILY,
   REPLAY_FAMILY,
   DISTILLATION_FAMILY,
@@ -130,8 +133,10 @@ class RunEntry:
     param_count: the model's parameter count.
     scenario: the stream's scenario.
     state_bytes: bytes of the optimizer, regularizer and memory state, replay
-      buffers aside.
+      buffers aside (the model's own state aside too).
     buffer_bytes: bytes of the replay buffer (0 without one).
+    model_state_bytes: bytes of the model's non-parameter state (BatchNorm's
+      running statistics), or None for a model without state.
     steps, epochs: per task, where it stopped.
     epoch_loss, epoch_accuracy: per task, the last epoch's mean training loss and
       accuracy.
@@ -151,6 +156,19 @@ class RunEntry:
     base_method, knob, value: for a frontier point, the method it varies, the
       knob and its value.
     method_info: what the method is (`MethodInfo.to_json`).
+    learning_accuracy: each task's accuracy right after training it (``per_task``, the
+      accuracy matrix's diagonal), its ``slope`` over tasks, and the means of the
+      ``first`` and ``last`` ``window`` (10) tasks (`classp_jax.metrics.
+      learning_accuracy`).
+    online_accuracy: per task, the mean accuracy on each incoming training batch before
+      its update (dropout on, as the step computes it), for runs whose every task
+      trained one pass; None otherwise.
+    dormant_units: the ReLU units' dormancy on a fixed probe batch at each task end
+      (`classp_jax.metrics.dormant_fraction`): ``per_task`` at ``tau``, ``dead`` (tau
+      0), ``layers`` (per layer at ``tau``) and ``probe_examples``; None for a model
+      that sows no activations.
+    effective_step_size: per task end, the median over weights of ``lr / (eps +
+      S)**(1/p)`` for an accumulator method (CLASSP, AdaGrad); None for the others.
 
   Non-finite values are written as null; optional keys that are None are left out.
   """
@@ -171,6 +189,7 @@ class RunEntry:
   scenario: str | None = None
   state_bytes: int = _required()
   buffer_bytes: int = 0
+  model_state_bytes: int | None = None
   steps: list[int] = _required()
   epochs: list[int] = _required()
   epoch_loss: list[float | None] = dataclasses.field(default_factory=list)
@@ -188,6 +207,10 @@ class RunEntry:
   knob: str | None = None
   value: Any = None
   method_info: dict[str, Any] | None = None
+  learning_accuracy: dict[str, Any] | None = None
+  online_accuracy: list[float] | None = None
+  dormant_units: dict[str, Any] | None = None
+  effective_step_size: list[float] | None = None
 
   def to_json(self) -> dict[str, Any]:
     """The entry as written: every field, less the optional ones that are None."""
@@ -216,6 +239,11 @@ _OMITTED_WHEN_NONE = frozenset(
     "knob",
     "value",
     "method_info",
+    "model_state_bytes",
+    "learning_accuracy",
+    "online_accuracy",
+    "dormant_units",
+    "effective_step_size",
   }
 )
 

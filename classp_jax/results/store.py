@@ -6,7 +6,11 @@
 * After every finished (method, seed) run, so a crash or Ctrl-C later keeps it.
 * Merged under a lock: runs that several ``classp-jax run`` processes (or
   earlier invocations) wrote to the same folder are kept; a new run replaces
-  only an earlier run of the same method and seed.
+  only an earlier run of the same method and seed, and only one of the same
+  settings unless told to replace (`refuse_other_settings`).
+* Never lost: when the file cannot be written (disk full, permissions, a record
+  of other settings written meanwhile), the runs go to a file in the temporary
+  folder, and `ResultsNotSaved` names it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -123,14 +127,43 @@ def _refuse_read_only(path: Path) -> None:
     raise OSError(f"{path} is read-only: make it writable, or write to another --out")
 
 
+def _is_at(lock, path: Path) -> bool:
+  """Whether the open file ``lock`` is still the file at ``path``."""
+  try:
+    here, there = os.fstat(lock.fileno()), os.stat(path)
+  except FileNotFoundError:
+    return False
+  return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 @contextlib.contextmanager
 def _locked(out: Path) -> Iterator[None]:
-  with open(out / _LOCK_FILE, "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
+  """Holds ``out/.results.lock``, which is removed again on release (nothing is left in
+  ``out``).
+
+  Removing a lock file is safe because the holder removes it while it still holds it, and
+  whoever then gets the lock checks that the file it locked is still the one at the path:
+  a writer that waited on the removed file finds it gone and locks the new one, so two
+  writers never hold two different files at once. (A writer of a version that does not
+  check could, if it ran at the same moment.)
+  """
+  path = out / _LOCK_FILE
+  while True:
+    lock = open(path, "a")
     try:
-      yield
-    finally:
-      fcntl.flock(lock, fcntl.LOCK_UN)
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      if _is_at(lock, path):
+        break
+    except BaseException:
+      lock.close()
+      raise
+    lock.close()  # the file was removed (or replaced) while we waited: lock the current one
+  try:
+    yield
+  finally:
+    with contextlib.suppress(OSError):
+      path.unlink()  # still held: a writer waiting on it retries on a new file
+    lock.close()  # releases the lock
 
 
 def _check_same_stream(
@@ -151,26 +184,115 @@ def _check_same_stream(
   return earlier
 
 
-def save_results(out: Path, results: dict[str, Any]) -> Path:
+def _shown(value: Any) -> str:
+  text = repr(value)
+  return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _settings_change(kept: dict[str, Any], new: dict[str, Any]) -> str:
+  """How two runs' settings differ, in a few words: both settings ids and the keys."""
+  ids = f"settings {kept.get('settings_id')} kept, {new.get('settings_id')} now"
+  if not kept.get("settings") or not new.get("settings"):
+    return f"{ids}; the kept run records no settings"
+  old, now = flatten_settings(kept["settings"]), flatten_settings(new["settings"])
+  keys = differing_keys(old, now)
+  shown = [
+    f"{key}: kept {_shown(old.get(key, '(unset)'))}, now {_shown(now.get(key, '(unset)'))}"
+    for key in keys[:4]
+  ]
+  return "; ".join([ids, *shown] + ([f"{len(keys) - 4} more"] if len(keys) > 4 else []))
+
+
+def other_settings(
+  kept: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+  """``(kept run, new run)`` for each run of ``new`` that has the method and seed of a run
+  of ``kept`` but another ``settings_id``: saving it would replace that record.
+
+  Each run is a dict with ``method``, ``seed``, ``settings_id`` and ``settings`` (a results
+  entry, or a planned run described so).
+  """
+  by_run = {(r["method"], r["seed"]): r for r in kept}
+  return [
+    (by_run[r["method"], r["seed"]], r)
+    for r in new
+    if (r["method"], r["seed"]) in by_run
+    and by_run[r["method"], r["seed"]].get("settings_id") != r.get("settings_id")
+  ]
+
+
+def refuse_other_settings(
+  path: Path | None, kept: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]
+) -> None:
+  """Raises ValueError, naming both settings, when a run of ``new`` would replace a run of
+  ``kept`` (read from ``path``) of other settings (`other_settings`)."""
+  clashes = other_settings(kept, new)
+  if clashes:
+    old, run = clashes[0]
+    more = f" (and {len(clashes) - 1} more run(s))" if len(clashes) > 1 else ""
+    raise ValueError(
+      f"{path} holds a run of {run['method']} seed {run['seed']} with other settings{more} "
+      f"({_settings_change(old, run)}): pass --replace to replace it, or use another --out"
+    )
+
+
+class ResultsNotSaved(OSError):
+  """results.json could not be written; the message says why and where the runs are kept."""
+
+
+def _keep_elsewhere(results: dict[str, Any]) -> Path | None:
+  """Writes ``results`` to a new file in the temporary folder (else the home folder); its
+  path, or None when neither can be written."""
+  text = json.dumps(strict_json(results), indent=1, allow_nan=False)
+  for folder in (tempfile.gettempdir(), Path.home()):
+    try:
+      fd, name = tempfile.mkstemp(dir=folder, prefix="classp-jax-results-", suffix=".json")
+      with os.fdopen(fd, "w") as f:
+        f.write(text)
+      return Path(name)
+    except OSError:
+      continue
+  return None
+
+
+def save_results(out: Path, results: dict[str, Any], *, replace: bool = False) -> Path:
   """Merges ``results`` into ``out/results.json`` under a lock, and writes it atomically.
 
   Earlier runs in the file (of the same experiment, scenario and tasks) are kept unless
-  ``results`` has a run of the same method and seed, which replaces them.
+  ``results`` has a run of the same method and seed, which replaces them if it has the
+  same settings, or with ``replace``.
 
   Raises:
-    ValueError: the folder holds results of another experiment or task stream.
+    ResultsNotSaved: the file could not be written (disk full, permissions), the folder
+      holds results of another experiment or task stream, or a run of the same method and
+      seed with other settings (without ``replace``). ``results`` are then written to a
+      file in the temporary folder, which the message names.
   """
   path = out / RESULTS_FILE
-  with _locked(out):
-    _refuse_read_only(path)
-    runs = results["runs"]
-    earlier = _check_same_stream(
-      path, results["experiment"], results.get("scenario"), results["tasks"]
-    )
-    if earlier is not None:
-      new = {(r["method"], r["seed"]) for r in runs}
-      runs = [r for r in earlier["runs"] if (r["method"], r["seed"]) not in new] + runs
-    write_json_atomically({**results, "runs": runs}, path)
+  try:
+    with _locked(out):
+      _refuse_read_only(path)
+      runs = results["runs"]
+      earlier = _check_same_stream(
+        path, results["experiment"], results.get("scenario"), results["tasks"]
+      )
+      if earlier is not None:
+        if not replace:
+          refuse_other_settings(path, earlier["runs"], runs)
+        new = {(r["method"], r["seed"]) for r in runs}
+        runs = [r for r in earlier["runs"] if (r["method"], r["seed"]) not in new] + runs
+      write_json_atomically({**results, "runs": runs}, path)
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    if isinstance(error, (KeyError, TypeError)):  # written meanwhile by something else
+      reason = f"it holds a malformed run entry: {type(error).__name__} {error}"
+    else:
+      reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    kept = _keep_elsewhere(results)
+    where = f"kept in {kept}" if kept else "lost: nowhere else could be written either"
+    raise ResultsNotSaved(
+      f"cannot write {path} ({reason}); this command's {len(results['runs'])} finished "
+      f"run(s) are {where}"
+    ) from None
   return path
 
 

@@ -12,7 +12,12 @@ It runs the methods of `classp_jax.methods` on the mesh of `classp_jax.mesh`,
 and knows nothing of experiments, studies or reports.
 """
 
-from classp_jax.training.checkpoint import Checkpointer, CheckpointError, SettingsMismatchError
+from classp_jax.training.checkpoint import (
+  Checkpointer,
+  CheckpointError,
+  CheckpointWriteError,
+  SettingsMismatchError,
+)
 from classp_jax.training.config import LoopConfig, check_config
 from classp_jax.training.evaluation import split_validation
 from classp_jax.training.loop import ContinualRun, run_continual
@@ -22,6 +27,7 @@ from classp_jax.training.steps import TrainState, cross_entropy, make_evaluate, 
 
 __all__ = [
   "CheckpointError",
+  "CheckpointWriteError",
   "Checkpointer",
   "SettingsMismatchError",
   "LoopConfig",

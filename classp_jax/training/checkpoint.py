@@ -13,25 +13,45 @@ so far. It is trusted only if:
 A kept step that fails the last two is skipped for the previous kept step;
 when none is sound, `CheckpointError` says so. A finished run's checkpoint
 needs no state: its record is the result.
+
+Interrupted at any moment (SIGTERM, Ctrl-C), a checkpoint folder holds only whole
+steps: a new step is written to a temporary folder and renamed into place, and
+only then is the oldest step dropped, by renaming it into a ``.discarded``
+folder (atomic), which is emptied next (and again on the next start, if an
+interruption stopped that).
+
+A step that cannot be written (disk full, permissions) is `CheckpointWriteError`,
+whose message names the folder and the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import gc
 import hashlib
 import json
 import logging
 import os
+import re
+import shutil
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from classp_jax.results import differing_keys, flatten_settings
+from classp_jax.training.settings import tree_bytes
 
 # Two kept steps: the newest, and one to fall back to if the newest is damaged.
 MAX_TO_KEEP = 2
+# Where dropped steps are moved, whole, before they are deleted.
+_DISCARDED = ".discarded"
+# What a step holds beside its arrays and meta (orbax's metadata files), at most.
+_METADATA_BYTES = 1 << 20
 
 
 class CheckpointError(ValueError):
@@ -40,6 +60,59 @@ class CheckpointError(ValueError):
 
 class SettingsMismatchError(ValueError):
   """A checkpoint was written by a run with other settings."""
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written; ``errno`` says why (e.g. ENOSPC, disk full)."""
+
+  def __str__(self) -> str:
+    return str(self.strerror)
+
+
+@contextlib.contextmanager
+def _held_errors() -> Iterator[list]:
+  """Holds back the error logs (with tracebacks) of orbax and its asyncio tasks, and the
+  exceptions their callbacks cannot raise, given out at the end unless the caller clears
+  the list it yields: when a save fails, each of its threads reports the failure, and one
+  line can say what failed instead."""
+  held: list = []
+
+  def hold(record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR:
+      return True
+    held.append(record)
+    return False
+
+  loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+  for logger in loggers:
+    logger.addFilter(hold)
+  unraisable_hook, sys.unraisablehook = sys.unraisablehook, held.append
+  try:
+    yield held
+  finally:
+    sys.unraisablehook = unraisable_hook
+    for logger in loggers:
+      logger.removeFilter(hold)
+    for item in held:
+      if isinstance(item, logging.LogRecord):
+        logging.getLogger(item.name).handle(item)
+      else:
+        unraisable_hook(item)
+
+
+def _os_error_code(error: BaseException | None) -> int | None:
+  """The OS error code behind ``error`` (an OSError, or TensorStore's error text naming
+  one, as orbax raises them), through its causes; None if there is none."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno:
+      return error.errno
+    found = re.search(r"os_error_code='?(\d+)", str(error))
+    if found:
+      return int(found.group(1))
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def _host_arrays(state: Any) -> list[np.ndarray]:
@@ -87,8 +160,21 @@ class Checkpointer:
     self.directory = Path(directory).absolute()
     self.settings = json.loads(json.dumps(settings))  # as it will read back
     self._manager = ocp.CheckpointManager(
-      self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=MAX_TO_KEEP, create=True)
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=MAX_TO_KEEP,
+        create=True,
+        todelete_subdir=_DISCARDED,  # a dropped step is renamed away whole, then deleted
+        cleanup_tmp_directories=True,  # steps whose writing was interrupted
+        enable_async_checkpointing=False,  # written in this thread: no half-done work behind
+      ),
     )
+    self._empty_discarded()
+
+  def _empty_discarded(self) -> None:
+    """Deletes the steps moved aside (the first process does: it moved them)."""
+    if jax.process_index() == 0:
+      shutil.rmtree(self.directory / _DISCARDED, ignore_errors=True)
 
   def _read_meta(self, step: int) -> dict[str, Any]:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
@@ -143,6 +229,7 @@ class Checkpointer:
         continue
       for bad in steps[: steps.index(step)]:  # newer, damaged: make room to save again
         self._manager.delete(bad)
+      self._empty_discarded()
       if problems:
         logging.warning("%s: %s; resuming from step %d", self.directory, "; ".join(problems), step)
       return state, meta
@@ -154,16 +241,39 @@ class Checkpointer:
     return None, None
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Saves ``state`` and ``meta`` (with the settings and the state's digest) at ``step``."""
+    """Saves ``state`` and ``meta`` (with the settings and the state's digest) at ``step``.
+
+    Raises:
+      CheckpointWriteError: the step cannot be written (e.g. the disk is full); the steps
+        kept before are kept.
+    """
     meta = {**meta, "settings": self.settings, "digest": state_digest(state)}
-    if step in self._manager.all_steps():  # e.g. a periodic save and a task end at one step
-      self._manager.delete(step)
-    self._manager.save(
-      step,
-      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-      force=True,
-    )
-    self._manager.wait_until_finished()
+    what = f"cannot write the checkpoint of step {step} to {self.directory}"
+    needed = tree_bytes(state) + len(json.dumps(meta)) + _METADATA_BYTES
+    free = shutil.disk_usage(self.directory).free
+    if free < needed:  # orbax's threads would fail part-way, each with its traceback
+      raise CheckpointWriteError(
+        errno.ENOSPC,
+        f"{what}: No space left on device (about {needed:,} bytes needed, {free:,} free)",
+      )
+    with _held_errors() as held:
+      try:
+        if step in self._manager.all_steps():  # e.g. a periodic save and a task end at one step
+          self._manager.delete(step)
+        self._manager.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+          force=True,
+        )
+        self._manager.wait_until_finished()
+      except Exception as error:
+        code = _os_error_code(error)
+        if code is None:
+          raise
+        gc.collect()  # orbax's failed tasks log their errors now, while they are held back
+        held.clear()  # all said in one line
+        raise CheckpointWriteError(code, f"{what}: {os.strerror(code)}") from error
+    self._empty_discarded()
 
   def close(self) -> None:
     self._manager.close()

@@ -51,6 +51,19 @@ class LoopConfig:
       sees the same split), as its validation split; training uses the rest.
       Each run then records ``validation_accuracy_matrix``, on which
       hyperparameters are selected (``classp-jax report --select``). 0: none.
+    augment: augment every training batch and replay batch on the device, as the
+      CIFAR and Tiny-ImageNet benchmarks do: a random crop of the image padded by
+      4 pixels, and a horizontal flip with probability 1/2
+      (`classp_jax.training.augment`), keyed by the run's seed and the step.
+      Evaluation never augments. Images only.
+    eval_tasks_sample: bound each evaluation's cost on a long stream: the end of
+      task t (and its mid-task evaluations) scores task t, task t + 1 and a fixed
+      sample of this many tasks, drawn once by ``numpy.random.default_rng(0)``
+      (`classp_jax.training.plasticity_probe.scored_tasks`), the same for every
+      method and seed; the last task scores every task. Unscored entries of the
+      accuracy matrices are NaN (null in results.json): ACC, BWT, FWT and the
+      learning accuracy stay exact, forgetting takes the best scored accuracy.
+      None (the default): every task, every time.
   """
 
   batch_size: int = 32
@@ -67,6 +80,8 @@ class LoopConfig:
   checkpoint_every: int = 0
   paper_eval: bool = False
   validation_fraction: float = 0.0
+  augment: bool = False
+  eval_tasks_sample: int | None = None
 
 
 # Step metrics averaged over each epoch, for the stopping targets and the results.
@@ -108,7 +123,7 @@ def check_config(
   for name in ("evals_per_task", "checkpoint_every"):
     value = getattr(config, name)
     _require(_is_int(value) and value >= 0, name, "a non-negative integer", value)
-  for name in ("unroll", "paper_eval"):
+  for name in ("unroll", "paper_eval", "augment"):
     _require(isinstance(getattr(config, name), bool), name, "true or false", getattr(config, name))
   epochs = _per_task_values(config.epochs)
   _require(
@@ -127,6 +142,13 @@ def check_config(
   for target in _per_task_values(config.accuracy_target):
     if target is not None and not (_is_number(target) and 0 < target <= 1):
       raise ValueError(f"accuracy_target {target} is not a fraction in (0, 1]")
+  sample = config.eval_tasks_sample
+  _require(
+    sample is None or (_is_int(sample) and sample >= 0),
+    "eval_tasks_sample",
+    "None or a non-negative integer",
+    sample,
+  )
   fraction = config.validation_fraction
   _require(
     _is_number(fraction) and 0 <= fraction < 1,
@@ -134,6 +156,11 @@ def check_config(
     "a number in [0, 1)",
     fraction,
   )
+  if config.augment and len(stream.input_shape) != 3:
+    raise ValueError(
+      f"augment crops and flips images (height, width, channels); {stream.name}'s examples "
+      f"have shape {tuple(stream.input_shape)}: --set augment=false"
+    )
   if config.batch_size % num_devices:
     raise ValueError(
       f"batch_size {config.batch_size} must be a positive multiple of the {num_devices} devices"

@@ -4,7 +4,7 @@ For each task the loop trains until a number of epochs or a training-loss
 target, lets the method's regularizer consolidate (except after the last task,
 where it would serve nothing), and evaluates every task's held-out test split
 (and, with ``validation_fraction``, its validation split) in eval mode
-(dropout off). That gives the accuracy matrix ``R[i, j]`` (accuracy on task
+(dropout off, BatchNorm on its running statistics). That gives the accuracy matrix ``R[i, j]`` (accuracy on task
 ``j`` after training task ``i``) and the metrics of `classp_jax.metrics`. The
 optimizer and regularizer state carry over between tasks (unless the method
 sets ``reset_optimizer_state``); per-task hyperparameters are injected into the
@@ -16,8 +16,10 @@ it has measured; both go into checkpoints), `Evaluator`, and `ContinualRun`,
 which trains task by task. `run_continual` is the entry point.
 
 Runs are deterministic for a given seed and backend: the data order of
-(task, epoch) and each step's dropout key are functions of the seed alone, so a
-run resumed from a checkpoint ends exactly where an uninterrupted run ends.
+(task, epoch) and each step's dropout and augmentation keys are functions of the
+seed and the step alone, so a run resumed from a checkpoint ends exactly where an
+uninterrupted run ends. The model's state (BatchNorm's running statistics) is part
+of the run state: trained, checkpointed and evaluated with the params.
 
 A run whose loss or params become non-finite stops at the next epoch end,
 evaluation or checkpoint (no per-step host sync is spent on it) and is
@@ -27,7 +29,6 @@ recorded as diverged, with the first step whose loss was non-finite.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -49,20 +50,36 @@ from classp_jax.methods import (
   set_hyperparams,
 )
 from classp_jax.metrics import continual_metrics
+from classp_jax.plasticity import fold_in_seed
 from classp_jax.results import RunEntry
+from classp_jax.training.augment import crop_flip
 from classp_jax.training.checkpoint import Checkpointer
 from classp_jax.training.config import EPOCH_METRICS, LoopConfig, check_config
 from classp_jax.training.evaluation import (
   Evaluator,
   all_finite,
   cached_train_chunk,
-  masked_apply,
+  consolidation_apply,
   model_fns,
   padded_split,
   split_validation,
 )
 from classp_jax.training.metric_logs import STEP_METRICS, MetricLogger
-from classp_jax.training.settings import json_ready, run_settings, settings_id, tree_bytes
+from classp_jax.training.plasticity_probe import (
+  PlasticityProbe,
+  activations_apply,
+  new_plasticity_record,
+  plasticity_entry,
+  record_task_end,
+  scored_tasks,
+)
+from classp_jax.training.settings import (
+  json_ready,
+  method_model,
+  run_settings,
+  settings_id,
+  tree_bytes,
+)
 from classp_jax.training.steps import TrainState
 
 # --- where a run is, and what it has measured ------------------------------------------------
@@ -114,6 +131,7 @@ class RunRecord:
   diverged_at: dict[str, int] | None = None
   wall_time_s: float = 0.0
   cpu_time_s: float = 0.0  # this process's CPU time, all its threads
+  plasticity: dict[str, list] = dataclasses.field(default_factory=new_plasticity_record)
 
 
 class _Clock(NamedTuple):
@@ -163,6 +181,7 @@ class ContinualRun:
     if settings is None:  # else planned, and its config checked, already
       check_config(config, stream, self.mesh.shape[DATA], method)
     self.settings = settings or run_settings(model, stream, method, config, seed)
+    model = method_model(model, method)  # with the method's dropout (Stable SGD), if any
     self.stream, validations = split_validation(stream, config.validation_fraction)
     # The upper bound trains on the union of the tasks so far; it is evaluated like the others.
     self.train_stream = joint_stream(self.stream) if method.spec.joint else self.stream
@@ -181,6 +200,8 @@ class ContinualRun:
       config.unroll,
       config.microbatch_size,
       self.masked,
+      crop_flip if config.augment else None,
+      activations_apply(model, self.mesh) if method.activations else None,
     )
     self.label_masks = replicate(label_class_masks(stream), self.mesh)
     (init_key, self.dropout_key, self.consolidate_key, self.paper_key) = jax.random.split(
@@ -196,27 +217,44 @@ class ContinualRun:
       self.task_masks,
       self.mesh,
     )
-    dummy = np.zeros((1, *stream.input_shape), tasks[0].train.inputs.dtype)
-    # Jitted: run eagerly, init compiles each of its ops apart (seconds before step one).
-    params = jax.jit(lambda key, x: model.init({"params": key}, x, train=False)["params"])(
-      init_key, dummy
-    )
-    memory = (
-      ()
-      if method.memory is None
-      else method.memory.init(
-        params, ExampleSpec(stream.input_shape, tasks[0].train.inputs.dtype, stream.num_classes)
-      )
-    )
-    self.state = replicate(
-      TrainState(params, method.tx.init(params), method.regularizer.init(params), memory), self.mesh
-    )
+    self.probe = PlasticityProbe(model, self.stream)
+    self.state = replicate(self._initial_state(model, init_key), self.mesh)
     self.progress, self.record = Progress(), RunRecord()
     self.checkpointer = (
       None if checkpoint_dir is None else Checkpointer(checkpoint_dir, self.settings)
     )
     self.pending_metrics: list[tuple[int, int, dict[str, jax.Array]]] = []
     self.reused_checkpoint = False
+    self.next_params = None  # set by a regularizer's boundary_params at a task's end
+
+  def _initial_state(self, model: nn.Module, init_key: jax.Array) -> TrainState:
+    """The run state at init: the params, the model's other collections (its state,
+    e.g. BatchNorm's ``batch_stats``; ``{}`` for most models), and the method's state."""
+    stream, method = self.stream, self.method
+    dtype = stream.tasks[0].train.inputs.dtype
+    dummy = np.zeros((1, *stream.input_shape), dtype)
+    # Jitted: run eagerly, init compiles each of its ops apart (seconds before step one).
+    variables = jax.jit(lambda key, x: model.init({"params": key}, x, train=False))(init_key, dummy)
+    params = variables["params"]
+    model_state = {k: v for k, v in variables.items() if k != "params"}
+    fields = {f.name for f in dataclasses.fields(model)}
+    if model_state and self.mesh.shape[DATA] > 1 and "axis_name" not in fields:
+      raise ValueError(
+        f"{type(model).__name__} has state ({', '.join(model_state)}) but no axis_name "
+        f"field: on {self.mesh.shape[DATA]} devices its batch statistics would be each "
+        "device's own; give its BatchNorm layers an axis_name attribute (see "
+        "classp_jax.models.ResNet18), which the engine sets to the data axis"
+      )
+    memory = (
+      ()
+      if method.memory is None
+      else method.memory.init(
+        params, ExampleSpec(stream.input_shape, dtype, stream.num_classes, model_state)
+      )
+    )
+    # Each run seed draws its own noise (UPGD, shrink and perturb, Continual Backprop).
+    opt_state = fold_in_seed(method.tx.init(params), self.seed)
+    return TrainState(params, opt_state, method.regularizer.init(params), memory, model_state)
 
   # -- persistence --
 
@@ -277,8 +315,12 @@ class ContinualRun:
       logger.log_steps(kept_steps, kept_tasks, kept)
     return first_bad
 
+  def _scored(self, t: int) -> list[int] | None:
+    """The tasks task ``t``'s evaluations score (`LoopConfig.eval_tasks_sample`)."""
+    return scored_tasks(len(self.stream.tasks), t, self.config.eval_tasks_sample)
+
   def _evaluate(self, t: int) -> list[float]:
-    row = self.evaluator.test(self.state.params)
+    row = self.evaluator.test(self.state.params, self.state.model_state, self._scored(t))
     for key, value in (("step", self.progress.global_step), ("task", t), ("accuracy", row)):
       self.record.history[key].append(value)
     for logger in self.loggers:
@@ -287,7 +329,7 @@ class ContinualRun:
 
   def _diverged(self, epoch_loss: float | None = None) -> bool:
     """Whether the run has diverged (host sync: call at epoch ends, evaluations and saves)."""
-    finite = bool(to_host(all_finite(self.state.params)))
+    finite = bool(to_host(all_finite((self.state.params, self.state.model_state))))
     return not finite or (epoch_loss is not None and not math.isfinite(epoch_loss))
 
   def _mark_diverged(self, t: int) -> None:
@@ -305,7 +347,8 @@ class ContinualRun:
     fresh = self.progress.epoch == 0 and self.progress.step_in_epoch == 0
     if self.method.spec.reset_optimizer_state and t > 0 and fresh:
       params = jax.tree.map(to_host, state.params)
-      state = state._replace(opt_state=replicate(self.method.tx.init(params), self.mesh))
+      opt_state = fold_in_seed(self.method.tx.init(params), self.seed)
+      state = state._replace(opt_state=replicate(opt_state, self.mesh))
     self.state = state._replace(
       opt_state=set_hyperparams(
         state.opt_state, self.method.task_hparams[t], lambda v: replicate(v, self.mesh)
@@ -421,10 +464,11 @@ class ContinualRun:
     """The regularizer's and the memory's consolidation at the end of task ``t``."""
     task = self.train_stream.tasks[t]
     inputs, labels = replicate((task.train.inputs, task.train.labels), self.mesh)
-    apply_fn = self.fns.eval_apply
-    if self.masked:
-      mask = self.task_masks[t]
-      apply_fn = functools.partial(masked_apply, apply_fn, mask)
+    state = self.state
+    # Eval mode on the task's final running statistics (the Fisher's and MAS's importances).
+    apply_fn = consolidation_apply(
+      self.fns, state.model_state, self.task_masks[t] if self.masked else None
+    )
     context = ConsolidationContext(
       apply_fn=apply_fn,
       inputs=inputs,
@@ -432,9 +476,12 @@ class ContinualRun:
       rng=jax.random.fold_in(self.consolidate_key, t),
       task_index=t,
       seen_classes=seen_class_mask(self.stream, t + 1),
+      model_state=state.model_state,
     )
-    state = self.state
     reg_state = self.method.regularizer.consolidate(state.reg_state, state.params, context)
+    boundary = self.method.regularizer.boundary_params
+    if boundary is not None:  # the next task's start (shrink and perturb), once this is scored
+      self.next_params = boundary(reg_state, state.params, context)
     memory = state.memory
     if self.method.memory is not None:
       memory = self.method.memory.consolidate(memory, state.params, context)
@@ -452,7 +499,9 @@ class ContinualRun:
     if t + 1 < len(tasks):  # after the last task it would serve no task (EWC's Fisher is costly)
       self._consolidate(t)
     record.rows.append(self._evaluate(t))
-    validation = self.evaluator.validation(self.state.params)
+    validation = self.evaluator.validation(
+      self.state.params, self.state.model_state, self._scored(t)
+    )
     if validation is not None:
       record.validation_rows.append(validation)
       for key, value in (("step", progress.global_step), ("task", t), ("accuracy", validation)):
@@ -464,10 +513,15 @@ class ContinualRun:
     record.epoch_loss.append(_finite_or_none(means["loss"]))
     record.epoch_accuracy.append(_finite_or_none(means["accuracy"]))
     record.targets_met.append(self._targets_met(t, means))
+    record_task_end(record.plasticity, self.probe, self.state, means, progress.epoch)
     if self.config.paper_eval:
       record.paper_rows.append(
-        self.evaluator.paper_protocol(self.state.params, jax.random.fold_in(self.paper_key, t))
+        self.evaluator.paper_protocol(
+          self.state.params, jax.random.fold_in(self.paper_key, t), self.state.model_state
+        )
       )
+    if self.next_params is not None:
+      self.state, self.next_params = self.state._replace(params=self.next_params), None
 
   def run(self) -> dict[str, Any]:
     """Trains every remaining task; returns the result (see `run_continual`)."""
@@ -476,7 +530,7 @@ class ContinualRun:
     for logger in self.loggers:
       logger.start(dataclasses.asdict(self.record))
     if self.record.baseline is None:
-      self.record.baseline = self.evaluator.test(self.state.params)
+      self.record.baseline = self.evaluator.test(self.state.params, self.state.model_state)
       for key, value in (("step", 0), ("task", 0), ("accuracy", self.record.baseline)):
         self.record.history[key].append(value)
     while not self.progress.finished:
@@ -499,6 +553,7 @@ class ContinualRun:
     record, state = self.record, self.state
     diverged = record.diverged_at is not None
     buffer_bytes = memory_bytes(state.memory)
+    model_state_bytes = tree_bytes(state.model_state)
     metrics = (
       dict.fromkeys(("acc", "bwt", "forgetting", "fwt"))
       if diverged
@@ -528,6 +583,7 @@ class ContinualRun:
       scenario=self.stream.scenario,
       state_bytes=tree_bytes((state.opt_state, state.reg_state, state.memory)) - buffer_bytes,
       buffer_bytes=buffer_bytes,
+      model_state_bytes=model_state_bytes or None,  # None: a model without state
       steps=record.steps,
       epochs=record.epochs,
       epoch_loss=record.epoch_loss,
@@ -543,6 +599,7 @@ class ContinualRun:
       ),
       paper_protocol=paper,
       method_info=self.method.info.to_json(),
+      **plasticity_entry(record.rows, record.plasticity),
     ).to_json()
 
 

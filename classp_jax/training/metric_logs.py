@@ -18,11 +18,13 @@ on each task. One logger per (method, seed).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 LOG_FORMATS = ("csv", "tensorboard", "wandb")
 STEP_METRICS = ("loss", "accuracy", "penalty", "update_fraction", "capacity_used")
@@ -46,11 +48,25 @@ class MetricLogger(Protocol):
     """Flushes and closes."""
 
 
+@contextlib.contextmanager
+def _writing(path: str | os.PathLike) -> Iterator[None]:
+  """Names ``path`` in an OSError raised while writing it (a flush's names no file)."""
+  try:
+    yield
+  except OSError as error:
+    if error.filename is not None or error.errno is None:
+      raise
+    raise OSError(error.errno, error.strerror, str(path)) from error
+
+
 class CsvLogger:
   """``steps.csv`` and ``evaluations.csv`` in ``folder``.
 
   On a resume the files are rewritten from the run's record, so lines written
-  after the checkpoint by the interrupted run do not appear twice.
+  after the checkpoint by the interrupted run do not appear twice, and as an
+  uninterrupted run writes them: the random-init baseline (which the record keeps
+  first in its test history) is not an evaluation row, and the test and
+  validation rows come in the order they were made, by step, test first.
   """
 
   def __init__(self, folder: str | os.PathLike, task_names: Sequence[str]):
@@ -67,59 +83,89 @@ class CsvLogger:
     logs = record.get("logs") or {}
     if logs.get("step"):
       self.log_steps(logs["step"], logs["task"], {m: logs[m] for m in STEP_METRICS})
-    for split, history in (
-      ("test", record.get("history")),
-      ("validation", record.get("validation_history")),
+    rows = []
+    for order, (split, history) in enumerate(
+      (("test", record.get("history")), ("validation", record.get("validation_history")))
     ):
       history = history or {"step": [], "task": [], "accuracy": []}
-      for step, task, accuracies in zip(history["step"], history["task"], history["accuracy"]):
-        self.log_evaluation(step, task, split, accuracies)
+      made = zip(history["step"], history["task"], history["accuracy"])
+      skip = 1 if split == "test" and record.get("baseline") is not None else 0
+      rows += [(step, order, task, split, a) for step, task, a in list(made)[skip:]]
+    for step, _, task, split, accuracies in sorted(rows, key=lambda row: row[:2]):
+      self.log_evaluation(step, task, split, accuracies)
 
   def log_steps(self, steps, tasks, metrics) -> None:
-    writer = csv.writer(self._steps)
-    for i, step in enumerate(steps):
-      writer.writerow(
-        [step, tasks[i], *("" if metrics[m][i] is None else metrics[m][i] for m in STEP_METRICS)]
-      )
-    self._steps.flush()
+    with _writing(self._steps.name):
+      writer = csv.writer(self._steps)
+      for i, step in enumerate(steps):
+        writer.writerow(
+          [step, tasks[i], *("" if metrics[m][i] is None else metrics[m][i] for m in STEP_METRICS)]
+        )
+      self._steps.flush()
 
   def log_evaluation(self, step, task, split, accuracies) -> None:
-    csv.writer(self._evaluations).writerow([step, task, split, *accuracies])
-    self._evaluations.flush()
+    with _writing(self._evaluations.name):
+      csv.writer(self._evaluations).writerow([step, task, split, *accuracies])
+      self._evaluations.flush()
 
   def close(self) -> None:
     for file in (self._steps, self._evaluations):
       if file is not None:
-        file.close()
+        with _writing(file.name):
+          file.close()
 
 
 class TensorBoardLogger:
-  """TensorBoard event files in ``folder`` (open with ``tensorboard --logdir``)."""
+  """TensorBoard event files in ``folder`` (open with ``tensorboard --logdir``).
+
+  Written in this thread, flushed after each call: tensorboardX's `SummaryWriter`
+  writes from a thread of its own, which dies on a write error (a full disk), and the
+  next event then blocked the run forever on its full queue. Here the error is raised.
+  """
 
   def __init__(self, folder: str | os.PathLike, task_names: Sequence[str]):
-    from tensorboardX import SummaryWriter
+    from tensorboardX.event_file_writer import EventsWriter
 
-    self._writer = SummaryWriter(str(folder))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    self.folder = Path(folder)
+    with _writing(self.folder):
+      self._events = EventsWriter(os.path.join(folder, "events"))
     self.task_names = list(task_names)
+
+  def _add(self, scalars: Sequence[tuple[str, float, int]]) -> None:
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.summary import scalar
+
+    with _writing(self.folder):
+      for tag, value, step in scalars:
+        event = Event(wall_time=time.time(), step=step, summary=scalar(tag, value))
+        self._events.write_event(event)
+      self._events.flush()
 
   def start(self, record: Mapping[str, Any]) -> None:
     del record  # TensorBoard shows the last value written at a step: a resume just goes on
 
   def log_steps(self, steps, tasks, metrics) -> None:
     del tasks
-    for name in STEP_METRICS:
-      for step, value in zip(steps, metrics[name]):
-        if value is not None:
-          self._writer.add_scalar(f"train/{name}", value, step)
+    self._add(
+      [
+        (f"train/{name}", value, step)
+        for name in STEP_METRICS
+        for step, value in zip(steps, metrics[name])
+        if value is not None
+      ]
+    )
 
   def log_evaluation(self, step, task, split, accuracies) -> None:
     del task
-    for name, accuracy in zip(self.task_names, accuracies):
-      self._writer.add_scalar(f"{split}_accuracy/{name}", accuracy, step)
-    self._writer.add_scalar(f"{split}_accuracy/mean", sum(accuracies) / len(accuracies), step)
+    self._add(
+      [(f"{split}_accuracy/{name}", a, step) for name, a in zip(self.task_names, accuracies)]
+      + [(f"{split}_accuracy/mean", sum(accuracies) / len(accuracies), step)]
+    )
 
   def close(self) -> None:
-    self._writer.close()
+    with _writing(self.folder):
+      self._events.close()
 
 
 class WandbLogger:

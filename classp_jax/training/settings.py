@@ -49,15 +49,50 @@ def json_ready(value: Any) -> Any:
   return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+# A seed makes the run's PRNG key (`jax.random.key`), which keeps 32 bits of it (without
+# jax_enable_x64; beyond 2**63 it fails): seed 2**32 would be seed 0's run under another name.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: Any) -> None:
+  """Raises ValueError unless ``seed`` is an integer in [0, `MAX_SEED`]."""
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+    raise ValueError(
+      f"seed {seed!r} is out of range: a seed is an integer in [0, {MAX_SEED}] (JAX's PRNG "
+      "keeps 32 bits of it, so a larger one would repeat a smaller one's run)"
+    )
+
+
+def method_model(model: nn.Module, method) -> nn.Module:
+  """The model ``method`` trains: ``model`` with the method's dropout (`MethodSpec.dropout`)
+  if it sets one; ValueError if the model has no ``dropout`` field."""
+  dropout = getattr(method.spec, "dropout", None)
+  if dropout is None:
+    return model
+  if "dropout" not in {f.name for f in dataclasses.fields(model)}:
+    raise ValueError(
+      f"{method.name} sets dropout {dropout}, but {type(model).__name__} has no dropout field"
+    )
+  return model.clone(dropout=dropout)
+
+
 def run_settings(
   model: nn.Module, stream: TaskStream, method: Method, config: LoopConfig, seed: int
 ) -> dict[str, Any]:
   """The full resolved settings of a run, JSON-ready: what its checkpoints and results are of.
 
   The stream is identified by its tasks, sizes and a digest of its data, the
-  model by its repr (its class and every field), the method by its spec with
-  every hyperparameter, and the loop by all of `LoopConfig`.
+  model by its repr, as the method trains it (`method_model`: its class and every field, which fix its state's structure:
+  BatchNorm's statistics, whose values a checkpoint's state digest covers), the
+  method by its spec with every hyperparameter, and the loop by all of
+  `LoopConfig` (its fields added since results were first written, such as
+  ``augment``, only when they differ from their default: the runs written
+  before have the same settings and id).
+
+  Raises:
+    ValueError: a seed out of range (`check_seed`).
   """
+  check_seed(seed)
   return json_ready(
     {
       "stream": {
@@ -70,16 +105,34 @@ def run_settings(
         ],
         "digest": stream_digest(stream),
       },
-      "model": repr(model),
+      "model": repr(method_model(model, method)),
       # The spec's info is what the method is, not what it computes: not a setting.
       "method": {
         "name": method.name,
-        **{k: v for k, v in dataclasses.asdict(method.spec).items() if k != "info"},
+        **{
+          k: v
+          for k, v in dataclasses.asdict(method.spec).items()
+          if k != "info" and (k not in _LATER_SPEC_DEFAULTS or v != _LATER_SPEC_DEFAULTS[k])
+        },
       },
-      "loop": dataclasses.asdict(config),
+      "loop": _loop_settings(config),
       "seed": seed,
     }
   )
+
+
+# `LoopConfig` fields younger than the first results files, with their defaults: left out
+# of a run's settings at that default, so that the runs written before keep their id.
+_LATER_LOOP_DEFAULTS = {"augment": False, "eval_tasks_sample": None}
+# The same for `MethodSpec` fields.
+_LATER_SPEC_DEFAULTS = {"dropout": None}
+
+
+def _loop_settings(config: LoopConfig) -> dict[str, Any]:
+  loop = dataclasses.asdict(config)
+  return {
+    k: v for k, v in loop.items() if k not in _LATER_LOOP_DEFAULTS or v != _LATER_LOOP_DEFAULTS[k]
+  }
 
 
 def settings_id(settings: dict[str, Any]) -> str:

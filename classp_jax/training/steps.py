@@ -11,6 +11,15 @@ replicated, and a step receives only the global batch's *indices*, sharded over
 ``data``; each device gathers its own examples. A "chunk" runs several steps in
 one call (a `lax.scan`, unrolled on CPU where a rolled scan over conv steps is
 slow), so the host neither feeds nor waits on each step.
+
+Model state: a model's non-parameter collections (BatchNorm's ``batch_stats``)
+are the run state's ``model_state``. Every train-mode forward pass of a step (its
+batch, then a memory's replay batches, then A-GEM's reference batch, in call
+order) normalises by its own batch's statistics, computed over the global batch
+when the model's BatchNorm names the ``data`` axis, and moves the running
+statistics, which the step returns; the optimizer and the methods' penalties see
+the params alone. With ``augment``, the step's batch and the replay batches are
+augmented on the device, keyed by the run's key and the global step.
 """
 
 from __future__ import annotations
@@ -31,12 +40,34 @@ from classp_jax.methods.losses import agem_project, mask_logits
 
 
 class TrainState(NamedTuple):
-  """Everything a step updates; one fixed pytree structure for a whole run."""
+  """Everything a step updates; one fixed pytree structure for a whole run.
+
+  ``model_state`` holds the model's non-parameter collections, e.g.
+  ``{"batch_stats": ...}``; empty for a stateless model.
+  """
 
   params: Any
   opt_state: Any
   reg_state: Any
   memory: Any = ()  # a replay buffer or a kept model (`classp_jax.methods.memories`)
+  model_state: Any = ()
+
+
+class _Forward:
+  """A step's train-mode forward passes as ``(params, inputs, rng) -> logits``, threading
+  the model state (BatchNorm's running statistics) through them in call order.
+
+  Used inside a differentiated function, whose auxiliary output returns the final
+  ``model_state``; for a stateless model the state stays empty and nothing changes.
+  A memory's ``observe`` runs no forward pass; any it ran would not move the statistics.
+  """
+
+  def __init__(self, apply_fn: Callable, model_state: Any):
+    self.apply_fn, self.model_state = apply_fn, model_state
+
+  def __call__(self, params, inputs, rng):
+    logits, self.model_state = self.apply_fn(params, self.model_state, inputs, rng)
+    return logits
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -45,7 +76,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def _train_step_fn(
-  apply_fn: Callable[..., jax.Array],
+  apply_fn: Callable[..., tuple[jax.Array, Any]],
   tx: optax.GradientTransformation,
   regularizer: Regularizer,
   *,
@@ -54,6 +85,8 @@ def _train_step_fn(
   eval_apply_fn: Callable[..., jax.Array] | None,
   masked: bool,
   num_devices: int,
+  augment: Callable[[jax.Array, jax.Array], jax.Array] | None,
+  activations_fn: Callable | None = None,
 ) -> Callable:
   """The per-device training step of `make_train_chunk` (see its arguments)."""
 
@@ -65,13 +98,14 @@ def _train_step_fn(
     task_index: jax.Array,
   ):
     """One step on this device's slice of the batch: pure in (state, batch, rng)."""
-    x, y = batch
+    raw_x, y = batch
     shared_key = jax.random.fold_in(rng, 1 << 30)  # the same on every device: the buffer's
     rng = jax.random.fold_in(rng, lax.axis_index(DATA))  # own dropout per device
+    x = raw_x if augment is None else augment(raw_x, jax.random.fold_in(shared_key, 2))
 
-    def step_batch(logits, task_loss, rng):
+    def step_batch(forward, logits, task_loss, rng):
       return StepBatch(
-        apply_fn,
+        forward,
         eval_apply_fn,
         x,
         y,
@@ -82,56 +116,54 @@ def _train_step_fn(
         shared_key,
         DATA,
         task_index,
+        state.model_state,
+        raw_x,
+        augment,
       )
 
     # pmap semantics (check_vma=False below): each device differentiates its own
     # slice, and the gradients are averaged explicitly.
-    def objective(params, x, y, rng):
-      logits = apply_fn(params, x, rng)
+    def objective(params, model_state, x, y, rng):
+      forward = _Forward(apply_fn, model_state)
+      acts = None
+      if activations_fn is None:
+        logits = forward(params, x, rng)
+      else:  # the same forward pass, with the hidden activations (Continual Backprop's)
+        logits, forward.model_state, acts = activations_fn(params, model_state, x, rng)
       scored = mask_logits(logits, label_masks[y]) if masked else logits
       task_loss = cross_entropy(scored, y)
       accuracy = jnp.mean(jnp.argmax(scored, -1) == y, dtype=jnp.float32)
       extra = (
         jnp.zeros((), jnp.float32)
         if memory is None
-        else memory.loss(state.memory, params, step_batch(logits, task_loss, rng))
+        else memory.loss(state.memory, params, step_batch(forward, logits, task_loss, rng))
       )
-      return task_loss + extra, (task_loss, accuracy, extra, logits)
+      return task_loss + extra, (task_loss, accuracy, extra, logits, forward.model_state, acts)
 
-    value_and_grads = jax.value_and_grad(objective, has_aux=True)
-    if microbatch_size is None or microbatch_size >= y.shape[0]:
-      (_, (task_loss, accuracy, extra, logits)), grads = value_and_grads(state.params, x, y, rng)
-    else:
-      m = microbatch_size
-      parts = [
-        value_and_grads(state.params, x[k : k + m], y[k : k + m], jax.random.fold_in(rng, k))
-        for k in range(0, y.shape[0], m)
-      ]
-      (task_loss, accuracy, extra), grads = jax.tree.map(
-        lambda *v: sum(v) / len(parts), *[((a[0], a[1], a[2]), g) for (_, a), g in parts]
-      )
-      logits = None
+    task_loss, accuracy, extra, logits, model_state, acts, grads = _task_gradients(
+      objective, state, x, y, rng, microbatch_size
+    )
     if num_devices > 1:  # over one device the all-reduce is an identity XLA:CPU still pays for
       task_loss, accuracy, extra, grads = lax.pmean((task_loss, accuracy, extra, grads), DATA)
     if memory is not None and memory.reference_loss is not None:
-      reference_grads = jax.grad(memory.reference_loss, argnums=1)(
-        state.memory, state.params, step_batch(logits, task_loss, rng)
-      )
+
+      def reference(params):
+        forward = _Forward(apply_fn, model_state)
+        batch = step_batch(forward, logits, task_loss, rng)
+        return memory.reference_loss(state.memory, params, batch), forward.model_state
+
+      reference_grads, model_state = jax.grad(reference, has_aux=True)(state.params)
       if num_devices > 1:
         reference_grads = lax.pmean(reference_grads, DATA)
       grads = agem_project(grads, reference_grads)
-    task_grads = grads
-    penalty, penalty_grads = jax.value_and_grad(regularizer.penalty, argnums=1)(
-      state.reg_state, state.params
+    params, opt_state, reg_state, updates, penalty = _update(
+      tx, regularizer, state, grads, acts, num_devices
     )
-    grads = jax.tree.map(jnp.add, task_grads, penalty_grads)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    reg_state = regularizer.accumulate(state.reg_state, state.params, params, task_grads)
     memory_state = state.memory
     if memory is not None:
       memory_state = memory.observe(
-        memory_state, step_batch(lax.stop_gradient(logits), task_loss, rng)
+        memory_state,
+        step_batch(_Forward(apply_fn, model_state), lax.stop_gradient(logits), task_loss, rng),
       )
     metrics = {
       "loss": task_loss,
@@ -142,13 +174,76 @@ def _train_step_fn(
     capacity = capacity_used(opt_state)
     if capacity is not None:  # a static fact about the optimizer's state structure
       metrics["capacity_used"] = capacity.overall
-    return TrainState(params, opt_state, reg_state, memory_state), metrics
+    return TrainState(params, opt_state, reg_state, memory_state, model_state), metrics
 
   return train_step
 
 
+def _update(
+  tx: optax.GradientTransformation,
+  regularizer: Regularizer,
+  state: TrainState,
+  task_grads,
+  acts,
+  num_devices: int,
+):
+  """The optimizer's step on the task gradients plus the penalty's (with the hidden
+  activations, for an optimizer that takes them), and the regularizer's accumulation of
+  the task gradients alone.
+
+  Returns:
+    ``(params, opt_state, reg_state, updates, penalty)``.
+  """
+  penalty, penalty_grads = jax.value_and_grad(regularizer.penalty, argnums=1)(
+    state.reg_state, state.params
+  )
+  grads = jax.tree.map(jnp.add, task_grads, penalty_grads)
+  if acts is None:
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  else:  # every device sees the global batch's activations, so the params stay replicated
+    if num_devices > 1:
+      acts = jax.tree.map(lambda a: lax.all_gather(a, DATA, tiled=True), acts)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, activations=acts)
+  params = optax.apply_updates(state.params, updates)
+  reg_state = regularizer.accumulate(state.reg_state, state.params, params, task_grads)
+  return params, opt_state, reg_state, updates, penalty
+
+
+def _task_gradients(objective: Callable, state: TrainState, x, y, rng, microbatch_size):
+  """``objective``'s values and gradients in one pass or averaged over equal micro-batches.
+
+  Returns:
+    ``(task_loss, accuracy, extra, logits, model_state, activations, grads)``; ``logits``
+    is None with micro-batches, and ``activations`` (None unless asked for) are the
+    micro-batches' concatenated.
+  """
+  value_and_grads = jax.value_and_grad(objective, has_aux=True)
+  if microbatch_size is None or microbatch_size >= y.shape[0]:
+    (_, (task_loss, accuracy, extra, logits, model_state, acts)), grads = value_and_grads(
+      state.params, state.model_state, x, y, rng
+    )
+    return task_loss, accuracy, extra, logits, model_state, acts, grads
+  if jax.tree.leaves(state.model_state):
+    raise ValueError(
+      "microbatch_size does not combine with a model with state (BatchNorm): its "
+      "statistics would be each micro-batch's, another gradient than one pass's"
+    )
+  m = microbatch_size
+  parts = [
+    value_and_grads(
+      state.params, state.model_state, x[k : k + m], y[k : k + m], jax.random.fold_in(rng, k)
+    )
+    for k in range(0, y.shape[0], m)
+  ]
+  (task_loss, accuracy, extra), grads = jax.tree.map(
+    lambda *v: sum(v) / len(parts), *[((a[0], a[1], a[2]), g) for (_, a), g in parts]
+  )
+  acts = jax.tree.map(lambda *a: jnp.concatenate(a), *[a[5] for (_, a), _ in parts])
+  return task_loss, accuracy, extra, None, state.model_state, acts, grads
+
+
 def make_train_chunk(
-  apply_fn: Callable[..., jax.Array],
+  apply_fn: Callable[..., tuple[jax.Array, Any]],
   tx: optax.GradientTransformation,
   regularizer: Regularizer,
   mesh: Mesh,
@@ -158,12 +253,17 @@ def make_train_chunk(
   memory: Memory | None = None,
   eval_apply_fn: Callable[..., jax.Array] | None = None,
   masked: bool = False,
+  augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+  activations_fn: Callable | None = None,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds the jitted, data-parallel function that runs a chunk of steps.
 
   Args:
-    apply_fn: ``apply_fn(params, inputs, rng)`` -> logits in train mode (dropout
-      on, driven by ``rng``).
+    apply_fn: ``apply_fn(params, model_state, inputs, rng) -> (logits,
+      model_state)`` in train mode (dropout on, driven by ``rng``; BatchNorm on the
+      batch's statistics, returning the updated running ones), e.g.
+      `classp_jax.training.evaluation.model_fns`'s ``train_apply``. A stateless
+      model returns its (empty) ``model_state`` as it is.
     tx: the method's optimizer.
     regularizer: the method's regularizer.
     mesh: a ``data`` mesh (`data_mesh`).
@@ -174,12 +274,21 @@ def make_train_chunk(
       are equal). It bounds activation memory; on XLA:CPU with YNNPACK on
       it also made batch-256 steps of the paper CNN 2.6x faster, but without
       YNNPACK (`CPU_COMPILER_OPTIONS`) one pass is as fast.
-      Each micro-batch draws its own dropout. None: one pass. Not with a memory.
+      Each micro-batch draws its own dropout. None: one pass. Not with a memory,
+      nor with a model with state (BatchNorm).
     memory: the method's replay or distillation memory, or None.
-    eval_apply_fn: ``eval_apply_fn(params, inputs) -> logits`` in eval mode
-      (for a memory's kept model).
+    eval_apply_fn: ``eval_apply_fn(params, model_state, inputs) -> logits`` in
+      eval mode (for a memory's kept model, with its own state).
     masked: mask each example's logits to its label's outputs (``label_masks``:
       the task-incremental scenario).
+    augment: ``augment(inputs, key) -> inputs``, run on each device's slice of the
+      batch (and on replay batches) with a key shared by every device, e.g.
+      `classp_jax.training.augment.crop_flip`; None: no augmentation.
+    activations_fn: for an optimizer whose ``update`` takes the hidden activations
+      (Continual Backprop), ``(params, model_state, inputs, rng) -> (logits,
+      model_state, activations)``, the train-mode pass in place of ``apply_fn``
+      (`classp_jax.training.plasticity_probe.activations_apply`); the step then calls
+      ``tx.update(..., activations=...)`` with the global batch's activations.
 
   Returns:
     ``chunk(state, inputs, labels, indices, rng, step, label_masks, task_index)
@@ -187,7 +296,7 @@ def make_train_chunk(
     ``inputs``/``labels`` are the task's replicated training data,
     ``indices`` int32 ``(K, global_batch)`` sharded over ``data`` (see
     `shard_batch`), ``step`` the global index of the chunk's first step, which
-    with ``rng`` seeds each step's dropout, ``label_masks`` bool ``(C, C)``
+    with ``rng`` seeds each step's dropout and augmentation, ``label_masks`` bool ``(C, C)``
     (`classp_jax.data.label_class_masks`), ``task_index`` the task trained
     (int32). ``state`` is donated. ``metrics``
     holds per-step ``(K,)`` arrays: ``loss`` (task loss), ``accuracy`` (on
@@ -207,6 +316,8 @@ def make_train_chunk(
     eval_apply_fn=eval_apply_fn,
     masked=masked,
     num_devices=num_devices,
+    augment=augment,
+    activations_fn=activations_fn,
   )
 
   def per_device_chunk(state, inputs, labels, indices, rng, step, label_masks, task_index):
@@ -251,7 +362,9 @@ def make_evaluate(
   Args:
     apply_fn: ``apply_fn(params, inputs, rng)`` -> logits; ``rng`` is None in
       eval mode. Pass a train-mode function and an rng to reproduce the
-      paper's protocol of scoring with dropout on.
+      paper's protocol of scoring with dropout on. ``params`` is whatever
+      ``evaluate`` is given, replicated: the model's functions
+      (`classp_jax.training.evaluation.model_fns`) pass ``(params, model_state)``.
     mesh: a ``data`` mesh.
     batch_size: examples per evaluation batch.
 
