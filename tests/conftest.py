@@ -18,7 +18,8 @@ jax.config.update("jax_num_cpu_devices", 4)
 # digits MLP's, each method's). One persistent compilation cache per test session, made
 # fresh by its first process (the xdist controller, or a lone pytest) and removed when it
 # exits, is shared by the workers and the commands the tests start, which inherit these
-# variables. A size limit turns on the cache's file lock, so processes can share it.
+# variables. A size limit turns on the cache's file lock (filelock, a test extra), so
+# processes can share it.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _cache = tempfile.mkdtemp(prefix="classp-jax-tests-xla-cache-")
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
