@@ -18,15 +18,12 @@ padding. A split or label with no reviews is an error; counts other than the ful
 
 from __future__ import annotations
 
-import gzip
 import re
-import tarfile
-import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from classp_jax.data.archives import read_tar_gz
 from classp_jax.data.checks import warn_unless_standard
 from classp_jax.data.containers import Split
 
@@ -36,7 +33,6 @@ IMDB_STANDARD_PER_LABEL = 12_500  # reviews per split and label in the full set
 # A labelled review's path inside the tree, e.g. "aclImdb/train/pos/0_9.txt".
 _REVIEW_PATH = re.compile(r"(?:^|/)(train|test)/(neg|pos)/[^/]+\.txt$")
 _SOURCE_URL = "https://ai.stanford.edu/~amaas/data/sentiment/"
-_CHUNK = 1 << 20
 
 
 def find_aclimdb(data_dir: Path) -> Path | None:
@@ -106,7 +102,9 @@ def read_aclimdb(location: Path) -> dict[str, Split]:
     reviews[tree_path] = (match[1], IMDB_CLASS_NAMES.index(match[2]), text)
 
   if location.is_file():
-    _read_archive(location, add)
+    keep = lambda path: _REVIEW_PATH.search(path) is not None
+    for path, data in read_tar_gz(location, keep, _SOURCE_URL).items():
+      add(path, data)
   else:
     for path in aclimdb_source_files(location):
       add(path.relative_to(location).as_posix(), path.read_bytes())
@@ -146,40 +144,3 @@ def _label_counts(splits: dict[str, Split]) -> dict[str, int]:
     for split in IMDB_SPLITS
     for index, label in enumerate(IMDB_CLASS_NAMES)
   }
-
-
-def _read_archive(location: Path, add: Callable[[str, bytes], None]) -> None:
-  """Streams every member of the `.tar.gz` through `add(path, bytes)`, then checks the end."""
-  try:
-    with gzip.open(location, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
-      for member in archive:  # one sequential pass over the gzip stream
-        if member.isfile() and _REVIEW_PATH.search(member.name):
-          add(member.name, archive.extractfile(member).read())
-      # `tarfile` ends the iteration quietly at a header it cannot parse: what stopped it
-      # must be an end-of-archive marker (a zero block), and only zero padding may follow.
-      # Reading to the end makes gzip check the CRC and length of the whole stream.
-      end = archive.offset
-      stream.seek(end)
-      marker = stream.read(tarfile.BLOCKSIZE)
-      nonzero_after = False
-      while chunk := stream.read(_CHUNK):
-        nonzero_after = nonzero_after or chunk.count(0) != len(chunk)
-  except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-    # BadGzipFile (CRC, length, header) is an OSError; a truncated stream an EOFError.
-    raise ValueError(_damaged(location, f"{type(error).__name__}: {error}")) from error
-  if len(marker) < tarfile.BLOCKSIZE:
-    problem = f"the tar stream ends at byte {end:,} without an end-of-archive marker"
-    raise ValueError(_damaged(location, problem + " (truncated)"))
-  if marker.count(0) != len(marker):
-    problem = f"the tar member header at byte {end:,} does not parse"
-    raise ValueError(_damaged(location, problem + ", so the members after it cannot be read"))
-  if nonzero_after:
-    problem = f"data follows the end-of-archive marker at byte {end:,}"
-    raise ValueError(_damaged(location, problem))
-
-
-def _damaged(location: Path, problem: str) -> str:
-  return (
-    f"{location}: damaged .tar.gz archive: {problem}. Nothing was loaded; download it again "
-    f"from {_SOURCE_URL}"
-  )

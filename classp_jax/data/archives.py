@@ -3,8 +3,8 @@
 `tarfile` alone stops quietly at the first member header it cannot parse, and a gzip
 stream's CRC is checked only once it is read to its end. `read_tar_gz` therefore reads the
 whole stream in one pass (gzip then checks the CRC and length), and requires the members to
-end at a real end-of-archive marker followed only by zero padding. The same checks as the
-aclImdb reader's (`classp_jax.data.aclimdb`).
+end at a real end-of-archive marker followed only by zero padding. The aclImdb, CIFAR and
+Tiny-ImageNet readers all read their archives through it.
 """
 
 from __future__ import annotations

@@ -19,15 +19,7 @@ from __future__ import annotations
 from classp_jax.data import label_permuted_stream
 from classp_jax.experiments.base import DataOptions, Experiment
 from classp_jax.experiments.datasets import load_datasets
-from classp_jax.experiments.plasticity_methods import (
-  DEFAULT_METHODS,
-  long_stream_loop,
-  plasticity_frontier,
-  plasticity_methods,
-  plasticity_studies,
-  quick_with_tasks,
-)
-from classp_jax.models import MLP
+from classp_jax.experiments.plasticity_methods import plasticity_experiment, plasticity_studies
 
 NUM_TASKS = 20
 TRAIN_EXAMPLES = 2000  # per task
@@ -49,19 +41,12 @@ def _builder(dataset: str):
 
 def experiment(dataset: str = "mnist", num_tasks: int = NUM_TASKS) -> Experiment:
   """The experiment on ``dataset`` (``mnist`` or ``fashion_mnist``) over ``num_tasks``."""
-  build = _builder(dataset)
-  return Experiment(
-    name=f"label_permuted_{dataset}",
-    description=f"label-permuted {dataset} ({num_tasks} tasks of 2,000 images, one pass) on "
-    "a 2x256 MLP: plasticity alone",
-    stream=lambda options: build(options, num_tasks),
-    model=lambda s: MLP(num_classes=s.num_classes, hidden=(256, 256)),
-    loop=long_stream_loop(),
-    methods=plasticity_methods(),
-    default_methods=DEFAULT_METHODS,
-    quick=quick_with_tasks(build),
-    scenarios=("domain", "task"),
-    frontier=plasticity_frontier(),
+  return plasticity_experiment(
+    f"label_permuted_{dataset}",
+    f"label-permuted {dataset} ({num_tasks} tasks of 2,000 images, one pass) on a 2x256 "
+    "MLP: plasticity alone",
+    _builder(dataset),
+    num_tasks,
   )
 
 

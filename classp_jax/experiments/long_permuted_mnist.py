@@ -23,15 +23,7 @@ from __future__ import annotations
 from classp_jax.data import long_permuted_stream
 from classp_jax.experiments.base import DataOptions, Experiment
 from classp_jax.experiments.datasets import load_datasets
-from classp_jax.experiments.plasticity_methods import (
-  DEFAULT_METHODS,
-  long_stream_loop,
-  plasticity_frontier,
-  plasticity_methods,
-  plasticity_studies,
-  quick_with_tasks,
-)
-from classp_jax.models import MLP
+from classp_jax.experiments.plasticity_methods import plasticity_experiment, plasticity_studies
 
 NUM_TASKS = 50
 TRAIN_EXAMPLES = 2000  # per task, of MNIST's 10,000 offline training images
@@ -52,18 +44,13 @@ def stream(options: DataOptions, num_tasks: int = NUM_TASKS):
 
 def experiment(num_tasks: int = NUM_TASKS) -> Experiment:
   """The experiment over ``num_tasks`` tasks (the registered one: `NUM_TASKS`)."""
-  return Experiment(
-    name="long_permuted_mnist",
-    description=f"permuted MNIST over {num_tasks} tasks (2,000 images each, one pass) on a "
-    "2x256 MLP: the loss of plasticity",
-    stream=lambda options: stream(options, num_tasks),
-    model=lambda s: MLP(num_classes=s.num_classes, hidden=(256, 256)),
-    loop=long_stream_loop(EVAL_TASKS_SAMPLE if num_tasks > EVAL_TASKS_SAMPLE + 2 else None),
-    methods=plasticity_methods(),
-    default_methods=DEFAULT_METHODS,
-    quick=quick_with_tasks(stream),
-    scenarios=("domain", "task"),
-    frontier=plasticity_frontier(),
+  return plasticity_experiment(
+    "long_permuted_mnist",
+    f"permuted MNIST over {num_tasks} tasks (2,000 images each, one pass) on a 2x256 MLP: "
+    "the loss of plasticity",
+    stream,
+    num_tasks,
+    eval_tasks_sample=EVAL_TASKS_SAMPLE if num_tasks > EVAL_TASKS_SAMPLE + 2 else None,
   )
 
 

@@ -34,6 +34,7 @@ from classp_jax.experiments.common import NARROW_HALF_DECADES
 from classp_jax.experiments.sizing import smoke_sized
 from classp_jax.methods import MethodSpec
 from classp_jax.methods.registry import OPTIMIZERS, REGULARIZERS, stable_sgd
+from classp_jax.models import MLP
 from classp_jax.training import LoopConfig
 
 # Each method's learning rate selected on validation on permuted_mnist (report version 2),
@@ -171,6 +172,29 @@ def long_stream_loop(eval_tasks_sample: int | None = None) -> LoopConfig:
     eval_batch_size=1000,
     steps_per_call=8,
     eval_tasks_sample=eval_tasks_sample,
+  )
+
+
+def plasticity_experiment(
+  name: str,
+  description: str,
+  build: Callable[..., Any],
+  num_tasks: int,
+  eval_tasks_sample: int | None = None,
+) -> Experiment:
+  """A long-stream experiment: ``build(options, num_tasks)`` builds its stream, on a 2x256
+  ReLU MLP with the methods, loop and frontier the long streams share."""
+  return Experiment(
+    name=name,
+    description=description,
+    stream=lambda options: build(options, num_tasks),
+    model=lambda s: MLP(num_classes=s.num_classes, hidden=(256, 256)),
+    loop=long_stream_loop(eval_tasks_sample),
+    methods=plasticity_methods(),
+    default_methods=DEFAULT_METHODS,
+    quick=quick_with_tasks(build),
+    scenarios=("domain", "task"),
+    frontier=plasticity_frontier(),
   )
 
 

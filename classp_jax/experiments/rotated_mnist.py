@@ -16,17 +16,9 @@ a minute on one CPU core.
 from __future__ import annotations
 
 from classp_jax.data import rotated_stream
-from classp_jax.experiments.base import DataOptions, Experiment
+from classp_jax.experiments.base import DataOptions
 from classp_jax.experiments.datasets import load_datasets
-from classp_jax.experiments.plasticity_methods import (
-  DEFAULT_METHODS,
-  long_stream_loop,
-  plasticity_frontier,
-  plasticity_methods,
-  plasticity_studies,
-  quick_with_tasks,
-)
-from classp_jax.models import MLP
+from classp_jax.experiments.plasticity_methods import plasticity_experiment, plasticity_studies
 
 NUM_TASKS = 20  # Mammoth's rot-mnist
 TRAIN_EXAMPLES = 2000  # per task
@@ -44,18 +36,12 @@ def stream(options: DataOptions, num_tasks: int = NUM_TASKS):
   )
 
 
-EXPERIMENT = Experiment(
-  name="rotated_mnist",
-  description="rotated MNIST (20 tasks, angles spread over [0, 180), 2,000 images each, one "
-  "pass) on a 2x256 MLP",
-  stream=stream,
-  model=lambda s: MLP(num_classes=s.num_classes, hidden=(256, 256)),
-  loop=long_stream_loop(),
-  methods=plasticity_methods(),
-  default_methods=DEFAULT_METHODS,
-  quick=quick_with_tasks(stream),
-  scenarios=("domain", "task"),
-  frontier=plasticity_frontier(),
+EXPERIMENT = plasticity_experiment(
+  "rotated_mnist",
+  "rotated MNIST (20 tasks, angles spread over [0, 180), 2,000 images each, one pass) on a "
+  "2x256 MLP",
+  stream,
+  NUM_TASKS,
 )
 
 STUDIES = plasticity_studies(

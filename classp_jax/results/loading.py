@@ -21,7 +21,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from classp_jax.results.records import read_part, record_folders
+from classp_jax.results.records import (
+  holds_own_records,
+  read_part,
+  record_folders,
+  visible_folders,
+)
 from classp_jax.results.schema import REQUIRED_RUN_KEYS, REQUIRED_TOP_LEVEL_KEYS
 from classp_jax.results.store import RESULTS_FILE, read_strict_json
 
@@ -152,11 +157,7 @@ def _check_run(run: dict[str, Any], tasks: int, what: str) -> None:
 def _folders_below(root: Path) -> list[Path]:
   """The folders below ``root`` that hold a results.json or study records, sorted; hidden
   folders (``.cache``, ``.quick``) aside."""
-  found = set(record_folders(root)) | {
-    p.parent
-    for p in root.rglob(RESULTS_FILE)
-    if not any(part.startswith(".") for part in p.parent.relative_to(root).parts)
-  }
+  found = set(record_folders(root)) | set(visible_folders(root, RESULTS_FILE))
   if not found:
     raise ValueError(f"{root}: holds no {RESULTS_FILE} and no study records")
   return sorted(found)
@@ -167,7 +168,7 @@ def _read_all(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, dict[s
   results.json nor records of its own stands for every such folder below it (a study's
   record tree: `classp_jax.results.records`)."""
   for path in map(Path, paths):
-    if path.is_dir() and not (path / RESULTS_FILE).exists() and not any(path.glob("*.json.gz")):
+    if path.is_dir() and not (path / RESULTS_FILE).exists() and not holds_own_records(path):
       yield from _read_all(_folders_below(path))
     elif path.is_dir() and not (path / RESULTS_FILE).exists():
       yield path, check_results(read_part(path), path)

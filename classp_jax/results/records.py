@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from classp_jax.results.store import read_strict_json, strict_json
+from classp_jax.results.store import read_strict_json, strict_json, write_bytes_atomically
 
 RECORD_SUFFIX = ".json.gz"
 FAILED_SUFFIX = ".failed.json"
@@ -75,18 +73,6 @@ def _record_bytes(header: dict[str, Any], run: dict[str, Any]) -> bytes:
   return gzip.compress(text.encode(), mtime=0)
 
 
-def _write_atomically(data: bytes, path: Path) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
-
-
 def write_record(folder: Path, header: dict[str, Any], run: dict[str, Any]) -> Path:
   """Keeps a finished run in ``folder`` (made if need be), and clears its failure mark.
 
@@ -98,7 +84,7 @@ def write_record(folder: Path, header: dict[str, Any], run: dict[str, Any]) -> P
   stem = record_stem(run["method"], run["seed"], run.get("settings_id"))
   path = folder / (stem + RECORD_SUFFIX)
   if not path.exists():
-    _write_atomically(_record_bytes(header, compact_run(run)), path)
+    write_bytes_atomically(_record_bytes(header, compact_run(run)), path)
   (folder / (stem + FAILED_SUFFIX)).unlink(missing_ok=True)
   return path
 
@@ -108,7 +94,7 @@ def write_failure(folder: Path, key: dict[str, Any], error: str, attempts: int) 
   folder.mkdir(parents=True, exist_ok=True)
   path = folder / (record_stem(key["method"], key["seed"], key["settings_id"]) + FAILED_SUFFIX)
   text = json.dumps({**key, "error": error, "attempts": attempts}, indent=1, sort_keys=True)
-  _write_atomically(text.encode(), path)
+  write_bytes_atomically(text.encode(), path)
   return path
 
 
@@ -147,17 +133,28 @@ def failures(root: Path) -> list[dict[str, Any]]:
   ]
 
 
-def record_folders(root: Path) -> list[Path]:
-  """The folders under ``root`` (itself included) that hold records, sorted; hidden folders
-  below ``root`` (a study's ``.cache``, its smoke runs' ``.quick``) are not read."""
+def visible_folders(root: Path, pattern: str) -> list[Path]:
+  """The folders under ``root`` (itself included) holding a file matching ``pattern``,
+  sorted; hidden folders below ``root`` (a study's ``.cache``, its smoke runs' ``.quick``)
+  are not read."""
   root = Path(root)
   return sorted(
     {
       p.parent
-      for p in root.rglob("*" + RECORD_SUFFIX)
+      for p in root.rglob(pattern)
       if not any(part.startswith(".") for part in p.parent.relative_to(root).parts)
     }
   )
+
+
+def record_folders(root: Path) -> list[Path]:
+  """The folders under ``root`` that hold records (`visible_folders`)."""
+  return visible_folders(root, "*" + RECORD_SUFFIX)
+
+
+def holds_own_records(folder: Path) -> bool:
+  """Whether ``folder`` itself holds records (a part's folder)."""
+  return any(Path(folder).glob("*" + RECORD_SUFFIX))
 
 
 def _identity(header: dict[str, Any]) -> str:

@@ -63,23 +63,27 @@ def strict_json(data: Any) -> Any:
   return data
 
 
-def write_json_atomically(data: Any, path: Path) -> None:
-  """Writes strict JSON (`strict_json`) to ``path`` atomically.
+def write_bytes_atomically(data: bytes, path: Path) -> None:
+  """Writes ``data`` to ``path`` atomically.
 
-  The text goes to a uniquely named temporary file in the same folder, which
+  The bytes go to a uniquely named temporary file in the same folder, which
   then replaces ``path``: a reader never sees half a file, and two writers
   never share a temporary file.
   """
-  text = json.dumps(strict_json(data), indent=1, allow_nan=False)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
     os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results.json private
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)
     raise
+
+
+def write_json_atomically(data: Any, path: Path) -> None:
+  """Writes strict JSON (`strict_json`) to ``path`` atomically (`write_bytes_atomically`)."""
+  write_bytes_atomically(json.dumps(strict_json(data), indent=1, allow_nan=False).encode(), path)
 
 
 def _reject_constant(name: str):
@@ -104,8 +108,9 @@ def read_strict_json(path: Path) -> Any:
     raise ValueError(f"{path}: {e}") from None
 
 
-def check_writable(out: Path) -> None:
-  """Creates ``out`` and checks a file can be written there, before any training.
+def check_writable(out: Path, option: str = "--out") -> None:
+  """Creates ``out`` and checks a file can be written there, before any training; the
+  message names the command-line ``option`` that gave it.
 
   Raises:
     OSError: with a message naming the folder.
@@ -116,7 +121,7 @@ def check_writable(out: Path) -> None:
     os.close(descriptor)
     os.unlink(probe)
   except OSError as error:
-    raise OSError(f"cannot write to --out {out}: {error.strerror or error}") from None
+    raise OSError(f"cannot write to {option} {out}: {error.strerror or error}") from None
   _refuse_read_only(out / RESULTS_FILE)
 
 

@@ -128,9 +128,9 @@ def run_study(
   runs = Path(runs)
   chosen = make_launcher(launcher, runs / ".cache" / "jobs", launcher_options)
   try:
-    check_writable(runs)
+    check_writable(runs, option="--runs")
   except OSError as e:
-    raise ValueError(str(e).replace("--out", "--runs")) from None
+    raise ValueError(str(e)) from None
   if not (runs / ".gitignore").exists():
     (runs / ".gitignore").write_text(_CACHE_GITIGNORE)
   started = time.monotonic()

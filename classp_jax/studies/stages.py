@@ -32,7 +32,7 @@ from classp_jax.results import (
   selected_variants,
   variant_name,
 )
-from classp_jax.results.records import read_part
+from classp_jax.results.records import holds_own_records, read_part
 from classp_jax.studies.driver import Driver
 from classp_jax.studies.work import WorkItem
 
@@ -65,7 +65,7 @@ class StudyContext:
 
   def runs_of(self, part: str) -> list[dict[str, Any]]:
     folder = self.runs / self.folder_name / part
-    return read_part(folder)["runs"] if folder.is_dir() and any(folder.glob("*.json.gz")) else []
+    return read_part(folder)["runs"] if holds_own_records(folder) else []
 
   @property
   def tuning_part(self) -> str:
