@@ -15,7 +15,9 @@ overrides (--set, repeatable):
                       loss_target=0.005, steps_per_call=8, checkpoint_every=500,
                       validation_fraction=0.1, reset_optimizer_state=true (every
                       method re-initialises its optimizer state at each task), or the
-                      scenario: scenario=domain|class|task (split streams)
+                      scenario: scenario=domain|class|task (split streams), or a
+                      long stream's length: num_tasks=200 (long_permuted_mnist,
+                      label_permuted_*, rotated_mnist)
   METHOD.KEY=VALUE    a method's hyperparameter, e.g. classp.learning_rate=0.1,
                       classp.threshold=0.5,0.0 (one value per task), ewc.strength=100,
                       er.buffer_size=500, classp.reset_optimizer_state=true

@@ -49,6 +49,7 @@ from classp_jax.results import (
 )
 from classp_jax.results.naming import parse_variant, variant_name
 from classp_jax.training import Checkpointer, check_config, run_settings, settings_id
+from classp_jax.training.plasticity_probe import check_sows_activations
 
 
 class MethodVariant(NamedTuple):
@@ -190,6 +191,31 @@ def parse_list(text: str, convert, what: str) -> list:
   return items
 
 
+def resize(experiment, overrides: Sequence[str]):
+  """Applies a ``--set num_tasks=N`` among ``overrides`` (the last one wins): the
+  experiment over N tasks, before ``--quick`` and the other overrides apply.
+
+  Returns:
+    The experiment, and the other overrides.
+
+  Raises:
+    ValueError: N is not an integer of at least 2, or the experiment's length is fixed.
+  """
+  lengths = [item.partition("=")[2] for item in overrides if item.partition("=")[0] == "num_tasks"]
+  if not lengths:
+    return experiment, overrides
+  value = _parse_value(lengths[-1])
+  if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+    raise ValueError(f"num_tasks takes an integer of at least 2, got {lengths[-1]!r}")
+  if experiment.resized is None:
+    with_one = sorted(name for name, e in experiments().items() if e.resized)
+    raise ValueError(
+      f"{experiment.name} has a fixed number of tasks; these take num_tasks: {', '.join(with_one)}"
+    )
+  rest = [item for item in overrides if item.partition("=")[0] != "num_tasks"]
+  return experiment.resized(value), rest
+
+
 def apply_overrides(experiment, overrides: Sequence[str]):
   """Applies ``--set`` overrides to an experiment (see the epilog).
 
@@ -220,7 +246,7 @@ def apply_overrides(experiment, overrides: Sequence[str]):
     if "." not in key:
       if key not in loop_fields:
         raise ValueError(
-          f"unknown setting {key!r}; known: scenario, reset_optimizer_state, "
+          f"unknown setting {key!r}; known: scenario, num_tasks, reset_optimizer_state, "
           f"{', '.join(sorted(loop_fields))}"
         )
       loop_changes[key] = value
@@ -389,7 +415,8 @@ def plan_runs(
   Raises:
     ValueError: any bad name, value or combination, with a one-line message.
   """
-  experiment = _sized(get_experiment(experiment_name), quick, subsample)
+  experiment, overrides = resize(get_experiment(experiment_name), overrides)
+  experiment = _sized(experiment, quick, subsample)
   experiment, every_method = apply_overrides(experiment, overrides)
   planned = _variants(experiment, methods, frontier, knobs, every_method)
   stream = experiment.stream(dataclasses.replace(data, scenario=experiment.scenarios[0]))
@@ -397,6 +424,9 @@ def plan_runs(
   for method in built:
     check_config(experiment.loop, stream, jax.device_count(), method)
   model = experiment.model(stream)
+  for method in built:
+    if method.activations:
+      check_sows_activations(model, stream, method.name)
   kept = {} if out is None else _kept_runs(out, stream, experiment.name)
   runs = []
   for method, plan in zip(built, planned):

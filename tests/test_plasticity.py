@@ -349,6 +349,52 @@ def test_the_long_stream_experiments_run_quick_and_summarise(tmp_path, monkeypat
   assert "plasticity (learning accuracy" in printed and "eff. step" in printed
 
 
+def test_num_tasks_sets_a_long_streams_length_and_quick_caps_it(tmp_path, monkeypatch):
+  from data_fixtures import write_idx_folder
+
+  from classp_jax.data import CACHE_DIR_ENV
+  from classp_jax.experiments import DataOptions
+  from classp_jax.planning import plan_runs
+
+  monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+  root = tmp_path / "data"
+  write_idx_folder(root / "mnist-10k", n_train=60, n_test=40, size=28, seed=1)
+  data = DataOptions(data_dir=str(root))
+
+  def tasks(name, *overrides, quick=True):
+    plan = plan_runs(name, methods=["sgd"], overrides=overrides, quick=quick, data=data)
+    return [t.name for t in plan.stream.tasks], plan
+
+  names, plan = tasks("long_permuted_mnist", "num_tasks=3", "scenario=task")
+  assert names == ["mnist:perm0", "mnist:perm1", "mnist:perm2"]
+  assert plan.stream.scenario == "task" and "over 3 tasks" in plan.experiment.description
+  assert len(tasks("rotated_mnist", "num_tasks=9")[0]) == 5  # --quick: at most 5
+  assert len(tasks("label_permuted_mnist", "num_tasks=2", "num_tasks=4")[0]) == 4  # the last
+  assert (
+    tasks("long_permuted_mnist", "num_tasks=3")[1].runs[0].settings["stream"]["tasks"][2]["name"]
+    == "mnist:perm2"
+  )
+  with pytest.raises(ValueError, match="digits has a fixed number of tasks; these take"):
+    tasks("digits", "num_tasks=3")
+  for bad in ("1", "2.5", "true", "'3'"):
+    with pytest.raises(ValueError, match="num_tasks takes an integer of at least 2"):
+      tasks("rotated_mnist", f"num_tasks={bad}")
+
+
+def test_a_class_too_small_for_the_validation_split_is_refused_before_training():
+  from classp_jax.data import TaskStream
+  from classp_jax.data.containers import Task
+  from classp_jax.training import check_config
+
+  labels = np.array([0] * 40 + [1] * 3, np.int32)  # round(3 * 0.1) = 0: class 1 has none
+  split = Split(np.zeros((43, 2), np.float32), labels)
+  stream = TaskStream("s", (Task("t0", split, split, 2, (0, 1)),), 2, (2,))
+  config = LoopConfig(batch_size=8, validation_fraction=0.1)
+  with pytest.raises(ValueError, match="task 't0': class 1 has 3 training example"):
+    check_config(config, stream, 1)
+  check_config(dataclasses.replace(config, validation_fraction=0.4), stream, 1)  # 1 of 3 held out
+
+
 class TinyCNN(nn.Module):
   """The paper's CNN in miniature: conv1 -> conv2 -> pool -> fc1 -> fc2, ReLUs sown."""
 

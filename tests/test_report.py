@@ -1204,3 +1204,38 @@ def test_report_files_stay_inside_their_folder():
   with pytest.raises(ValueError, match="not a plain name"):
     file_in(Path("report"), "../x_frontier.png")
   assert file_in(Path("report"), "a_frontier.png") == Path("report") / "a_frontier.png"
+
+
+def test_family_panels_split_a_crowded_family_evenly_in_family_order():
+  from classp_jax.report.plots import family_panels
+
+  panels = family_panels({"replay": [], "optimizers": list("abcdef"), "CLASSP": ["c"]}, 4)
+  assert panels == [
+    ("CLASSP", "CLASSP", ["c"], True),
+    ("optimizers", "optimizers (1 of 2)", ["a", "b", "c"], True),
+    ("optimizers", "optimizers (2 of 2)", ["d", "e", "f"], False),
+    ("replay", "replay", [], True),  # a family given without items keeps its panel
+  ]
+
+
+def test_the_plasticity_plot_draws_a_column_per_family_and_skips_streams_without_it(tmp_path):
+  from PIL import Image
+
+  from classp_jax.report.plasticity import plot_plasticity
+
+  def with_plasticity(method, seed, learning):
+    run = fake_run(method, seed)
+    run["learning_accuracy"] = {"per_task": learning, "first": learning[0], "last": learning[-1]}
+    run["dormant_units"] = {"per_task": [0.1, 0.2, 0.3], "tau": 0.01}
+    return run
+
+  runs = [
+    with_plasticity(m, s, [0.9, 0.8 - 0.1 * s, 0.7]) for m in ("classp", "sgd") for s in (0, 1)
+  ]
+  path = tmp_path / "plasticity.png"
+  assert plot_plasticity(results_dict(runs), path)
+  with Image.open(path) as image:
+    wide, high = image.size
+  assert wide > high  # two family columns (CLASSP, optimizers) side by side, two rows
+  assert not plot_plasticity(results_dict([fake_run("sgd", 0)]), tmp_path / "none.png")
+  assert not (tmp_path / "none.png").exists()

@@ -270,8 +270,14 @@ def test_microbatches_are_refused_with_batchnorm():
 
 
 # Every component kind: the penalties (EWC and MAS with their importances in eval mode, SI),
-# the memories (ER, DER++, A-GEM, LwF), joint training, and CLASSP (seeing only the params).
-METHODS = ("ewc", "si", "mas", "er", "derpp", "agem", "lwf", "joint", "classp+er")
+# the memories (ER, DER++, A-GEM, LwF), joint training, CLASSP (seeing only the params), and
+# the plasticity peers' kinds: an optimizer of the params' utility (UPGD), a penalty towards
+# the initial params (L2 Init), and params replaced at task boundaries (shrink and perturb).
+# Continual Backprop needs sown ReLU units, which no BatchNorm model here has: refused.
+METHODS = (
+  "ewc", "si", "mas", "er", "derpp", "agem", "lwf", "joint", "classp+er", "upgd", "l2_init",
+  "shrink_perturb_tasks",
+)  # fmt: skip
 # Where the scenario changes what a method does with the model: the task-incremental masks
 # in the Fisher, replay's per-example masks, LwF's seen classes; the domain head's size.
 SCENARIO_METHODS = ("ewc", "derpp", "agem", "lwf")
@@ -297,6 +303,17 @@ def test_every_method_trains_a_batchnorm_model_in_every_scenario(scenario, metho
     if name == "lwf":  # the kept model carries its own statistics
       kept = run.state.memory.old_model_state["batch_stats"]["BatchNorm_0"]["mean"]
       assert np.abs(jax.device_get(kept)).max() > 0
+
+
+def test_continual_backprop_is_refused_on_a_model_that_sows_no_relu_units():
+  from classp_jax.training.plasticity_probe import check_sows_activations
+
+  stream = image_stream("class", per_class=12)
+  with pytest.raises(ValueError, match="cbp replaces hidden ReLU units, and ResNet18 exposes"):
+    check_sows_activations(ResNet18(stream.num_classes, width=4), stream, "cbp")
+  with pytest.raises(ValueError, match="exposes none"):
+    continual_run(stream, "cbp")  # the engine refuses it too, before training
+  check_sows_activations(MLP(stream.num_classes, hidden=(8,)), stream, "cbp")
 
 
 def test_evaluation_is_in_eval_mode_on_the_running_statistics_without_augmentation():

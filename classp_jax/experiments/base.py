@@ -71,6 +71,8 @@ class Experiment:
       ``{"ewc": Sweep({"learning_rate": (0.01, 0.03, 0.1), "strength": (10, 100, 1000)},
       at={"learning_rate": 0.03, "strength": 100})}``
       (see `classp_jax.planning.plan_methods`).
+    resized: for a stream whose length is a setting (``--set num_tasks=N``), builds
+      the experiment over N tasks; None: its length is fixed.
   """
 
   name: str
@@ -83,6 +85,7 @@ class Experiment:
   quick: Callable[["Experiment"], "Experiment"] = lambda experiment: experiment
   scenarios: tuple[str, ...] = ("domain",)
   frontier: Mapping[str, Sweep] = dataclasses.field(default_factory=dict)
+  resized: Callable[[int], "Experiment"] | None = None
 
 
 # The methods a study runs at the paper's own points (its `paper` stage).

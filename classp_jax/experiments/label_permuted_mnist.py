@@ -47,6 +47,7 @@ def experiment(dataset: str = "mnist", num_tasks: int = NUM_TASKS) -> Experiment
     "MLP: plasticity alone",
     _builder(dataset),
     num_tasks,
+    lambda n: experiment(dataset, n),
   )
 
 

@@ -15,7 +15,8 @@ task end but the last scores the task itself, the next and the same 10 tasks dra
 (seed 0); the last scores all 50. ACC, BWT, FWT and learning accuracy are exact.
 
 ``--quick``: 5 tasks of 256 training and 128 test images (every task scored: a sample of
-10 covers them). Other stream lengths: `experiment(num_tasks)`.
+10 covers them). Other stream lengths: ``--set num_tasks=N`` (`experiment(num_tasks)`;
+with ``--quick``, at most 5 tasks).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def experiment(num_tasks: int = NUM_TASKS) -> Experiment:
     "the loss of plasticity",
     stream,
     num_tasks,
+    experiment,
     eval_tasks_sample=EVAL_TASKS_SAMPLE if num_tasks > EVAL_TASKS_SAMPLE + 2 else None,
   )
 

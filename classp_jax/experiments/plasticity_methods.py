@@ -67,6 +67,8 @@ STUDY_METHODS = (
   "er",
   "joint",
 )
+QUICK_TASKS = 5  # a --quick long stream's length at most
+
 DEFAULT_METHODS = (
   "classp",
   "classp_decay",
@@ -180,10 +182,12 @@ def plasticity_experiment(
   description: str,
   build: Callable[..., Any],
   num_tasks: int,
+  resized: Callable[[int], Experiment],
   eval_tasks_sample: int | None = None,
 ) -> Experiment:
   """A long-stream experiment: ``build(options, num_tasks)`` builds its stream, on a 2x256
-  ReLU MLP with the methods, loop and frontier the long streams share."""
+  ReLU MLP with the methods, loop and frontier the long streams share; ``resized(n)``
+  builds it over n tasks (``--set num_tasks=N``)."""
   return Experiment(
     name=name,
     description=description,
@@ -192,13 +196,14 @@ def plasticity_experiment(
     loop=long_stream_loop(eval_tasks_sample),
     methods=plasticity_methods(),
     default_methods=DEFAULT_METHODS,
-    quick=quick_with_tasks(build),
+    quick=quick_with_tasks(build, min(QUICK_TASKS, num_tasks)),
     scenarios=("domain", "task"),
     frontier=plasticity_frontier(),
+    resized=resized,
   )
 
 
-def quick_with_tasks(build: Callable[..., Any], num_tasks: int = 5):
+def quick_with_tasks(build: Callable[..., Any], num_tasks: int = QUICK_TASKS):
   """A ``quick`` that also cuts the stream to ``num_tasks`` tasks: ``build(options,
   num_tasks)`` builds it."""
 

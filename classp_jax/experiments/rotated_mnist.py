@@ -11,12 +11,13 @@ angles share much, so forgetting is milder than on permuted pixels; a run takes 
 a minute on one CPU core.
 
 ``--quick``: 5 tasks (0, 36, ..., 144 degrees) of 256 training and 128 test images.
+Other stream lengths: ``--set num_tasks=N`` (`experiment(num_tasks)`).
 """
 
 from __future__ import annotations
 
 from classp_jax.data import rotated_stream
-from classp_jax.experiments.base import DataOptions
+from classp_jax.experiments.base import DataOptions, Experiment
 from classp_jax.experiments.datasets import load_datasets
 from classp_jax.experiments.plasticity_methods import plasticity_experiment, plasticity_studies
 
@@ -36,13 +37,19 @@ def stream(options: DataOptions, num_tasks: int = NUM_TASKS):
   )
 
 
-EXPERIMENT = plasticity_experiment(
-  "rotated_mnist",
-  "rotated MNIST (20 tasks, angles spread over [0, 180), 2,000 images each, one pass) on a "
-  "2x256 MLP",
-  stream,
-  NUM_TASKS,
-)
+def experiment(num_tasks: int = NUM_TASKS) -> Experiment:
+  """The experiment over ``num_tasks`` rotations (the registered one: `NUM_TASKS`)."""
+  return plasticity_experiment(
+    "rotated_mnist",
+    f"rotated MNIST ({num_tasks} tasks, angles spread over [0, 180), 2,000 images each, "
+    "one pass) on a 2x256 MLP",
+    stream,
+    num_tasks,
+    experiment,
+  )
+
+
+EXPERIMENT = experiment()
 
 STUDIES = plasticity_studies(
   "rotated_mnist", "rotated MNIST, 20 tasks: CLASSP against its plasticity peers"

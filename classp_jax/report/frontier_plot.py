@@ -14,10 +14,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from classp_jax.report.plots import COLOURS, method_family, pyplot, save
+from classp_jax.report.plots import COLOURS, family_panels, method_family, pyplot, save
 from classp_jax.report.tables import old_and_new_accuracy
 from classp_jax.results import (
-  FAMILIES,
   Selection,
   diverged_note,
   experiment_label,
@@ -118,17 +117,11 @@ def _panels(
   curves: dict[str, list] = defaultdict(list)
   for s in selections:
     curves[method_family(s.points[0].runs[0])].append(s)
-  panels = []
-  for family in FAMILIES:
-    mine, own = curves.get(family, []), singles.get(family, [])
-    if not mine and not own:
-      continue
-    count = max(1, -(-len(mine) // CURVES_PER_PANEL))
-    size = -(-len(mine) // count)
-    for i in range(count):
-      title = family if count == 1 else f"{family} ({i + 1} of {count})"
-      panels.append((title, mine[i * size : (i + 1) * size], own if i == 0 else []))
-  return panels
+  families = {f: curves.get(f, []) for f in (*curves, *singles) if curves.get(f) or singles.get(f)}
+  return [
+    (title, mine, singles.get(family, []) if first else [])
+    for family, title, mine, first in family_panels(families, CURVES_PER_PANEL)
+  ]
 
 
 def plot_frontier(

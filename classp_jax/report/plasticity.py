@@ -92,42 +92,90 @@ def plasticity_caption(runs: list[dict[str, Any]]) -> str:
   )
 
 
-def _per_task_lines(ax, results, key: str, field: str) -> bool:
-  drawn = False
-  for method, group in runs_by_method(results["runs"]).items():
-    curves = [(r.get(key) or {}).get(field) for r in finished(group)]
-    curves = [c for c in curves if c]
-    if not curves or len({len(c) for c in curves}) > 1:
-      continue
-    values = np.array(curves, dtype=np.float64)
-    x = np.arange(1, values.shape[1] + 1)
-    mean = values.mean(0)
-    (line,) = ax.plot(x, mean, label=method)
-    if len(values) > 1:
-      std = values.std(0, ddof=1)
-      ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    drawn = True
-  return drawn
+# Methods in one panel of the plasticity plot: a family with more takes several panels.
+METHODS_PER_PANEL = 5
 
 
-def plot_plasticity(results: dict[str, Any], path: Path, dpi: int = 90) -> bool:
-  """Two panels over the tasks, one line per method (mean ± std over seeds): the learning
-  accuracy, and the dormant units at each task end. Returns whether anything was drawn
-  (nothing is written when no run records a learning accuracy over several tasks)."""
+def _per_task_curves(group, key: str, field: str) -> np.ndarray | None:
+  """A method's per-task curves of ``key``'s ``field``, (seeds, tasks), over its finished
+  seeds; None when none recorded it, or its seeds' lengths differ."""
+  curves = [(r.get(key) or {}).get(field) for r in finished(group)]
+  curves = [c for c in curves if c]
+  if not curves or len({len(c) for c in curves}) > 1:
+    return None
+  return np.array(curves, dtype=np.float64)
+
+
+def _draw(ax, values: np.ndarray, colour: str, label: str | None) -> None:
+  x = np.arange(1, values.shape[1] + 1)
+  mean = values.mean(0)
+  ax.plot(x, mean, color=colour, label=label, marker="." if len(x) <= 20 else None)
+  if len(values) > 1:
+    std = values.std(0, ddof=1)
+    ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
+
+
+def _dormant_tau(runs) -> str:
+  taus = {(r.get("dormant_units") or {}).get("tau") for r in runs} - {None}
+  return ", ".join(f"{t:g}" for t in sorted(taus)) or "?"
+
+
+def plot_plasticity(results: dict[str, Any], path: Path) -> bool:
+  """Small multiples over the tasks, a column per method family (at most
+  `METHODS_PER_PANEL` methods each): the learning accuracy (top) and the dormant units at
+  each task end (bottom), a line per method (mean ± std over its finished seeds), with the
+  column's legend below it. Returns whether anything was drawn (nothing is written when no
+  run records a learning accuracy over several tasks)."""
   if not has_plasticity(results["runs"]):
     return False
-  from classp_jax.report.plots import pyplot, save
+  from matplotlib.ticker import MaxNLocator
 
+  from classp_jax.report.plots import (
+    COLOURS,
+    family_panels,
+    figure_title,
+    method_family,
+    pyplot,
+    save,
+  )
+
+  by_family: dict[str, list] = {}
+  for method, group in runs_by_method(results["runs"]).items():
+    learning = _per_task_curves(group, "learning_accuracy", "per_task")
+    if learning is not None:
+      dormant = _per_task_curves(group, "dormant_units", "per_task")
+      by_family.setdefault(method_family(group[0]), []).append((method, learning, dormant))
+  panels = family_panels(by_family, METHODS_PER_PANEL)
   plt = pyplot()
-  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-  _per_task_lines(left, results, "learning_accuracy", "per_task")
-  left.set(xlabel="task", ylabel="test accuracy right after training it", title="Learning accuracy")
-  dormant = _per_task_lines(right, results, "dormant_units", "per_task")
-  taus = {(r.get("dormant_units") or {}).get("tau") for r in results["runs"]} - {None}
-  tau = ", ".join(f"{t:g}" for t in sorted(taus)) or "?"
-  right.set(xlabel="task", ylabel=f"fraction of units, tau = {tau}", title="Dormant ReLU units")
-  if not dormant:
-    right.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=right.transAxes)
-  left.legend(fontsize=7, loc="best")
-  save(fig, path, dpi)
+  fig, axes = plt.subplots(
+    2,
+    len(panels),
+    figsize=(3.4 * len(panels) + 0.6, 6.4),
+    sharex=True,
+    sharey="row",
+    squeeze=False,
+    layout="constrained",
+  )
+  for column, (_, title, methods, _) in enumerate(panels):
+    top, bottom = axes[0][column], axes[1][column]
+    for i, (method, learning, dormant) in enumerate(methods):
+      colour = COLOURS[i % len(COLOURS)]
+      _draw(top, learning, colour, method)
+      if dormant is not None:
+        _draw(bottom, dormant, colour, None)
+    top.set_title(title)
+    bottom.set_xlabel("task")
+    for ax in (top, bottom):
+      ax.grid(alpha=0.25, lw=0.5)
+      ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.legend(
+      *top.get_legend_handles_labels(),
+      loc="upper center",
+      bbox_to_anchor=(0.5, -0.28),
+      frameon=False,
+    )
+  axes[0][0].set_ylabel("learning accuracy\n(test acc. right after training)")
+  axes[1][0].set_ylabel(f"dormant ReLU units\n(fraction, tau = {_dormant_tau(results['runs'])})")
+  fig.suptitle(figure_title(results, "plasticity over the stream (mean ± std over seeds)"))
+  save(fig, path)
   return True

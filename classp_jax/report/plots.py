@@ -48,6 +48,26 @@ def method_family(run: dict[str, Any]) -> str:
   return method_info(run).family
 
 
+def family_panels(
+  items_by_family: dict[str, list], per_panel: int
+) -> list[tuple[str, str, list, bool]]:
+  """``(family, title, items, first)`` of each panel of a plot in small multiples, in
+  `FAMILIES` order: a family's items split evenly into panels of at most ``per_panel``
+  (titled e.g. ``CLASSP (1 of 2)``; ``first``: its first panel). A family given with no
+  items still has one panel."""
+  panels = []
+  for family in FAMILIES:
+    if family not in items_by_family:
+      continue
+    mine = items_by_family[family]
+    count = max(1, -(-len(mine) // per_panel))
+    size = -(-len(mine) // count)
+    for i in range(count):
+      title = family if count == 1 else f"{family} ({i + 1} of {count})"
+      panels.append((family, title, mine[i * size : (i + 1) * size], i == 0))
+  return panels
+
+
 def pyplot():
   """matplotlib's pyplot, drawing to files only, with the report's fonts and colours."""
   import matplotlib
@@ -71,7 +91,7 @@ def pyplot():
   return plt
 
 
-def _title(results: dict[str, Any], what: str) -> str:
+def figure_title(results: dict[str, Any], what: str) -> str:
   """A figure's title: the experiment and scenario, what is drawn, and the seeds."""
   seeds = sorted({r["seed"] for r in results["runs"] if r.get("seed") is not None})
   shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds" if seeds else ""
@@ -145,7 +165,7 @@ def plot_accuracy_over_training(results: dict[str, Any], path: Path, dpi: int = 
     axes[0][j].set_ylabel("test accuracy")
   handles, labels = axes[0][-1].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside right upper", frameon=False)
-  fig.suptitle(_title(results, "test accuracy on each task over training (mean ± std)"))
+  fig.suptitle(figure_title(results, "test accuracy on each task over training (mean ± std)"))
   save(fig, path, dpi=dpi)
 
 
@@ -238,7 +258,7 @@ def plot_seen_tasks_accuracy(results: dict[str, Any], path: Path, dpi: int = DPI
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, ncol=2)
   axes[0][0].set_ylabel("mean test accuracy,\ntasks seen so far")
-  fig.suptitle(_title(results, "accuracy on the tasks seen so far (mean ± std)"))
+  fig.suptitle(figure_title(results, "accuracy on the tasks seen so far (mean ± std)"))
   save(fig, path, dpi=dpi, layout=False)
 
 
@@ -321,7 +341,7 @@ def plot_accuracy_matrices(results: dict[str, Any], path: Path) -> None:
     fig.colorbar(image, ax=axes, shrink=min(0.8, 2.5 / (size * rows)), label="test accuracy")
   fig.supxlabel("evaluated on task")
   fig.supylabel("after training task")
-  fig.suptitle(_title(results, "test accuracy matrices, mean over seeds"))
+  fig.suptitle(figure_title(results, "test accuracy matrices, mean over seeds"))
   save(fig, path)
 
 
@@ -378,6 +398,6 @@ def plot_classp_diagnostics(results: dict[str, Any], path: Path) -> bool:
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.25, lw=0.5)
   fig.legend(*axes[1].get_legend_handles_labels(), loc="outside right upper", frameon=False)
-  fig.suptitle(_title(results, "CLASSP's sparse updates, mean over seeds"))
+  fig.suptitle(figure_title(results, "CLASSP's sparse updates, mean over seeds"))
   save(fig, path)
   return True

@@ -8,6 +8,7 @@ manager that owns what it started (worker processes, a local Ray).
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Protocol
 
 from classp_jax.studies.work import WorkItem
@@ -33,6 +34,11 @@ class Launcher:
 
   def start(self, item: WorkItem) -> Handle:
     raise NotImplementedError
+
+  def wait(self, handles: list[Handle], timeout: float) -> None:
+    """Returns when one of ``handles`` is done, or after ``timeout`` seconds."""
+    del handles
+    time.sleep(timeout)
 
 
 def cpu_count() -> int:

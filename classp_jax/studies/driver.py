@@ -115,7 +115,7 @@ class Driver:
         in_flight.append((item, attempt, self.launcher.start(item), time.monotonic()))
       ready = [entry for entry in in_flight if entry[2].done()]
       if not ready:
-        time.sleep(POLL_SECONDS)
+        self.launcher.wait([entry[2] for entry in in_flight], POLL_SECONDS)
         continue
       for entry in ready:
         in_flight.remove(entry)

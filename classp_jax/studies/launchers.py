@@ -73,6 +73,9 @@ class LocalLauncher(Launcher):
       self._pool = self._new_pool()
       return self._pool.submit(self._fn, item)
 
+  def wait(self, handles: list[Handle], timeout: float) -> None:
+    concurrent.futures.wait(handles, timeout, concurrent.futures.FIRST_COMPLETED)
+
   def __exit__(self, *exc) -> None:
     if self._pool is not None:
       # On an interrupt, the runs in flight are abandoned: their workers are stopped.

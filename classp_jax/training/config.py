@@ -166,6 +166,8 @@ def check_config(
       f"batch_size {config.batch_size} must be a positive multiple of the {num_devices} devices"
     )
   for task in stream.tasks:
+    if fraction:
+      _check_validation_split(task, fraction)
     kept = len(task.train.labels) - (round(len(task.train.labels) * fraction) if fraction else 0)
     if kept < config.batch_size:
       raise ValueError(
@@ -185,4 +187,17 @@ def check_config(
       raise ValueError(
         f"microbatch_size {config.microbatch_size} must divide the per-device batch "
         f"of {per_device} examples"
+      )
+
+
+def _check_validation_split(task, fraction: float) -> None:
+  """Raises ValueError for a class of ``task`` too small to give examples to both its
+  training and its validation split (`classp_jax.data.stratified_split`)."""
+  counts = np.bincount(np.asarray(task.train.labels))
+  for label, count in enumerate(counts):
+    if count and not 0 < round(count * fraction) < count:
+      raise ValueError(
+        f"task {task.name!r}: class {label} has {count} training example(s), too few to hold "
+        f"out validation_fraction {fraction} of them: a larger --subsample, or "
+        "--set validation_fraction=0"
       )

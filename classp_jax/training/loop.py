@@ -68,6 +68,7 @@ from classp_jax.training.metric_logs import STEP_METRICS, MetricLogger
 from classp_jax.training.plasticity_probe import (
   PlasticityProbe,
   activations_apply,
+  check_sows_activations,
   new_plasticity_record,
   plasticity_entry,
   record_task_end,
@@ -203,6 +204,8 @@ class ContinualRun:
       crop_flip if config.augment else None,
       activations_apply(model, self.mesh) if method.activations else None,
     )
+    if method.activations:
+      check_sows_activations(model, self.stream, method.name)
     self.label_masks = replicate(label_class_masks(stream), self.mesh)
     (init_key, self.dropout_key, self.consolidate_key, self.paper_key) = jax.random.split(
       jax.random.key(seed), 4

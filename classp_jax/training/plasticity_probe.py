@@ -35,6 +35,27 @@ DORMANT_TAU = 0.01
 PROBE_EXAMPLES = 512
 
 
+def check_sows_activations(model: nn.Module, stream: TaskStream, method_name: str) -> None:
+  """Raises ValueError unless ``model`` sows hidden ReLU activations (`ACTIVATIONS`, as the
+  MLP and the paper's CNN do), which a method whose optimizer takes them needs (Continual
+  Backprop's units). Abstract evaluation only: nothing is compiled or run."""
+  dummy = jax.ShapeDtypeStruct((1, *stream.input_shape), stream.tasks[0].train.inputs.dtype)
+
+  def sown(x):
+    variables = model.init({"params": jax.random.key(0)}, x, train=False)
+    state = [k for k in variables if k != "params"]
+    _, updated = model.apply(
+      variables, x, train=True, rngs={"dropout": jax.random.key(1)}, mutable=[*state, ACTIVATIONS]
+    )
+    return dict(updated).get(ACTIVATIONS, {})
+
+  if not jax.tree.leaves(jax.eval_shape(sown, dummy)):
+    raise ValueError(
+      f"{method_name} replaces hidden ReLU units, and {type(model).__name__} exposes none "
+      "(it sows no activations, `classp_jax.models.sow_relu`); the MLP and the paper's CNN do"
+    )
+
+
 @functools.lru_cache(maxsize=16)
 def activations_apply(model: nn.Module, mesh) -> Callable:
   """``(params, model_state, inputs, rng) -> (logits, model_state, activations)`` in train
