@@ -38,9 +38,11 @@ def _worker_init() -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-# A worker process is replaced after this many runs: one that ran 280 split_mnist runs in a
-# row had grown to 18 GB (each run's compiled steps and data stay reachable somewhere inside
-# JAX, even after `jax.clear_caches`); a new worker costs a few seconds.
+# A worker process is replaced after this many runs, a guard against what a long-lived
+# process accumulates: one that ran 280 split_mnist runs in a row had grown to 18 GB, as the
+# stream digest's cache held every run's stream (fixed: `training.settings.stream_digest`
+# now holds them weakly; a worker still grows ~0.6 MB a --quick split_mnist run). A new
+# worker costs a few seconds.
 RUNS_PER_WORKER = 16
 
 

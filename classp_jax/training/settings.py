@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import weakref
 from typing import Any
 
 import flax.linen as nn
@@ -22,13 +23,16 @@ def tree_bytes(tree: Any) -> int:
   return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
-_STREAM_DIGESTS: dict[int, tuple[TaskStream, str]] = {}
+# Per live stream object: (a weak reference to it, its digest). Weak, and dropped when the
+# stream is: a strong reference kept every stream a study worker had built alive (64 MB a
+# split MNIST run, 18 GB after 280 runs).
+_STREAM_DIGESTS: dict[int, tuple[weakref.ref, str]] = {}
 
 
 def stream_digest(stream: TaskStream) -> str:
-  """A digest of every example and label of a stream (cached per stream object)."""
+  """A digest of every example and label of a stream (cached while the stream lives)."""
   cached = _STREAM_DIGESTS.get(id(stream))
-  if cached is not None and cached[0] is stream:
+  if cached is not None and cached[0]() is stream:
     return cached[1]
   digest = hashlib.blake2b(digest_size=16)
   for task in stream.tasks:
@@ -40,7 +44,8 @@ def stream_digest(stream: TaskStream) -> str:
           digest.update("\0".join(map(str, array.ravel())).encode())
         else:
           digest.update(np.ascontiguousarray(array).tobytes())
-  _STREAM_DIGESTS[id(stream)] = (stream, digest.hexdigest())
+  _STREAM_DIGESTS[id(stream)] = (weakref.ref(stream), digest.hexdigest())
+  weakref.finalize(stream, _STREAM_DIGESTS.pop, id(stream), None)
   return digest.hexdigest()
 
 
