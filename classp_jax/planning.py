@@ -421,10 +421,9 @@ def plan_runs(
   planned = _variants(experiment, methods, frontier, knobs, every_method)
   stream = experiment.stream(dataclasses.replace(data, scenario=experiment.scenarios[0]))
   built = [build_method(p.name, p.spec, len(stream.tasks)) for p in planned]
-  for method in built:
-    check_config(experiment.loop, stream, jax.device_count(), method)
   model = experiment.model(stream)
   for method in built:
+    check_config(experiment.loop, stream, jax.device_count(), method)
     if method.activations:
       check_sows_activations(model, stream, method.name)
   kept = {} if out is None else _kept_runs(out, stream, experiment.name)

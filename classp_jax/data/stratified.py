@@ -36,18 +36,28 @@ def stratified_split(
   """
   if not 0.0 < test_fraction < 1.0:
     raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+  small = too_small_class(labels, test_fraction)
+  if small is not None:
+    raise ValueError(
+      f"class {small[0]} has {small[1]} examples: too few to hold out a fraction "
+      f"{test_fraction} of them for test and keep the rest for training"
+    )
   rng = np.random.default_rng(seed)
   is_test = np.zeros(len(labels), bool)
   for label in np.unique(labels):
     members = np.flatnonzero(labels == label)
-    n_test = int(round(len(members) * test_fraction))
-    if not 0 < n_test < len(members):  # the class would be missing from one split
-      raise ValueError(
-        f"class {label} has {len(members)} examples: too few to hold out a fraction "
-        f"{test_fraction} of them for test and keep the rest for training"
-      )
-    is_test[rng.permutation(members)[:n_test]] = True
+    is_test[rng.permutation(members)[: int(round(len(members) * test_fraction))]] = True
   return (
     Split(inputs[~is_test], labels[~is_test]),
     Split(inputs[is_test], labels[is_test]),
   )
+
+
+def too_small_class(labels: np.ndarray, test_fraction: float) -> tuple[int, int] | None:
+  """``(label, count)`` of the first class that `stratified_split` could not split at
+  ``test_fraction`` (it would be missing from one split), or None."""
+  classes, counts = np.unique(np.asarray(labels), return_counts=True)
+  for label, count in zip(classes.tolist(), counts.tolist()):
+    if not 0 < int(round(count * test_fraction)) < count:
+      return label, count
+  return None

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from classp_jax.data import TaskStream
+from classp_jax.data.stratified import too_small_class
 from classp_jax.methods import Method
 
 
@@ -193,11 +194,10 @@ def check_config(
 def _check_validation_split(task, fraction: float) -> None:
   """Raises ValueError for a class of ``task`` too small to give examples to both its
   training and its validation split (`classp_jax.data.stratified_split`)."""
-  counts = np.bincount(np.asarray(task.train.labels))
-  for label, count in enumerate(counts):
-    if count and not 0 < round(count * fraction) < count:
-      raise ValueError(
-        f"task {task.name!r}: class {label} has {count} training example(s), too few to hold "
-        f"out validation_fraction {fraction} of them: a larger --subsample, or "
-        "--set validation_fraction=0"
-      )
+  small = too_small_class(task.train.labels, fraction)
+  if small is not None:
+    raise ValueError(
+      f"task {task.name!r}: class {small[0]} has {small[1]} training example(s), too few to "
+      f"hold out validation_fraction {fraction} of them: a larger --subsample, or "
+      "--set validation_fraction=0"
+    )

@@ -183,6 +183,8 @@ class ContinualRun:
       check_config(config, stream, self.mesh.shape[DATA], method)
     self.settings = settings or run_settings(model, stream, method, config, seed)
     model = method_model(model, method)  # with the method's dropout (Stable SGD), if any
+    if method.activations:
+      check_sows_activations(model, stream, method.name)
     self.stream, validations = split_validation(stream, config.validation_fraction)
     # The upper bound trains on the union of the tasks so far; it is evaluated like the others.
     self.train_stream = joint_stream(self.stream) if method.spec.joint else self.stream
@@ -204,8 +206,6 @@ class ContinualRun:
       crop_flip if config.augment else None,
       activations_apply(model, self.mesh) if method.activations else None,
     )
-    if method.activations:
-      check_sows_activations(model, self.stream, method.name)
     self.label_masks = replicate(label_class_masks(stream), self.mesh)
     (init_key, self.dropout_key, self.consolidate_key, self.paper_key) = jax.random.split(
       jax.random.key(seed), 4
